@@ -1,0 +1,229 @@
+"""``build_index``: a corpus folder into an index directory, incrementally.
+
+Documents stream from :func:`~indexer.reading.read_corpus`; each new or changed one is
+chunked, embedded in batches, and written to SQLite together with its chunks and vectors in
+one transaction (so an interrupted build resumes where it stopped: a document counts as
+indexed only once all its vectors are stored). Documents of the same corpus root that are
+gone are removed. Last, the FAISS index is brought in line with SQLite and published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer import language
+from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, same_model
+from indexer.reading import Document, RecordFields, Skipped, read_corpus
+from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
+
+FLUSH_CHUNKS = 256
+"""Chunks embedded and written together (one model call, one SQLite transaction)."""
+
+
+@dataclass
+class BuildReport:
+    """What a build did. ``seconds`` is wall-clock time of the whole build."""
+
+    index: str
+    model: str
+    index_type: str = ""
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_removed: int = 0
+    documents_unchanged: int = 0
+    documents_skipped: int = 0
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Progress:
+    """Progress callbacks; the CLI passes tqdm bars, the library default does nothing."""
+
+    def document_read(self) -> None: ...
+    def chunks_embedded(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def build_index(
+    corpus: str | Path,
+    index: str | Path,
+    *,
+    model: str | Embedder | None = None,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    index_type: str | None = None,
+    text_field: str = "text",
+    id_field: str | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
+
+    Args:
+        model: a model name, directory or loaded :class:`Embedder`. Default: the model the
+            index was built with, or ``distilbert-base-multilingual-cased`` for a new index.
+        chunk_tokens / overlap_tokens: chunk size and overlap in model tokens (default: as
+            recorded in the index, else 256 / 32). Changing them re-chunks every document.
+        index_type: ``auto``, ``flat`` or ``ivf`` (default: as recorded, else ``auto``).
+        text_field / id_field: the record fields of ``.jsonl``/``.csv`` files.
+    Raises:
+        ModelMismatch: the index was built with another model.
+        IndexLocked: another process is writing the index.
+    """
+    started = time.perf_counter()
+    corpus = Path(corpus)
+    if not corpus.exists():
+        raise InvalidInput(f"the corpus {corpus} does not exist; give a folder or a file to index.")
+    progress = progress or Progress()
+    with IndexDir.open_for_writing(index) as idx:
+        embedder = _embedder_for(idx, model)
+        settings = _settings(idx, chunk_tokens, overlap_tokens, index_type)
+        report = BuildReport(index=str(index), model=embedder.name)
+        writer = _Writer(idx, embedder, settings, str(corpus.resolve()), report, progress)
+        for item in read_corpus(corpus, RecordFields(text_field, id_field)):
+            if isinstance(item, Skipped):
+                writer.skip(item)
+            else:
+                writer.add(item)
+            progress.document_read()
+        writer.finish()
+        info = idx.publish(settings["index_type"], embedder.dimension)
+        report.index_type = info.factory
+        report.chunks_total = idx.meta.count("chunks")
+    progress.close()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _embedder_for(idx: IndexDir, model: str | Embedder | None) -> Embedder:
+    """Load the model and check it against the one the index was built with (or record it)."""
+    recorded = idx.model_record()
+    if model is None:
+        model = recorded["name"] if recorded else DEFAULT_MODEL
+    embedder = load_embedder(model) if isinstance(model, str) else model
+    if recorded is None:
+        with idx.meta.transaction():
+            idx.meta.set_setting("model", describe(embedder))
+    elif not same_model(recorded, embedder):
+        raise ModelMismatch(
+            f"{idx.path} was built with the model {recorded['name']!r} ({recorded['dimension']} "
+            f"dimensions), but {embedder.name!r} ({embedder.dimension} dimensions) gives other "
+            f"vectors. Build with --model {recorded['name']!r} (or no --model), or into a new --index."
+        )
+    return embedder
+
+
+def _settings(idx: IndexDir, chunk_tokens: int | None, overlap_tokens: int | None, index_type: str | None) -> dict[str, Any]:
+    """Chunking and index-type settings: given, else recorded, else defaults; then recorded."""
+    old = idx.meta.get_setting("build", {})
+    new = {
+        "chunk_tokens": chunk_tokens or old.get("chunk_tokens", DEFAULT_CHUNK_TOKENS),
+        "overlap_tokens": overlap_tokens if overlap_tokens is not None else old.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS),
+        "index_type": index_type or old.get("index_type", "auto"),
+    }
+    if new["chunk_tokens"] < 8:
+        raise InvalidInput(f"--chunk-tokens {new['chunk_tokens']} is too small; use 8 or more (default 256).")
+    if new["overlap_tokens"] < 0 or new["overlap_tokens"] >= new["chunk_tokens"]:
+        raise InvalidInput("--overlap-tokens must be at least 0 and smaller than --chunk-tokens.")
+    from store.vectors import choose_kind
+
+    choose_kind(0, new["index_type"])  # validates the name
+    new["rechunk"] = bool(old) and (old["chunk_tokens"], old["overlap_tokens"]) != (new["chunk_tokens"], new["overlap_tokens"])
+    with idx.meta.transaction():
+        idx.meta.set_setting("build", {k: v for k, v in new.items() if k != "rechunk"})
+    return new
+
+
+def content_hash(doc: Document) -> str:
+    """sha256 of a document's text and metadata: a change in either re-indexes it."""
+    payload = json.dumps([doc.text, doc.metadata], ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class _Writer:
+    """Classifies documents (new, changed, unchanged), batches the work, writes it."""
+
+    def __init__(self, idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: str,
+                 report: BuildReport, progress: Progress):
+        self.idx, self.embedder, self.settings = idx, embedder, settings
+        self.corpus, self.report, self.progress = corpus, report, progress
+        self.known = idx.meta.document_hashes()
+        self.seen: set[str] = set()
+        self.unreadable_files: set[str] = set()
+        self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
+        self.pending_chunks = 0
+        self.count_tokens: Callable = embedder.count_tokens
+
+    def skip(self, item: Skipped) -> None:
+        self.report.documents_skipped += 1
+        self.report.skipped.append({"source": item.where, "reason": item.reason})
+        if item.line is None:
+            self.unreadable_files.add(item.source)
+
+    def add(self, doc: Document) -> None:
+        if doc.doc_id in self.seen:
+            self.skip(Skipped(doc.source, f"duplicate document id {doc.doc_id!r}; ids must be unique (see --id-field)"))
+            return
+        self.seen.add(doc.doc_id)
+        digest = content_hash(doc)
+        if self.known.get(doc.doc_id) == digest and not self.settings["rechunk"]:
+            self.report.documents_unchanged += 1
+            return
+        chunks = self._chunk(doc)
+        self.pending.append((doc, digest, chunks))
+        self.pending_chunks += len(chunks)
+        if self.pending_chunks >= FLUSH_CHUNKS:
+            self.flush()
+
+    def _chunk(self, doc: Document) -> list[StoredChunk]:
+        """Chunks with offsets, token counts and languages; vectors are filled in by flush."""
+        spans = chunk_text(
+            doc.text, self.count_tokens, max_tokens=self.embedder.max_tokens,
+            target_tokens=self.settings["chunk_tokens"], overlap_tokens=self.settings["overlap_tokens"],
+            lang=language.detect(doc.text),
+        )
+        return [
+            StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
+                        lang=language.detect(doc.text[s.start : s.end]), vector=None)
+            for s in spans
+        ]
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        texts = [c.text for _, _, chunks in self.pending for c in chunks]
+        vectors = iter(self.embedder.embed_documents(texts))
+        docs = []
+        for doc, digest, chunks in self.pending:
+            stored = [StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, next(vectors)) for c in chunks]
+            docs.append(StoredDocument(
+                doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
+                lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
+                metadata=doc.metadata, n_chars=len(doc.text), chunks=stored,
+            ))
+            if doc.doc_id in self.known:
+                self.report.documents_updated += 1
+            else:
+                self.report.documents_added += 1
+        self.idx.meta.write_documents(docs)
+        self.report.chunks_embedded += len(texts)
+        self.progress.chunks_embedded(len(texts))
+        self.pending, self.pending_chunks = [], 0
+
+    def finish(self) -> None:
+        """Write what is pending and remove the corpus's documents that are gone."""
+        self.flush()
+        gone = [doc_id for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
+                if doc_id not in self.seen and source not in self.unreadable_files]
+        self.report.documents_removed = self.idx.meta.delete_documents(gone)

@@ -1,0 +1,89 @@
+"""Bytes to text: BOMs, UTF-8, then detection (charset-normalizer); binary files refused.
+
+Returns text or raises :class:`NotText` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+import charset_normalizer
+
+_MAGIC = [
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF8", "GIF image"),
+    (b"PK\x03\x04", "ZIP archive (docx, xlsx, jar, …)"),
+    (b"\x7fELF", "ELF executable"),
+    (b"%PDF-", "PDF document with a text extension"),
+    (b"\x1f\x8b", "gzip archive"),
+    (b"BZh", "bzip2 archive"),
+    (b"\xfd7zXZ\x00", "xz archive"),
+    (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
+    (b"SQLite format 3\x00", "SQLite database"),
+    (b"MZ", "Windows executable"),
+    (b"\x00\x00\x01\x00", "icon"),
+    (b"RIFF", "RIFF media (wav, avi, webp)"),
+    (b"OggS", "Ogg media"),
+    (b"ID3", "MP3 audio"),
+]
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+]
+
+
+class NotText(Exception):
+    """The bytes are not text; ``str(exc)`` says why."""
+
+
+def decode(data: bytes) -> str:
+    """Decode file content to ``str``; raise :class:`NotText` for binary or undecodable data."""
+    if not data:
+        raise NotText("empty file")
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise NotText(f"starts with a {encoding} byte-order mark but is not valid {encoding}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    head = data[:16]
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            raise NotText(f"binary file ({kind})")
+    utf16 = _utf16_without_bom(data)
+    if utf16 is not None:
+        return utf16
+    if b"\x00" in data[:8192]:
+        raise NotText("binary file (contains NUL bytes)")
+    best = charset_normalizer.from_bytes(data[:1_000_000]).best()
+    if best is None:
+        raise NotText("binary or undecodable file (no text encoding fits)")
+    try:
+        return data.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise NotText(f"undecodable text (detected {best.encoding}, but it does not fit)") from exc
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text without a BOM: NULs in every other byte of a mostly-ASCII sample."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    for zeros, encoding in ((odd, "utf-16-le"), (even, "utf-16-be")):
+        if zeros.count(0) >= 0.4 * len(zeros):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            if sum(ch.isprintable() or ch.isspace() for ch in text[:2000]) >= 0.95 * min(len(text), 2000):
+                return text
+    return None

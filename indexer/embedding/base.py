@@ -1,0 +1,81 @@
+"""The :class:`Embedder` protocol every embedding backend implements, and its fingerprint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from store.errors import ModelError
+
+PROBE_TEXT = "babelindex probe: The quick brown fox jumps over the lazy dog. 敏捷的棕色狐狸。"
+"""A fixed text whose embedding is recorded in each index, to recognise the model later."""
+PROBE_MIN_COSINE = 0.99
+"""Two models whose probe embeddings agree at least this much are taken to be the same."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """An embedding model as babelindex uses it.
+
+    Attributes:
+        name: how the user named the model (a Hub id, a local directory or a registry
+            name); ``load_embedder(name)`` loads it again.
+        dimension: width of the vectors.
+        max_tokens: the most content tokens (special tokens excluded) one text may have
+            without being truncated by the model.
+    """
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed passages: float32 ``(len(texts), dimension)``, each row L2-normalised."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed queries: float32 ``(len(texts), dimension)``, each row L2-normalised."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Content tokens of each text with the model's own tokenizer (no special tokens)."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the model: name, backend, revision, pooling, max tokens, dimension."""
+        ...
+
+
+def describe(embedder: Embedder) -> dict[str, Any]:
+    """The model record stored in an index: the fingerprint plus a probe embedding."""
+    record = dict(embedder.fingerprint())
+    record["probe"] = [round(float(x), 6) for x in embedder.embed_documents([PROBE_TEXT])[0]]
+    return record
+
+
+def same_model(recorded: dict[str, Any], embedder: Embedder) -> bool:
+    """True if ``embedder`` produces the vectors the index was built with."""
+    mine = embedder.fingerprint()
+    if mine.get("dimension") != recorded.get("dimension") or mine.get("backend") != recorded.get("backend"):
+        return False
+    probe = np.asarray(recorded.get("probe", []), dtype=np.float32)
+    if probe.shape != (embedder.dimension,):
+        return False
+    now = embedder.embed_documents([PROBE_TEXT])[0]
+    return float(probe @ now / (np.linalg.norm(probe) * np.linalg.norm(now) + 1e-12)) >= PROBE_MIN_COSINE
+
+
+def check_vectors(vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """Check model output: float32, finite, unit length; raise ``ModelError`` naming a bad text."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    bad = ~np.isfinite(vectors).all(axis=1) | (norms < 1e-6)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ModelError(
+            f"the model returned an unusable vector (NaN, infinite or zero) for the text "
+            f"{texts[i][:80]!r}; this is a model fault, try another --model."
+        )
+    return vectors / norms[:, None]

@@ -1,0 +1,263 @@
+"""Reading a corpus: walking folders safely and extracting text, one document at a time.
+
+:func:`read_corpus` streams :class:`Document` and :class:`Skipped` items (never a list of
+the whole corpus). Formats, by extension:
+
+* ``.txt .text .md .markdown .rst``: the text, decoded by detection if not UTF-8;
+* ``.html .htm .xhtml``: visible text only (html-text drops tags, scripts and styles);
+* ``.pdf``: the text layer (pypdf);
+* ``.jsonl .ndjson`` and ``.csv``: one document per record; the text field is
+  ``text_field``, the id ``id_field`` (default: ``<file>#<record number>``), every other
+  field is metadata.
+
+Hidden files and folders are skipped silently (they are not part of the corpus); every
+other file that yields no document is reported as :class:`Skipped` with its reason.
+Symbolic links are followed only while they stay inside the corpus root.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.decoding import NotText, decode
+
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+RECORD_SUFFIXES = {".jsonl", ".ndjson", ".csv"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | {".pdf"}
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document read from the corpus.
+
+    ``doc_id`` is unique in an index: the file's path relative to the corpus root, or for a
+    record the value of the id field (default ``<path>#<record number>``, counted from 1).
+    ``source`` is the file's path relative to the corpus root (the file name for a single
+    file). ``text`` is the extracted text; chunk offsets count characters in it.
+    """
+
+    doc_id: str
+    source: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file, or one record of a record file (``line`` set), that gave no document, and why."""
+
+    source: str
+    reason: str
+    line: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``source`` or ``source:line``."""
+        return self.source if self.line is None else f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """How records of ``.jsonl``/``.csv`` files map to documents."""
+
+    text_field: str = "text"
+    id_field: str | None = None
+
+
+def walk(root: Path) -> Iterator[tuple[Path, str] | Skipped]:
+    """Yield ``(file path, path relative to root)`` for every visible file under ``root``.
+
+    Follows symlinks only when their target stays inside ``root``; visits each directory
+    once (symlink loops end); reports unreadable folders and escaping links as ``Skipped``.
+    """
+    root = Path(root)
+    if root.is_file():
+        yield root, root.name
+        return
+    real_root = root.resolve()
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield Skipped(_rel(folder, root), f"cannot read folder: {exc.strerror or exc}")
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            rel = _rel(path, root)
+            if entry.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    yield Skipped(rel, "broken symbolic link or symlink loop")
+                    continue
+                if not target.is_relative_to(real_root):
+                    yield Skipped(rel, "symbolic link points outside the corpus root")
+                    continue
+            try:
+                if entry.is_dir():
+                    subfolders.append(path)
+                elif entry.is_file():
+                    yield path, rel
+                else:
+                    yield Skipped(rel, "not a regular file")
+            except OSError as exc:
+                yield Skipped(rel, f"cannot read: {exc.strerror or exc}")
+        stack.extend(reversed(subfolders))
+
+
+def read_corpus(root: str | Path, fields: RecordFields = RecordFields()) -> Iterator[Document | Skipped]:
+    """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure."""
+    root = Path(root)
+    for item in walk(root):
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        path, rel = item
+        try:
+            yield from read_file(path, rel, fields)
+        except NotText as exc:
+            yield Skipped(rel, str(exc))
+        except OSError as exc:
+            yield Skipped(rel, f"cannot read: {exc.strerror or exc}")
+
+
+def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+    """The documents of one file (several for record files); raises ``NotText``/``OSError``."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        yield Skipped(rel, f"unsupported file type {suffix or '(no extension)'}; supported: "
+                           + " ".join(sorted(SUPPORTED)))
+        return
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        yield Skipped(rel, f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES // 2**20} MiB)")
+        return
+    if suffix == ".pdf":
+        yield _one(rel, *_pdf_text(path))
+    elif suffix in RECORD_SUFFIXES:
+        text = decode(path.read_bytes())
+        records = _csv_records(text) if suffix == ".csv" else _jsonl_records(text)
+        yield from _record_documents(records, rel, fields)
+    elif suffix in HTML_SUFFIXES:
+        yield _one(rel, *_html_text(decode(path.read_bytes())))
+    else:
+        yield _one(rel, decode(path.read_bytes()), {})
+
+
+def _one(rel: str, text: str, metadata: dict[str, Any]) -> Document | Skipped:
+    if not text.strip():
+        return Skipped(rel, "no text in file")
+    return Document(doc_id=rel, source=rel, text=text, metadata=metadata)
+
+
+def _html_text(html: str) -> tuple[str, dict[str, Any]]:
+    import html_text
+    import lxml.html
+
+    try:
+        tree = html_text.parse_html(html)
+    except (ValueError, lxml.etree.ParserError) as exc:
+        raise NotText(f"unparseable HTML: {exc}") from exc
+    title = tree.findtext(".//title")
+    for head in tree.xpath("//head"):
+        head.drop_tree()  # the <title> is metadata, not page text
+    text = html_text.extract_text(tree, guess_layout=True)
+    return text, ({"title": title.strip()} if title and title.strip() else {})
+
+
+def _pdf_text(path: Path) -> tuple[str, dict[str, Any]]:
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = pypdf.PdfReader(path)
+        if reader.is_encrypted:
+            raise NotText("encrypted PDF; decrypt it first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata or {}).get("/Title")
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise NotText(f"unreadable PDF ({exc})") from exc
+    text = "\n\n".join(p.strip() for p in pages)
+    if not text.strip():
+        raise NotText("PDF has no text layer (scanned? run OCR first)")
+    return text, ({"title": str(title)} if title else {})
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, record or error message)`` for each non-blank line."""
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"invalid JSON ({exc.msg})"
+            continue
+        yield number, record if isinstance(record, dict) else "not a JSON object"
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    csv.field_size_limit(MAX_FILE_BYTES)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for record in reader:
+            if None in record:
+                yield reader.line_num, "more values than header columns"
+                continue
+            yield reader.line_num, {k: v for k, v in record.items() if v is not None}
+    except csv.Error as exc:
+        yield reader.line_num, f"invalid CSV ({exc})"
+
+
+def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+    number = 0
+    for line, record in records:
+        number += 1
+        if isinstance(record, str):
+            yield Skipped(rel, record, line)
+            continue
+        text = record.get(fields.text_field)
+        if not isinstance(text, str) or not text.strip():
+            if fields.text_field not in record:
+                reason = (f"no field {fields.text_field!r} (fields: {', '.join(record) or 'none'}); "
+                          "choose the text field with --text-field")
+            else:
+                reason = f"field {fields.text_field!r} is empty or not a string"
+            yield Skipped(rel, reason, line)
+            continue
+        if fields.id_field is None:
+            doc_id = f"{rel}#{number}"
+        else:
+            value = record.get(fields.id_field)
+            if value is None or value == "":
+                yield Skipped(rel, line=line, reason=f"no id in field {fields.id_field!r}; choose the id field with --id-field")
+                continue
+            doc_id = str(value)
+        metadata = {k: v for k, v in record.items() if k not in (fields.text_field, fields.id_field)}
+        yield Document(doc_id=doc_id, source=rel, text=text, metadata=metadata)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -1,0 +1,188 @@
+"""``Index``: open an index directory and search it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from search.hit import Hit
+from store import IndexDir, InvalidInput, ModelMismatch
+from store import vectors as faiss_store
+
+MAX_K = 10_000
+
+
+class Index:
+    """A read-only view of an index directory, serving its last published FAISS version.
+
+    Open with :meth:`Index.open`. The embedding model is loaded on the first search (so
+    ``Index.open`` is cheap and does not import torch). Safe to share between threads;
+    search parameters are per call. Call :meth:`refresh` to pick up a newer version
+    published by a writer since this one was loaded.
+    """
+
+    def __init__(self, store: IndexDir, model: Any = None):
+        self._store = store
+        self._lock = threading.Lock()
+        self._model_record = store.model_record()
+        self._embedder = model
+        self._faiss, self._info = store.load_faiss()
+        if self._model_record is None or self._faiss is None:
+            raise InvalidInput(f"{store.path} has no published index yet; run `indexer build` to finish it.")
+        if model is not None and not isinstance(model, str):
+            self._check_model(model)
+
+    @classmethod
+    def open(cls, path: str | Path, *, model: Any = None) -> Index:
+        """Open the index at ``path``.
+
+        ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
+        the model the index was built with. A different model raises ``ModelMismatch``.
+        """
+        store = IndexDir.open_for_reading(path)
+        try:
+            if isinstance(model, str):
+                from indexer.embedding import load_embedder
+
+                model = load_embedder(model)
+            return cls(store, model)
+        except BaseException:
+            store.close()
+            raise
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def model_name(self) -> str:
+        """The name of the model the index was built with."""
+        return self._model_record["name"]
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model_record["dimension"])
+
+    def __len__(self) -> int:
+        """Chunks in the loaded FAISS version."""
+        return int(self._faiss.ntotal)
+
+    # -- search -----------------------------------------------------------------------------
+    @overload
+    def search(self, query: str, k: int = 10, nprobe: int | None = None) -> list[Hit]: ...
+    @overload
+    def search(self, query: Sequence[str], k: int = 10, nprobe: int | None = None) -> list[list[Hit]]: ...
+
+    def search(self, query, k=10, nprobe=None):
+        """The ``k`` chunks nearest to ``query`` by cosine similarity, best first.
+
+        ``query`` is a string (returns ``list[Hit]``) or a list of strings (returns one
+        list per query). ``nprobe`` (IVF indexes only) overrides the recorded default for
+        this call: higher is more exact and slower.
+        """
+        single = isinstance(query, str)
+        queries = [query] if single else list(query)
+        if not all(isinstance(q, str) and q.strip() for q in queries):
+            raise InvalidInput("every query must be a non-empty string.")
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidInput(f"k must be an integer from 1 to {MAX_K}, not {k!r}.")
+        if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
+            raise InvalidInput(f"nprobe must be a positive integer, not {nprobe!r}.")
+        vectors = self._embed(queries)
+        results = self._search_vectors(vectors, k, nprobe)
+        return results[0] if single else results
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None) -> list[list[Hit]]:
+        """Search with precomputed query vectors, float32 ``(q, dimension)`` L2-normalised."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            from store import DimensionMismatch
+
+            raise DimensionMismatch(f"query vectors must have shape (q, {self.dimension}), not {vectors.shape}.")
+        return self._search_vectors(vectors, k, nprobe)
+
+    def _search_vectors(self, vectors: np.ndarray, k: int, nprobe: int | None) -> list[list[Hit]]:
+        nprobe = nprobe or self._info.nprobe
+        fetch = k
+        while True:
+            scores, ids = faiss_store.search(self._faiss, vectors, fetch, nprobe)
+            with self._lock:
+                rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
+            results = [
+                [Hit(score=float(s), **rows[int(i)]) for s, i in zip(srow, irow, strict=True) if i >= 0 and int(i) in rows][:k]
+                for srow, irow in zip(scores, ids, strict=True)
+            ]
+            # Chunks deleted since this version was loaded are dropped; fetch more if needed.
+            short = any(len(r) < k and (irow >= 0).sum() == fetch for r, irow in zip(results, ids, strict=True))
+            if not short or fetch >= len(self):
+                return results
+            fetch = min(fetch * 2, len(self))
+
+    def _embed(self, queries: list[str]) -> np.ndarray:
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    from indexer.embedding import load_embedder
+
+                    embedder = load_embedder(self.model_name)
+                    self._check_model(embedder)
+                    self._embedder = embedder
+        return self._embedder.embed_queries(queries)
+
+    def _check_model(self, embedder: Any) -> None:
+        from indexer.embedding import same_model
+
+        if not same_model(self._model_record, embedder):
+            raise ModelMismatch(
+                f"{self.path} was built with the model {self.model_name!r} ({self.dimension} "
+                f"dimensions); {embedder.name!r} ({embedder.dimension} dimensions) gives other "
+                f"vectors. Search with the index's own model (omit the model), or rebuild the "
+                f"index with the new one."
+            )
+
+    # -- upkeep -----------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Load the newest published FAISS version if there is one; True if it changed."""
+        with self._lock:
+            info = self._store.faiss_info()
+            if info is None or info == self._info:
+                return False
+            self._faiss, self._info = self._store.load_faiss()
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, model, index type and parameters, languages and sizes on disk (bytes)."""
+        meta = self._store.meta
+        with self._lock:
+            info = self._info
+            return {
+                "path": str(self.path),
+                "documents": meta.count("documents"),
+                "chunks": meta.count("chunks"),
+                "model": self.model_name,
+                "dimension": self.dimension,
+                "index_type": info.factory,
+                "nlist": info.nlist,
+                "nprobe": info.nprobe,
+                "faiss_version": info.version,
+                "languages": meta.languages(),
+                "build": meta.get_setting("build", {}),
+                "size_bytes": self._store.disk_usage(),
+            }
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.path)!r}, model={self.model_name!r}, chunks={len(self)}, type={self._info.factory!r})"

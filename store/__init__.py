@@ -1,0 +1,32 @@
+"""Persistence of an index directory: SQLite metadata, FAISS files, locking, checksums."""
+
+from store.errors import (
+    BabelIndexError,
+    CorruptIndex,
+    DimensionMismatch,
+    IndexLocked,
+    IndexNotFound,
+    InvalidInput,
+    ModelError,
+    ModelMismatch,
+    ModelNotAvailable,
+    SchemaVersionError,
+)
+from store.index_dir import IndexDir
+from store.metadata import StoredChunk, StoredDocument
+
+__all__ = [
+    "BabelIndexError",
+    "CorruptIndex",
+    "DimensionMismatch",
+    "IndexDir",
+    "IndexLocked",
+    "IndexNotFound",
+    "InvalidInput",
+    "ModelError",
+    "ModelMismatch",
+    "ModelNotAvailable",
+    "SchemaVersionError",
+    "StoredChunk",
+    "StoredDocument",
+]

@@ -1,0 +1,72 @@
+"""The error tree of babelindex.
+
+Every error the library raises on purpose derives from :class:`BabelIndexError`, and every
+message says what happened and what to do next, so the CLI can print it as it is::
+
+    BabelIndexError
+    ├── IndexNotFound        no index at that path
+    ├── IndexLocked          another process is writing the index
+    ├── CorruptIndex         a file of the index fails its checksum or cannot be read
+    ├── SchemaVersionError   the index was written by a newer babelindex
+    ├── ModelError
+    │   ├── ModelNotAvailable    the model is neither cached nor reachable
+    │   ├── ModelMismatch        the index was built with another model
+    │   └── DimensionMismatch    vectors of the wrong width
+    └── InvalidInput         a bad argument or option value
+"""
+
+from __future__ import annotations
+
+
+class BabelIndexError(Exception):
+    """Base class of every error babelindex raises on purpose."""
+
+
+class IndexNotFound(BabelIndexError):
+    """There is no babelindex index at the given path."""
+
+
+class IndexLocked(BabelIndexError):
+    """Another process holds the index's writer lock."""
+
+
+class CorruptIndex(BabelIndexError):
+    """A file of the index is damaged (checksum mismatch, truncated, missing)."""
+
+
+class SchemaVersionError(BabelIndexError):
+    """The index was written with a schema this version of babelindex does not know."""
+
+
+class ModelError(BabelIndexError):
+    """Base class of the embedding-model errors."""
+
+
+class ModelNotAvailable(ModelError):
+    """The embedding model is not in the local cache and cannot be downloaded."""
+
+
+class ModelMismatch(ModelError):
+    """The index was built with a different embedding model than the one given."""
+
+
+class DimensionMismatch(ModelError):
+    """Vectors do not have the dimension the index was built with."""
+
+
+class InvalidInput(BabelIndexError):
+    """An argument or option has a value babelindex cannot use."""
+
+
+__all__ = [
+    "BabelIndexError",
+    "CorruptIndex",
+    "DimensionMismatch",
+    "IndexLocked",
+    "IndexNotFound",
+    "InvalidInput",
+    "ModelError",
+    "ModelMismatch",
+    "ModelNotAvailable",
+    "SchemaVersionError",
+]

@@ -1,0 +1,154 @@
+"""An index directory: ``meta.db`` (source of truth), ``faiss/`` (derived), ``write.lock``.
+
+:class:`IndexDir` is the only code that touches the files of an index directory. Writers
+open it with :meth:`IndexDir.open_for_writing`, which takes the writer lock; readers with
+:meth:`IndexDir.open_for_reading`, which takes none and sees the last published version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from store import vectors
+from store.errors import CorruptIndex, IndexNotFound, InvalidInput
+from store.lock import WriterLock
+from store.metadata import DB_FILE, MetaStore
+from store.vectors import FaissInfo
+
+
+class IndexDir:
+    """One index directory, open for reading or (holding the lock) for writing."""
+
+    def __init__(self, path: Path, meta: MetaStore, lock: WriterLock | None):
+        self.path = path
+        self.meta = meta
+        self._lock = lock
+
+    @classmethod
+    def open_for_writing(cls, path: str | Path) -> IndexDir:
+        """Create the directory if needed and take the writer lock (or raise ``IndexLocked``)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
+        if path.is_dir() and any(path.iterdir()) and not (path / DB_FILE).exists():
+            raise InvalidInput(
+                f"{path} is a non-empty directory that is not a babelindex index; "
+                "choose a new or empty --index path."
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(path)
+        lock.acquire()
+        try:
+            meta = MetaStore(path / DB_FILE, create=True)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, meta, lock)
+
+    @classmethod
+    def open_for_reading(cls, path: str | Path) -> IndexDir:
+        """Open an existing index without a lock; raise ``IndexNotFound`` if there is none."""
+        path = Path(path)
+        if not (path / DB_FILE).is_file():
+            raise IndexNotFound(
+                f"no index at {path}. Build one with `indexer build CORPUS --index {path}`."
+            )
+        return cls(path, MetaStore(path / DB_FILE, readonly=True), None)
+
+    def close(self) -> None:
+        self.meta.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> IndexDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recorded settings ------------------------------------------------------------------
+    def faiss_info(self) -> FaissInfo | None:
+        data = self.meta.get_setting("faiss")
+        return None if data is None else FaissInfo.from_dict(data)
+
+    def model_record(self) -> dict[str, Any] | None:
+        return self.meta.get_setting("model")
+
+    # -- FAISS ------------------------------------------------------------------------------
+    def load_faiss(self) -> tuple[faiss.Index | None, FaissInfo | None]:
+        """The current published FAISS index, checksum-verified (``(None, None)`` if none yet)."""
+        for attempt in range(3):
+            info = self.faiss_info()
+            if info is None:
+                return None, None
+            try:
+                return vectors.read_version(self.path, info), info
+            except CorruptIndex:
+                # A writer may have published a newer version and removed this one between
+                # our reading the setting and the file: read the setting again.
+                if attempt == 2 or self.faiss_info() == info:
+                    raise
+        raise AssertionError("unreachable")
+
+    def publish(self, requested_kind: str, dimension: int) -> FaissInfo:
+        """Bring the FAISS index in line with the live chunks in SQLite and publish it.
+
+        Adds missing ids and removes stale ones from the current version, or builds anew
+        (no current version, a damaged one, another kind requested, or an IVF index whose
+        collection grew :data:`~store.vectors.RETRAIN_GROWTH` times past its training).
+        Writes a new version only when something changed.
+        """
+        live = self.meta.chunk_ids()
+        kind = vectors.choose_kind(len(live), requested_kind)
+        old = self.faiss_info()
+        index = None
+        if old is not None and old.kind == kind:
+            try:
+                index = vectors.read_version(self.path, old)
+            except CorruptIndex:
+                index = None
+            if index is not None and kind == "ivf" and len(live) > vectors.RETRAIN_GROWTH * (old.trained_on or 0):
+                index = None
+
+        def stream():
+            return self.meta.iter_vectors(dimension)
+
+        def fetch(ids: np.ndarray) -> np.ndarray:
+            return self.meta.vectors(ids, dimension)
+
+        if index is None:
+            index, params = vectors.build_index(kind, dimension, live, stream, fetch)
+        else:
+            params = {k: v for k, v in old.to_dict().items()
+                      if k in ("kind", "factory", "nlist", "nprobe", "trained_on", "tuned_recall")}
+            have = vectors.index_ids(index)
+            stale = np.setdiff1d(have, live)
+            missing = np.setdiff1d(live, have)
+            if not len(stale) and not len(missing):
+                return old
+            if len(stale):
+                index.remove_ids(faiss.IDSelectorBatch(stale))
+            for lo in range(0, len(missing), 8192):
+                part = missing[lo : lo + 8192]
+                index.add_with_ids(fetch(part), part)
+        version = int(self.meta.get_setting("faiss_next_version", 1))
+        name, sha256, size = vectors.write_version(self.path, version, index)
+        info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal), **params)
+        with self.meta.transaction():
+            self.meta.set_setting("faiss", info.to_dict())
+            self.meta.set_setting("faiss_next_version", version + 1)
+        # Keep the previous version for readers that are about to load it.
+        vectors.remove_old_versions(self.path, keep={name} | ({old.file} if old else set()))
+        return info
+
+    # -- sizes ------------------------------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk: ``meta_db`` (with its WAL), ``faiss`` (all versions), ``total``."""
+        meta = sum(p.stat().st_size for p in self.path.glob(DB_FILE + "*") if p.is_file())
+        folder = self.path / vectors.FAISS_DIR
+        faiss_bytes = sum(p.stat().st_size for p in folder.glob("*.faiss")) if folder.is_dir() else 0
+        return {"meta_db": meta, "faiss": faiss_bytes, "total": meta + faiss_bytes}
