@@ -90,7 +90,7 @@ def _split_long(text: str, start: int, end: int, limit: int, count: TokenCounter
                 hi = mid - 1
         cut = lo
         if cut < end:
-            space = text.rfind(" ", start + 1, cut + 1)
+            space = _last_space(text, start + 1, cut + 1)
             if space > start + (cut - start) // 2:
                 cut = space
         piece = text[start:cut]
@@ -101,6 +101,14 @@ def _split_long(text: str, start: int, end: int, limit: int, count: TokenCounter
         while start < end and text[start].isspace():
             start += 1
     return pieces
+
+
+def _last_space(text: str, lo: int, hi: int) -> int:
+    """Index of the last whitespace character (space, newline, tab, …) in ``text[lo:hi]``, or -1."""
+    for i in range(hi - 1, lo - 1, -1):
+        if text[i].isspace():
+            return i
+    return -1
 
 
 def _pack(text: str, units: list[Span], limit: int, overlap: int, count: TokenCounter) -> list[Span]:

@@ -50,10 +50,11 @@ def decode(data: bytes) -> str:
                 return data[len(bom) :].decode(encoding)
             except UnicodeDecodeError as exc:
                 raise NotText(f"starts with a {encoding} byte-order mark but is not valid {encoding}") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    if b"\x00" not in data[:8192]:  # NULs are valid UTF-8, but mean UTF-16 or binary
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     head = data[:16]
     for magic, kind in _MAGIC:
         if head.startswith(magic):

@@ -7,6 +7,15 @@ from indexer.embedding.transformer import DEFAULT_MODEL
 from indexer.embedding.use_multilingual import NAME as USE_MULTILINGUAL
 
 
+def is_available(name: str) -> bool:
+    """Whether the model ``name`` can be loaded now, without trying to download it."""
+    if name == USE_MULTILINGUAL:
+        return True
+    from indexer.embedding.transformer import is_available as transformer_available
+
+    return transformer_available(name)
+
+
 def load_embedder(name: str | None = None) -> Embedder:
     """Load a model by name: ``use-multilingual``, a Hub id or a local directory.
 
@@ -23,4 +32,4 @@ def load_embedder(name: str | None = None) -> Embedder:
     return TransformerEmbedder(name)
 
 
-__all__ = ["DEFAULT_MODEL", "USE_MULTILINGUAL", "Embedder", "describe", "load_embedder", "same_model"]
+__all__ = ["DEFAULT_MODEL", "USE_MULTILINGUAL", "Embedder", "describe", "is_available", "load_embedder", "same_model"]

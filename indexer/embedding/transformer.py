@@ -106,6 +106,16 @@ def _load(name: str, device: str):
         raise ModelNotAvailable(f"could not load the model {name!r}: {exc}") from exc
 
 
+def is_available(name: str) -> bool:
+    """Whether ``name`` can be loaded now: a local directory, in the cache, or Hub reachable."""
+    if os.path.isdir(name):
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    return isinstance(cached, str) or _hub_reachable()
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers a TCP connection (honours ``HF_HUB_OFFLINE``)."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):

