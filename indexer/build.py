@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +150,19 @@ def content_hash(doc: Document) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int, overlap_tokens: int) -> list[StoredChunk]:
+    """A document's chunks with offsets, token counts and languages (``vector`` still None)."""
+    spans = chunk_text(
+        doc.text, embedder.count_tokens, max_tokens=embedder.max_tokens,
+        target_tokens=chunk_tokens, overlap_tokens=overlap_tokens, lang=language.detect(doc.text),
+    )
+    return [
+        StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
+                    lang=language.detect(doc.text[s.start : s.end]), vector=None)
+        for s in spans
+    ]
+
+
 class _Writer:
     """Classifies documents (new, changed, unchanged), batches the work, writes it."""
 
@@ -163,7 +175,6 @@ class _Writer:
         self.unreadable_files: set[str] = set()
         self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
         self.pending_chunks = 0
-        self.count_tokens: Callable = embedder.count_tokens
 
     def skip(self, item: Skipped) -> None:
         self.report.documents_skipped += 1
@@ -187,17 +198,7 @@ class _Writer:
             self.flush()
 
     def _chunk(self, doc: Document) -> list[StoredChunk]:
-        """Chunks with offsets, token counts and languages; vectors are filled in by flush."""
-        spans = chunk_text(
-            doc.text, self.count_tokens, max_tokens=self.embedder.max_tokens,
-            target_tokens=self.settings["chunk_tokens"], overlap_tokens=self.settings["overlap_tokens"],
-            lang=language.detect(doc.text),
-        )
-        return [
-            StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
-                        lang=language.detect(doc.text[s.start : s.end]), vector=None)
-            for s in spans
-        ]
+        return chunk_document(doc, self.embedder, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
 
     def flush(self) -> None:
         if not self.pending:

@@ -148,6 +148,9 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
                            + " ".join(sorted(SUPPORTED)))
         return
     size = path.stat().st_size
+    if size == 0:  # the same reason for every format (pypdf would say "Cannot read an empty file")
+        yield Skipped(rel, "empty file")
+        return
     if size > MAX_FILE_BYTES:
         yield Skipped(rel, f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES // 2**20} MiB)")
         return
@@ -254,6 +257,8 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
             doc_id = str(value)
         metadata = {k: v for k, v in record.items() if k not in (fields.text_field, fields.id_field)}
         yield Document(doc_id=doc_id, source=rel, text=text, metadata=metadata)
+    if number == 0:  # e.g. a CSV with only its header line: say so rather than yield nothing
+        yield Skipped(rel, "no records in file")
 
 
 def _rel(path: Path, root: Path) -> str:

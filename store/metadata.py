@@ -217,7 +217,7 @@ class MetaStore:
 
     # -- chunks and vectors -----------------------------------------------------------------
     def count(self, table: str) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+        return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def chunk_ids(self) -> np.ndarray:
         """Ids of every live chunk, int64, ascending."""
@@ -231,7 +231,7 @@ class MetaStore:
             part = [int(i) for i in ids[lo : lo + 900]]
             marks = ",".join("?" * len(part))
             rows = dict(
-                self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part)  # noqa: S608
+                self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part)
             )
             for j, chunk_id in enumerate(part):
                 out[lo + j] = _from_blob(rows[chunk_id], dimension)
@@ -265,7 +265,7 @@ class MetaStore:
             f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang,
                        d.metadata
                 FROM chunks c JOIN documents d ON d.id = c.document
-                WHERE c.id IN ({marks})""",  # noqa: S608
+                WHERE c.id IN ({marks})""",
             ids,
         ).fetchall()
         return {

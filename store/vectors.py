@@ -76,7 +76,7 @@ def choose_kind(n: int, requested: str) -> str:
 
 def choose_nlist(n: int) -> int:
     """Inverted lists for ``n`` vectors: ``4·√n``, capped at ``n / 39`` and at least 1."""
-    return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+    return max(1, min(round(4 * math.sqrt(n)), n // 39))
 
 
 VectorSource = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]

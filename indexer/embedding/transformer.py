@@ -78,6 +78,7 @@ class TransformerEmbedder:
 
 def _load(name: str, device: str):
     """Load ``name`` from a directory, the local cache or the Hub, with a clear error."""
+    _quiet_libraries()
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
@@ -104,6 +105,16 @@ def _load(name: str, device: str):
         return SentenceTransformer(name, device=device)
     except OSError as exc:
         raise ModelNotAvailable(f"could not load the model {name!r}: {exc}") from exc
+
+
+def _quiet_libraries() -> None:
+    """Silence the loaders' own progress bars and notices: babelindex reports progress itself."""
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 def is_available(name: str) -> bool:
@@ -140,7 +151,7 @@ def _pooling_mode(model) -> str:
 
 def _revision(model, name: str) -> str:
     """A stable id of the weights: the Hub commit if known, else a hash of the config files."""
-    folder = Path(getattr(model[0], "auto_model").config._name_or_path or name)
+    folder = Path(model[0].auto_model.config._name_or_path or name)
     if "snapshots" in folder.parts:
         return folder.parts[folder.parts.index("snapshots") + 1]
     digest = hashlib.sha256()

@@ -52,7 +52,7 @@ class UseMultilingualEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         encode = self._model._tokenizer.encode  # SentencePiece, the model's own tokenizer
-        return [len(encode(t, out_type=int)) for t in texts]
+        return [len(encode(t, out_type=int, add_bos=False, add_eos=False)) if t else 0 for t in texts]
 
     def fingerprint(self) -> dict[str, Any]:
         return {

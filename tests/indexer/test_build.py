@@ -31,7 +31,7 @@ def test_build_stores_documents_chunks_vectors_and_a_matching_faiss_index(tmp_pa
     assert report.index_type == "IDMap2,Flat"
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         ids = idx.meta.chunk_ids()
-        index, info = idx.load_faiss()
+        index, _info = idx.load_faiss()
         assert sorted(index_ids(index).tolist()) == ids.tolist()
         vecs = idx.meta.vectors(ids, tiny_model.dimension)
         assert vecs.dtype == np.float32
