@@ -130,7 +130,7 @@ def search(query, index_path, k, nprobe, as_json):
     click.echo(f"{'rank':>4}  {'score':>5}  {'lang':4}  {_fit('source', src_w)}  text")
     for rank, (hit, source) in enumerate(zip(hits, sources, strict=True), start=1):
         snippet = _fit(" ".join(hit.text.split()), snippet_w)
-        click.echo(f"{rank:>4}  {hit.score:5.3f}  {hit.lang or '?':4}  {_fit(source, src_w, left=True)}  {snippet}")
+        click.echo(f"{rank:>4}  {hit.score:5.3f}  {hit.lang or '?':4}  {_fit(source, src_w, left=True)}  {snippet}".rstrip())
 
 
 def _width(text: str) -> int:

@@ -7,8 +7,8 @@ import logging
 import os
 
 import pytest
-from conftest import write_files
 
+from conftest import write_files
 from indexer.reading import SUPPORTED, Document, RecordFields, Skipped, read_corpus, walk
 
 SUPPORTED_LIST = ".csv .htm .html .jsonl .markdown .md .ndjson .pdf .rst .text .txt .xhtml"
