@@ -22,7 +22,7 @@ from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, 
 from indexer.reading import Document, RecordFields, Skipped, read_corpus
 from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
 
-FLUSH_CHUNKS = 256
+FLUSH_CHUNKS = 512
 """Chunks embedded and written together (one model call, one SQLite transaction)."""
 
 

@@ -48,6 +48,25 @@ class Embedder(Protocol):
         ...
 
 
+def token_budget_batches(counts: Sequence[int], budget: int, max_batch: int) -> list[np.ndarray]:
+    """Group text indices into batches sorted by token count, longest first.
+
+    ``counts`` are tokens per text (specials included). A batch is padded to its longest
+    text, so each batch keeps ``len(batch) * longest <= budget`` (a single text longer than
+    the budget forms its own batch) and at most ``max_batch`` texts. Sorting by tokens, not
+    characters, keeps padding low when scripts mix (a CJK text has few characters and many
+    tokens). Returns int64 index arrays that together cover every text once.
+    """
+    order = np.argsort(-np.asarray(counts, dtype=np.int64), kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(counts[order[start]]), 1)
+        size = max(1, min(max_batch, budget // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
 def describe(embedder: Embedder) -> dict[str, Any]:
     """The model record stored in an index: the fingerprint plus a probe embedding."""
     record = dict(embedder.fingerprint())

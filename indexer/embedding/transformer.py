@@ -20,12 +20,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from indexer.embedding.base import check_vectors
+from indexer.embedding.base import check_vectors, token_budget_batches
 from store.errors import ModelNotAvailable
 
 DEFAULT_MODEL = "distilbert-base-multilingual-cased"
 MAX_MODEL_TOKENS = 512
-BATCH_SIZE = 32
+TOKEN_BUDGET = 8192
+"""Padded tokens per forward pass (e.g. 32 texts of 256 tokens, or 128 of 64)."""
+MAX_BATCH = 128
 
 
 class TransformerEmbedder:
@@ -58,13 +60,14 @@ class TransformerEmbedder:
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        if not texts:
-            return np.empty((0, self.dimension), dtype=np.float32)
-        vecs = self._model.encode(
-            texts, batch_size=BATCH_SIZE, convert_to_numpy=True, normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return check_vectors(vecs, texts)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        counts = [min(n + self._specials, self._model.max_seq_length) for n in self.count_tokens(texts)]
+        for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
+            out[batch] = self._model.encode(
+                [texts[i] for i in batch], batch_size=len(batch), convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            )
+        return check_vectors(out, texts)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]

@@ -74,3 +74,26 @@ def test_unusable_model_output_is_refused():
     for bad in ([[np.nan, 1.0]], [[np.inf, 0.0]], [[0.0, 0.0]]):
         with pytest.raises(ModelError, match="unusable vector"):
             check_vectors(np.array(bad, dtype=np.float32), ["the text"])
+
+
+def test_token_budget_batches_cover_every_text_once_and_stay_within_the_budget():
+    from indexer.embedding.base import token_budget_batches
+
+    rng = np.random.default_rng(0)
+    counts = [*rng.integers(1, 300, size=1000).tolist(), 5000]
+    batches = token_budget_batches(counts, budget=4096, max_batch=64)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(len(counts)))
+    for batch in batches:
+        longest = max(counts[i] for i in batch)
+        assert len(batch) <= 64
+        assert len(batch) * longest <= 4096 or len(batch) == 1
+    lengths = [counts[i] for i in seen]
+    assert lengths == sorted(lengths, reverse=True)  # longest first, so padding stays low
+
+
+def test_batched_embedding_equals_one_text_at_a_time(tiny_model):
+    texts = ["short", "a much longer text " * 30, "中文的句子。" * 10, "mittel lang, aber nicht sehr"] * 5
+    together = tiny_model.embed_documents(texts)
+    alone = np.stack([tiny_model.embed_documents([t])[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
