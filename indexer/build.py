@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,8 +86,14 @@ def build_index(
     if not corpus.exists():
         raise InvalidInput(f"the corpus {corpus} does not exist; give a folder or a file to index.")
     progress = progress or Progress()
+    is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index) as idx:
-        embedder = _embedder_for(idx, model)
+        try:
+            embedder = _embedder_for(idx, model)
+        except BaseException:
+            if is_new:  # nothing was recorded: leave no empty index behind
+                shutil.rmtree(index, ignore_errors=True)
+            raise
         settings = _settings(idx, chunk_tokens, overlap_tokens, index_type)
         report = BuildReport(index=str(index), model=embedder.name)
         writer = _Writer(idx, embedder, settings, str(corpus.resolve()), report, progress)
@@ -138,27 +145,37 @@ def _settings(idx: IndexDir, chunk_tokens: int | None, overlap_tokens: int | Non
     from store.vectors import choose_kind
 
     choose_kind(0, new["index_type"])  # validates the name
-    new["rechunk"] = bool(old) and (old["chunk_tokens"], old["overlap_tokens"]) != (new["chunk_tokens"], new["overlap_tokens"])
     with idx.meta.transaction():
-        idx.meta.set_setting("build", {k: v for k, v in new.items() if k != "rechunk"})
+        idx.meta.set_setting("build", new)
     return new
 
 
-def content_hash(doc: Document) -> str:
-    """sha256 of a document's text and metadata: a change in either re-indexes it."""
-    payload = json.dumps([doc.text, doc.metadata], ensure_ascii=False, sort_keys=True, default=str)
+def content_hash(doc: Document, chunk_tokens: int, overlap_tokens: int) -> str:
+    """sha256 of a document's text, metadata and chunking: a change in any re-indexes it.
+
+    With the chunking inside the hash, a build interrupted while re-chunking after a change
+    of ``--chunk-tokens`` resumes with exactly the documents still to do.
+    """
+    payload = json.dumps([doc.text, doc.metadata, chunk_tokens, overlap_tokens], ensure_ascii=False,
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int, overlap_tokens: int) -> list[StoredChunk]:
-    """A document's chunks with offsets, token counts and languages (``vector`` still None)."""
+    """A document's chunks with offsets, token counts and languages (``vector`` still None).
+
+    The document's language picks the sentence rules; each chunk's own language is detected
+    too (documents may mix languages), except for a single chunk, which has the document's.
+    """
+    doc_lang = language.detect(doc.text)
     spans = chunk_text(
         doc.text, embedder.count_tokens, max_tokens=embedder.max_tokens,
-        target_tokens=chunk_tokens, overlap_tokens=overlap_tokens, lang=language.detect(doc.text),
+        target_tokens=chunk_tokens, overlap_tokens=overlap_tokens, lang=doc_lang,
     )
     return [
         StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
-                    lang=language.detect(doc.text[s.start : s.end]), vector=None)
+                    lang=doc_lang if len(spans) == 1 else language.detect(doc.text[s.start : s.end]),
+                    vector=None)
         for s in spans
     ]
 
@@ -187,8 +204,8 @@ class _Writer:
             self.skip(Skipped(doc.source, f"duplicate document id {doc.doc_id!r}; ids must be unique (see --id-field)"))
             return
         self.seen.add(doc.doc_id)
-        digest = content_hash(doc)
-        if self.known.get(doc.doc_id) == digest and not self.settings["rechunk"]:
+        digest = content_hash(doc, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
+        if self.known.get(doc.doc_id) == digest:
             self.report.documents_unchanged += 1
             return
         chunks = self._chunk(doc)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 MIN_CHARS = 12
 MIN_CONFIDENCE = 0.5
+SAMPLE_CHARS = 1500
+"""Characters read per text: plenty to tell a language, and detection time stays flat."""
 
 _identifier = None
 
@@ -17,7 +19,7 @@ _identifier = None
 def detect(text: str) -> str | None:
     """The language of ``text`` (ISO 639-1), or ``None`` if it is too short or unclear."""
     global _identifier
-    sample = text[:4000]
+    sample = text[:SAMPLE_CHARS]
     if sum(ch.isalpha() for ch in sample) < MIN_CHARS and not _has_cjk(sample):
         return None
     if _identifier is None:

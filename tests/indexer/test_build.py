@@ -202,3 +202,38 @@ def test_vectors_in_sqlite_match_a_fresh_embedding(tmp_path, multilingual_corpus
     stored = np.stack([np.frombuffer(blob, dtype="<f4") for _, blob in rows])
     fresh = tiny_model.embed_documents([text for text, _ in rows])
     np.testing.assert_allclose(stored, fresh, atol=1e-5)
+
+
+def test_a_model_that_fails_to_load_leaves_no_empty_index_behind(tmp_path, multilingual_corpus, monkeypatch):
+    from store import ModelNotAvailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelNotAvailable):
+        build_index(multilingual_corpus, tmp_path / "new.idx")
+    assert not (tmp_path / "new.idx").exists()
+
+
+def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path, multilingual_corpus, tiny_model, monkeypatch):
+    from indexer import build as build_module
+
+    build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
+    monkeypatch.setattr(build_module, "FLUSH_CHUNKS", 1)  # one document per transaction
+    calls = {"n": 0}
+    real = tiny_model.embed_documents
+
+    def failing(texts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(texts)
+
+    monkeypatch.setattr(tiny_model, "embed_documents", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model, chunk_tokens=16, overlap_tokens=4)
+    monkeypatch.setattr(tiny_model, "embed_documents", real)
+    report = build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
+    # The probe embedding was call 1, the first document call 2: it was re-chunked before the stop.
+    assert (report.documents_updated, report.documents_unchanged) == (5, 1)
+    with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
+        assert max(r[0] for r in idx.meta.conn.execute("SELECT n_tokens FROM chunks")) <= 16
