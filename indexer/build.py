@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import ThreadpoolController
+
 from indexer import language
 from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, same_model
@@ -97,7 +99,7 @@ def build_index(
         settings = _settings(idx, chunk_tokens, overlap_tokens, index_type)
         report = BuildReport(index=str(index), model=embedder.name)
         writer = _Writer(idx, embedder, settings, str(corpus.resolve()), report, progress)
-        for item in read_corpus(corpus, RecordFields(text_field, id_field)):
+        for item in read_corpus(corpus, RecordFields(text_field, id_field), exclude=idx.path):
             if isinstance(item, Skipped):
                 writer.skip(item)
             else:
@@ -192,6 +194,7 @@ class _Writer:
         self.unreadable_files: set[str] = set()
         self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
         self.pending_chunks = 0
+        self.blas = ThreadpoolController()
 
     def skip(self, item: Skipped) -> None:
         self.report.documents_skipped += 1
@@ -215,7 +218,11 @@ class _Writer:
             self.flush()
 
     def _chunk(self, doc: Document) -> list[StoredChunk]:
-        return chunk_document(doc, self.embedder, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
+        # One BLAS thread for the small numpy work of language detection: idle OpenBLAS
+        # threads otherwise spin for a while after each call and slow the model that runs
+        # next by about 10% on two cores (measured with bench/build.py).
+        with self.blas.limit(limits=1, user_api="blas"):
+            return chunk_document(doc, self.embedder, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
 
     def flush(self) -> None:
         if not self.pending:

@@ -73,17 +73,19 @@ class RecordFields:
     id_field: str | None = None
 
 
-def walk(root: Path) -> Iterator[tuple[Path, str] | Skipped]:
+def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] | Skipped]:
     """Yield ``(file path, path relative to root)`` for every visible file under ``root``.
 
     Follows symlinks only when their target stays inside ``root``; visits each directory
     once (symlink loops end); reports unreadable folders and escaping links as ``Skipped``.
+    The folder ``exclude`` (the index being built, if it lies inside the corpus) is not read.
     """
     root = Path(root)
     if root.is_file():
         yield root, root.name
         return
     real_root = root.resolve()
+    excluded = exclude.resolve() if exclude is not None else None
     seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -114,7 +116,8 @@ def walk(root: Path) -> Iterator[tuple[Path, str] | Skipped]:
                     continue
             try:
                 if entry.is_dir():
-                    subfolders.append(path)
+                    if path.resolve() != excluded:  # e.g. the index being built inside the corpus
+                        subfolders.append(path)
                 elif entry.is_file():
                     yield path, rel
                 else:
@@ -124,10 +127,12 @@ def walk(root: Path) -> Iterator[tuple[Path, str] | Skipped]:
         stack.extend(reversed(subfolders))
 
 
-def read_corpus(root: str | Path, fields: RecordFields = RecordFields()) -> Iterator[Document | Skipped]:
+def read_corpus(
+    root: str | Path, fields: RecordFields = RecordFields(), exclude: Path | None = None,
+) -> Iterator[Document | Skipped]:
     """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure."""
     root = Path(root)
-    for item in walk(root):
+    for item in walk(root, exclude):
         if isinstance(item, Skipped):
             yield item
             continue

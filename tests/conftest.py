@@ -11,9 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
-if not EVAL.is_dir():  # CI clones the project with shared/ beside it
-    EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"  # shared/ lies beside the checkout
 
 
 def eval_texts(task: str, kind: str = "corpus") -> list[dict]:

@@ -237,3 +237,10 @@ def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path,
     assert (report.documents_updated, report.documents_unchanged) == (5, 1)
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         assert max(r[0] for r in idx.meta.conn.execute("SELECT n_tokens FROM chunks")) <= 16
+
+
+def test_an_index_inside_its_own_corpus_is_not_read_as_documents(tmp_path, multilingual_corpus, tiny_model):
+    index = multilingual_corpus / "my.idx"
+    build_index(multilingual_corpus, index, model=tiny_model)
+    report = build_index(multilingual_corpus, index, model=tiny_model)
+    assert report.skipped == [] and report.documents_unchanged == 6 and report.chunks_embedded == 0
