@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from indexer import language
@@ -24,6 +25,7 @@ from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, same_model
 from indexer.reading import Document, RecordFields, Skipped, read_corpus
 from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
+from store.metadata import DocumentState
 
 FLUSH_CHUNKS = 512
 """Chunks embedded and written together (one model call, one SQLite transaction)."""
@@ -107,7 +109,7 @@ def build_index(
             progress.document_read()
         writer.finish()
         info = idx.publish(settings["index_type"], embedder.dimension)
-        report.index_type = info.factory
+        report.index_type = info.factory if info else ""
         report.chunks_total = idx.meta.count("chunks")
     progress.close()
     report.seconds = round(time.perf_counter() - started, 3)
@@ -183,14 +185,19 @@ def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int, overlap
 
 
 class _Writer:
-    """Classifies documents (new, changed, unchanged), batches the work, writes it."""
+    """Classifies documents (new, changed, unchanged), batches the work, writes it.
 
-    def __init__(self, idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: str,
+    Used by builds (``corpus`` set: documents of that root that are gone get removed) and
+    by API upserts (``corpus`` None). Writes are pending until the caller publishes.
+    """
+
+    def __init__(self, idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: str | None,
                  report: BuildReport, progress: Progress):
         self.idx, self.embedder, self.settings = idx, embedder, settings
         self.corpus, self.report, self.progress = corpus, report, progress
-        self.known = idx.meta.document_hashes()
+        self.states = idx.meta.document_states()
         self.seen: set[str] = set()
+        self.keep: list[str] = []
         self.unreadable_files: set[str] = set()
         self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
         self.pending_chunks = 0
@@ -208,10 +215,23 @@ class _Writer:
             return
         self.seen.add(doc.doc_id)
         digest = content_hash(doc, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
-        if self.known.get(doc.doc_id) == digest:
+        state = self.states.get(doc.doc_id, DocumentState())
+        if state.live_hash == digest:
             self.report.documents_unchanged += 1
+            if state.live_retired or state.pending_hash is not None:
+                self.keep.append(doc.doc_id)  # undo what an interrupted run had started
+            return
+        if state.pending_hash == digest and state.pending_complete:
+            self._count(doc.doc_id)  # stored by an interrupted run: nothing to embed
             return
         chunks = self._chunk(doc)
+        if not chunks:
+            self.skip(Skipped(doc.source, "no text to index"))
+            return
+        if len(chunks) > FLUSH_CHUNKS:
+            self.flush()
+            self._write_large(doc, digest, chunks)
+            return
         self.pending.append((doc, digest, chunks))
         self.pending_chunks += len(chunks)
         if self.pending_chunks >= FLUSH_CHUNKS:
@@ -224,31 +244,71 @@ class _Writer:
         with self.blas.limit(limits=1, user_api="blas"):
             return chunk_document(doc, self.embedder, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
 
+    def _count(self, doc_id: str) -> None:
+        if self.states.get(doc_id, DocumentState()).live_hash is not None:
+            self.report.documents_updated += 1
+        else:
+            self.report.documents_added += 1
+
+    def _stored(self, doc: Document, digest: str, chunks: list[StoredChunk]) -> StoredDocument:
+        return StoredDocument(
+            doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
+            lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
+            metadata=doc.metadata, n_chars=len(doc.text), chunks=chunks,
+        )
+
+    def _embed(self, chunks: list[StoredChunk]) -> list[StoredChunk] | None:
+        """The chunks with their vectors, or None if the model gave an unusable vector."""
+        vectors = self.embedder.embed_documents([c.text for c in chunks])
+        self.report.chunks_embedded += len(chunks)
+        self.progress.chunks_embedded(len(chunks))
+        if not np.isfinite(vectors).all():
+            return None
+        return [StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, v) for c, v in zip(chunks, vectors, strict=True)]
+
     def flush(self) -> None:
+        """Embed the pending documents together and store them in one transaction."""
         if not self.pending:
             return
-        texts = [c.text for _, _, chunks in self.pending for c in chunks]
-        vectors = iter(self.embedder.embed_documents(texts))
-        docs = []
+        all_chunks = [c for _, _, chunks in self.pending for c in chunks]
+        embedded = self._embed(all_chunks)
+        docs, at = [], 0
         for doc, digest, chunks in self.pending:
-            stored = [StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, next(vectors)) for c in chunks]
-            docs.append(StoredDocument(
-                doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
-                lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
-                metadata=doc.metadata, n_chars=len(doc.text), chunks=stored,
-            ))
-            if doc.doc_id in self.known:
-                self.report.documents_updated += 1
-            else:
-                self.report.documents_added += 1
+            mine = None if embedded is None else embedded[at : at + len(chunks)]
+            at += len(chunks)
+            if embedded is None:  # find the culprit document by itself
+                mine = self._embed(chunks)
+            if mine is None:
+                self._unusable(doc)
+                continue
+            docs.append(self._stored(doc, digest, mine))
+            self._count(doc.doc_id)
         self.idx.meta.write_documents(docs)
-        self.report.chunks_embedded += len(texts)
-        self.progress.chunks_embedded(len(texts))
         self.pending, self.pending_chunks = [], 0
 
+    def _write_large(self, doc: Document, digest: str, chunks: list[StoredChunk]) -> None:
+        """Store a document with many chunks in parts, so memory stays bounded."""
+        row = self.idx.meta.begin_document(self._stored(doc, digest, []))
+        for lo in range(0, len(chunks), FLUSH_CHUNKS):
+            part = self._embed(chunks[lo : lo + FLUSH_CHUNKS])
+            if part is None:
+                self.idx.meta.keep_documents([doc.doc_id])  # drops the unfinished version
+                self._unusable(doc)
+                return
+            self.idx.meta.add_chunks(row, part, first=lo)
+        self.idx.meta.complete_document(row, doc.doc_id)
+        self._count(doc.doc_id)
+
+    def _unusable(self, doc: Document) -> None:
+        self.skip(Skipped(doc.source, f"the model gave no usable vector (NaN, infinite or zero) for "
+                                      f"part of document {doc.doc_id!r}; its indexed version, if any, is kept"))
+
     def finish(self) -> None:
-        """Write what is pending and remove the corpus's documents that are gone."""
+        """Write what is pending; in a build, remove the corpus's documents that are gone."""
         self.flush()
-        gone = [doc_id for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
-                if doc_id not in self.seen and source not in self.unreadable_files]
-        self.report.documents_removed = self.idx.meta.delete_documents(gone)
+        if self.keep:
+            self.idx.meta.keep_documents(self.keep)
+        if self.corpus is not None:
+            gone = [doc_id for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
+                    if doc_id not in self.seen and source not in self.unreadable_files]
+            self.report.documents_removed = self.idx.meta.delete_documents(sorted(set(gone)))

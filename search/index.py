@@ -132,7 +132,14 @@ class Index:
                     embedder = load_embedder(self.model_name)
                     self._check_model(embedder)
                     self._embedder = embedder
-        return self._embedder.embed_queries(queries)
+        vectors = self._embedder.embed_queries(queries)
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            raise InvalidInput(
+                f"the model gives no usable vector for the query {queries[int(np.flatnonzero(bad)[0])]!r} "
+                "(NaN or zero); rephrase it with some words."
+            )
+        return vectors
 
     def _check_model(self, embedder: Any) -> None:
         from indexer.embedding import same_model

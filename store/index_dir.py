@@ -94,41 +94,45 @@ class IndexDir:
                     raise
         raise AssertionError("unreachable")
 
-    def publish(self, requested_kind: str, dimension: int) -> FaissInfo:
-        """Bring the FAISS index in line with the live chunks in SQLite and publish it.
+    def publish(self, requested_kind: str, dimension: int, *, rebuild: bool = False) -> FaissInfo | None:
+        """Make the written changes live: a FAISS version equal to the target chunk set.
 
-        Adds missing ids and removes stale ones from the current version, or builds anew
-        (no current version, a damaged one, another kind requested, or an IVF index whose
-        collection grew :data:`~store.vectors.RETRAIN_GROWTH` times past its training).
-        Writes a new version only when something changed.
+        Updates the current version (adds new ids, removes retired ones) or builds anew (no
+        current version, a damaged one, another kind requested, ``rebuild``, or an IVF index
+        whose collection grew :data:`~store.vectors.RETRAIN_GROWTH` times past its training).
+        The new file is written and fsynced first; then one SQLite transaction records it
+        and applies the pending changes, so readers see either the old state or the new one.
+        Returns the current info (``None`` for an index that has nothing yet).
         """
-        live = self.meta.chunk_ids()
-        kind = vectors.choose_kind(len(live), requested_kind)
+        target = self.meta.chunk_ids(target=True)
+        kind = vectors.choose_kind(len(target), requested_kind)
         old = self.faiss_info()
         index = None
-        if old is not None and old.kind == kind:
+        if old is not None and old.kind == kind and not rebuild:
             try:
                 index = vectors.read_version(self.path, old)
             except CorruptIndex:
                 index = None
-            if index is not None and kind == "ivf" and len(live) > vectors.RETRAIN_GROWTH * (old.trained_on or 0):
+            if index is not None and vectors.needs_retraining(old, len(target)):
                 index = None
 
         def stream():
-            return self.meta.iter_vectors(dimension)
+            return self.meta.iter_vectors(dimension, target=True)
 
         def fetch(ids: np.ndarray) -> np.ndarray:
             return self.meta.vectors(ids, dimension)
 
         if index is None:
-            index, params = vectors.build_index(kind, dimension, live, stream, fetch)
+            index, params = vectors.build_index(kind, dimension, target, stream, fetch)
         else:
-            params = {k: v for k, v in old.to_dict().items()
-                      if k in ("kind", "factory", "nlist", "nprobe", "trained_on", "tuned_recall")}
+            params = {k: v for k, v in old.to_dict().items() if k in vectors.PARAM_KEYS}
             have = vectors.index_ids(index)
-            stale = np.setdiff1d(have, live)
-            missing = np.setdiff1d(live, have)
+            stale = np.setdiff1d(have, target)
+            missing = np.setdiff1d(target, have)
             if not len(stale) and not len(missing):
+                if self.meta.has_unpublished_changes():
+                    with self.meta.transaction():
+                        self.meta.apply_publish()
                 return old
             if len(stale):
                 index.remove_ids(faiss.IDSelectorBatch(stale))
@@ -139,6 +143,7 @@ class IndexDir:
         name, sha256, size = vectors.write_version(self.path, version, index)
         info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal), **params)
         with self.meta.transaction():
+            self.meta.apply_publish()
             self.meta.set_setting("faiss", info.to_dict())
             self.meta.set_setting("faiss_next_version", version + 1)
         # Keep the previous version for readers that are about to load it.

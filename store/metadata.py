@@ -35,16 +35,21 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 CREATE TABLE IF NOT EXISTS documents (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id       TEXT NOT NULL UNIQUE,  -- the user's id: a relative path, a record id
+    doc_id       TEXT NOT NULL,         -- the user's id: a relative path, a record id
+    pending      INTEGER NOT NULL,      -- 1: written, waiting for the next publish; 0: live
+    complete     INTEGER NOT NULL,      -- 1: all its chunks and vectors are stored
+    retired      INTEGER NOT NULL DEFAULT 0,  -- live, but the next publish removes it
     source       TEXT NOT NULL,         -- the file it came from, relative to its corpus root
     corpus       TEXT,                  -- absolute corpus root it was read from (NULL: API)
-    content_hash TEXT NOT NULL,         -- sha256 of text and metadata
+    content_hash TEXT NOT NULL,         -- sha256 of text, metadata and chunking
     lang         TEXT,                  -- ISO 639-1, detected
     metadata     TEXT NOT NULL,         -- JSON object
     n_chars      INTEGER NOT NULL,
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    UNIQUE (doc_id, pending)
 );
 CREATE INDEX IF NOT EXISTS documents_corpus_source ON documents (corpus, source);
+CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
 CREATE TABLE IF NOT EXISTS chunks (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     document  INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
@@ -61,6 +66,21 @@ CREATE TABLE IF NOT EXISTS vectors (
     vector BLOB NOT NULL                -- float32, L2-normalised
 );
 """
+
+LIVE = "d.pending = 0"
+"""Rows readers see: exactly the chunks of the current FAISS version."""
+TARGET = "((d.pending = 1 AND d.complete = 1) OR (d.pending = 0 AND d.retired = 0))"
+"""Rows the next publish makes live: finished new versions, and live rows not retired."""
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What the store holds for one doc_id: the live version and a pending one, if any."""
+
+    live_hash: str | None = None
+    live_retired: bool = False
+    pending_hash: str | None = None
+    pending_complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,69 +179,144 @@ class MetaStore:
         )
 
     # -- documents --------------------------------------------------------------------------
-    def document_hashes(self, corpus: str | None = None) -> dict[str, str]:
-        """``{doc_id: content_hash}`` of every document (of one corpus root, if given)."""
-        if corpus is None:
-            rows = self.conn.execute("SELECT doc_id, content_hash FROM documents")
-        else:
-            rows = self.conn.execute(
-                "SELECT doc_id, content_hash FROM documents WHERE corpus = ?", (corpus,)
-            )
-        return dict(rows.fetchall())
+    # A write never changes what readers see: new versions are written as pending rows,
+    # removals mark live rows retired, and :meth:`apply_publish` makes both take effect in
+    # the transaction that records the new FAISS version.
+    def document_states(self) -> dict[str, DocumentState]:
+        """The :class:`DocumentState` of every doc_id in the store."""
+        states: dict[str, DocumentState] = {}
+        for doc_id, pending, complete, retired, digest in self.conn.execute(
+            "SELECT doc_id, pending, complete, retired, content_hash FROM documents"
+        ):
+            old = states.get(doc_id, DocumentState())
+            if pending:
+                states[doc_id] = DocumentState(old.live_hash, old.live_retired, digest, bool(complete))
+            else:
+                states[doc_id] = DocumentState(digest, bool(retired), old.pending_hash, old.pending_complete)
+        return states
 
     def documents_of_corpus(self, corpus: str) -> list[tuple[str, str]]:
         """``(doc_id, source)`` of every document read from the corpus root ``corpus``."""
         return self.conn.execute(
-            "SELECT doc_id, source FROM documents WHERE corpus = ?", (corpus,)
+            "SELECT DISTINCT doc_id, source FROM documents WHERE corpus = ?", (corpus,)
         ).fetchall()
 
-    def write_documents(self, docs: Iterable[StoredDocument]) -> int:
-        """Insert or replace documents with all their chunks and vectors, in one transaction.
+    def doc_ids_of_sources(self, sources: Sequence[str]) -> dict[str, list[str]]:
+        """``{source: [doc_id, ...]}`` for documents whose source or doc_id is given."""
+        found: dict[str, list[str]] = {}
+        for source in sources:
+            rows = self.conn.execute(
+                "SELECT DISTINCT doc_id FROM documents WHERE (source = ? OR doc_id = ?) AND retired = 0",
+                (source, source),
+            ).fetchall()
+            found[source] = sorted(r[0] for r in rows)
+        return found
 
-        A replaced document's old chunks are deleted (their ids are never reused).
-        Returns the number of chunks written.
+    def write_documents(self, docs: Iterable[StoredDocument]) -> int:
+        """Store new versions of documents, complete with chunks and vectors, in one transaction.
+
+        Each becomes a pending row (replacing an earlier pending one) and retires the live
+        version, if any; both take effect at the next publish. Returns chunks written.
         """
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         written = 0
-        with self.transaction() as conn:
+        with self.transaction():
             for doc in docs:
-                conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
-                cur = conn.execute(
-                    "INSERT INTO documents (doc_id, source, corpus, content_hash, lang, metadata,"
-                    " n_chars, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (doc.doc_id, doc.source, doc.corpus, doc.content_hash, doc.lang,
-                     json.dumps(doc.metadata, ensure_ascii=False), doc.n_chars, now),
-                )
-                document = cur.lastrowid
-                for ord_, chunk in enumerate(doc.chunks):
-                    cur = conn.execute(
-                        'INSERT INTO chunks (document, ord, text, start, "end", n_tokens, lang)'
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (document, ord_, chunk.text, chunk.start, chunk.end, chunk.n_tokens,
-                         chunk.lang),
-                    )
-                    conn.execute(
-                        "INSERT INTO vectors (chunk, vector) VALUES (?, ?)",
-                        (cur.lastrowid, _to_blob(chunk.vector)),
-                    )
+                row = self._begin(doc)
+                self._add_chunks(row, doc.chunks, first=0)
+                self._complete(row, doc.doc_id)
                 written += len(doc.chunks)
         return written
 
-    def delete_documents(self, doc_ids: Sequence[str]) -> int:
-        """Delete documents with their chunks and vectors; returns how many existed."""
-        deleted = 0
+    def begin_document(self, doc: StoredDocument) -> int:
+        """Start a pending version of a document too large for one transaction; returns its row."""
+        with self.transaction():
+            return self._begin(doc)
+
+    def add_chunks(self, row: int, chunks: Sequence[StoredChunk], first: int) -> None:
+        """Store chunks ``first, first + 1, …`` of the pending document ``row``."""
+        with self.transaction():
+            self._add_chunks(row, chunks, first)
+
+    def complete_document(self, row: int, doc_id: str) -> None:
+        """Mark the pending document ``row`` complete and retire its live version."""
+        with self.transaction():
+            self._complete(row, doc_id)
+
+    def _begin(self, doc: StoredDocument) -> int:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.conn.execute("DELETE FROM documents WHERE doc_id = ? AND pending = 1", (doc.doc_id,))
+        cur = self.conn.execute(
+            "INSERT INTO documents (doc_id, pending, complete, source, corpus, content_hash, lang,"
+            " metadata, n_chars, updated_at) VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?)",
+            (doc.doc_id, doc.source, doc.corpus, doc.content_hash, doc.lang,
+             json.dumps(doc.metadata, ensure_ascii=False, default=str), doc.n_chars, now),
+        )
+        return int(cur.lastrowid)
+
+    def _add_chunks(self, row: int, chunks: Sequence[StoredChunk], first: int) -> None:
+        for ord_, chunk in enumerate(chunks, start=first):
+            cur = self.conn.execute(
+                'INSERT INTO chunks (document, ord, text, start, "end", n_tokens, lang)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row, ord_, chunk.text, chunk.start, chunk.end, chunk.n_tokens, chunk.lang),
+            )
+            self.conn.execute(
+                "INSERT INTO vectors (chunk, vector) VALUES (?, ?)", (cur.lastrowid, _to_blob(chunk.vector))
+            )
+
+    def _complete(self, row: int, doc_id: str) -> None:
+        self.conn.execute("UPDATE documents SET complete = 1 WHERE id = ?", (row,))
+        self.conn.execute("UPDATE documents SET retired = 1 WHERE doc_id = ? AND pending = 0", (doc_id,))
+
+    def keep_documents(self, doc_ids: Sequence[str]) -> None:
+        """Undo pending changes to these documents: their live versions stay as they are."""
         with self.transaction() as conn:
             for doc_id in doc_ids:
-                deleted += conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
-        return deleted
+                conn.execute("DELETE FROM documents WHERE doc_id = ? AND pending = 1", (doc_id,))
+                conn.execute("UPDATE documents SET retired = 0 WHERE doc_id = ? AND pending = 0", (doc_id,))
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Retire documents (effective at the next publish); returns how many were live."""
+        retired = 0
+        with self.transaction() as conn:
+            for doc_id in doc_ids:
+                conn.execute("DELETE FROM documents WHERE doc_id = ? AND pending = 1", (doc_id,))
+                retired += conn.execute(
+                    "UPDATE documents SET retired = 1 WHERE doc_id = ? AND pending = 0 AND retired = 0", (doc_id,)
+                ).rowcount
+        return retired
+
+    def has_unpublished_changes(self) -> bool:
+        """Whether any pending, incomplete or retired row waits for a publish."""
+        return self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM documents WHERE pending = 1 OR retired = 1)"
+        ).fetchone()[0] == 1
+
+    def apply_publish(self) -> None:
+        """Inside the publishing transaction: retired and unfinished rows go, pending ones go live."""
+        self.conn.execute("DELETE FROM documents WHERE retired = 1 OR (pending = 1 AND complete = 0)")
+        self.conn.execute("UPDATE documents SET pending = 0 WHERE pending = 1")
 
     # -- chunks and vectors -----------------------------------------------------------------
     def count(self, table: str) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        """Live rows of ``documents`` or ``chunks`` (what readers see), or all rows of another table."""
+        if table == "documents":
+            sql = f"SELECT count(*) FROM documents d WHERE {LIVE}"
+        elif table == "chunks":
+            sql = f"SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE}"
+        else:
+            sql = f"SELECT count(*) FROM {table}"
+        return self.conn.execute(sql).fetchone()[0]
 
-    def chunk_ids(self) -> np.ndarray:
-        """Ids of every live chunk, int64, ascending."""
-        rows = self.conn.execute("SELECT chunk FROM vectors ORDER BY chunk").fetchall()
+    def chunk_ids(self, target: bool = False) -> np.ndarray:
+        """Ids of the live chunks (or, with ``target``, of those the next publish makes live).
+
+        int64, ascending.
+        """
+        where = TARGET if target else LIVE
+        rows = self.conn.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE {where} ORDER BY c.id"
+        ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def vectors(self, ids: Sequence[int], dimension: int) -> np.ndarray:
@@ -237,25 +332,31 @@ class MetaStore:
                 out[lo + j] = _from_blob(rows[chunk_id], dimension)
         return out
 
-    def iter_vectors(self, dimension: int, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream ``(ids int64 (n,), vectors float32 (n, dimension))`` over all chunks by id."""
+    def iter_vectors(self, dimension: int, batch: int = 8192, target: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream ``(ids int64 (n,), vectors float32 (n, dimension))`` of the live chunks by id.
+
+        With ``target``, the chunks the next publish makes live.
+        """
+        where = TARGET if target else LIVE
         last = -1
         while True:
             rows = self.conn.execute(
-                "SELECT chunk, vector FROM vectors WHERE chunk > ? ORDER BY chunk LIMIT ?",
+                f"""SELECT v.chunk, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk
+                    JOIN documents d ON d.id = c.document
+                    WHERE v.chunk > ? AND {where} ORDER BY v.chunk LIMIT ?""",
                 (last, batch),
             ).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dimension)
-            yield ids, vecs.astype(np.float32, copy=False)
+            vecs = np.stack([_from_blob(r[1], dimension) for r in rows])
+            yield ids, vecs
             last = int(ids[-1])
 
     def hits(self, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Chunk and document fields for the given chunk ids, keyed by chunk id.
+        """Chunk and document fields of live chunks, keyed by chunk id.
 
-        Ids of chunks deleted since the FAISS version was loaded are simply absent.
+        Ids of chunks no longer live (deleted since the FAISS version was loaded) are absent.
         """
         ids = [int(i) for i in chunk_ids]
         if not ids:
@@ -265,7 +366,7 @@ class MetaStore:
             f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang,
                        d.metadata
                 FROM chunks c JOIN documents d ON d.id = c.document
-                WHERE c.id IN ({marks})""",
+                WHERE c.id IN ({marks}) AND {LIVE}""",
             ids,
         ).fetchall()
         return {
@@ -277,14 +378,16 @@ class MetaStore:
         }
 
     def chunk_texts(self, limit: int | None = None) -> list[str]:
-        """The text of every chunk (or the first ``limit``), by id."""
-        sql = "SELECT text FROM chunks ORDER BY id" + ("" if limit is None else f" LIMIT {int(limit)}")
+        """The text of every live chunk (or the first ``limit``), by id."""
+        sql = f"SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE} ORDER BY c.id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self.conn.execute(sql)]
 
     def languages(self) -> dict[str, int]:
-        """Documents per detected language, most frequent first."""
+        """Live documents per detected language, most frequent first."""
         rows = self.conn.execute(
-            "SELECT coalesce(lang, 'unknown'), count(*) FROM documents GROUP BY 1 ORDER BY 2 DESC"
+            f"SELECT coalesce(d.lang, 'unknown'), count(*) FROM documents d WHERE {LIVE} GROUP BY 1 ORDER BY 2 DESC"
         )
         return dict(rows.fetchall())
 

@@ -65,6 +65,24 @@ class FaissInfo:
         return asdict(self)
 
 
+PARAM_KEYS = ("kind", "factory", "nlist", "nprobe", "trained_on", "tuned_recall")
+"""The recorded parameters of an index kind, kept when a version is updated in place."""
+
+
+def needs_retraining(info: FaissInfo, n: int) -> bool:
+    """Whether an IVF index trained as ``info`` should be retrained for ``n`` vectors.
+
+    Yes once the collection is :data:`RETRAIN_GROWTH` times what the centroids were trained
+    on, or has shrunk so far that ``nlist`` is more than 4× off the rule.
+    """
+    if info.nlist is None:
+        return False
+    if n > RETRAIN_GROWTH * (info.trained_on or 0):
+        return True
+    rule = choose_nlist(n)
+    return info.nlist > 4 * rule and n >= 39
+
+
 def choose_kind(n: int, requested: str) -> str:
     """The index kind for ``n`` chunks: ``flat`` or ``ivf`` (``requested`` may be ``auto``)."""
     if requested not in INDEX_TYPES:

@@ -7,8 +7,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from store.errors import ModelError
-
 PROBE_TEXT = "babelindex probe: The quick brown fox jumps over the lazy dog. 敏捷的棕色狐狸。"
 """A fixed text whose embedding is recorded in each index, to recognise the model later."""
 PROBE_MIN_COSINE = 0.99
@@ -87,14 +85,16 @@ def same_model(recorded: dict[str, Any], embedder: Embedder) -> bool:
 
 
 def check_vectors(vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """Check model output: float32, finite, unit length; raise ``ModelError`` naming a bad text."""
-    vectors = np.asarray(vectors, dtype=np.float32)
+    """L2-normalise model output to float32 ``(n, dimension)``.
+
+    A row that is not finite or has (near) zero length cannot be normalised: it comes back
+    all NaN, so that callers can refuse it (a build skips that document with its reason; a
+    search reports the query) instead of letting it into FAISS.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
     norms = np.linalg.norm(vectors, axis=1)
-    bad = ~np.isfinite(vectors).all(axis=1) | (norms < 1e-6)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ModelError(
-            f"the model returned an unusable vector (NaN, infinite or zero) for the text "
-            f"{texts[i][:80]!r}; this is a model fault, try another --model."
-        )
-    return vectors / norms[:, None]
+    bad = ~np.isfinite(vectors).all(axis=1) | ~np.isfinite(norms) | (norms < 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = vectors / np.where(bad, 1.0, norms)[:, None]
+    out[bad] = np.nan
+    return out

@@ -19,7 +19,7 @@ def _live_chunks(index_path):
         return {
             row[0]: row[1:]
             for row in idx.meta.conn.execute(
-                "SELECT c.id, d.doc_id, c.text FROM chunks c JOIN documents d ON d.id = c.document"
+                "SELECT c.id, d.doc_id, c.text FROM chunks c JOIN documents d ON d.id = c.document WHERE d.pending = 0"
             )
         }
 
@@ -218,13 +218,14 @@ def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path,
     from indexer import build as build_module
 
     build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
-    monkeypatch.setattr(build_module, "FLUSH_CHUNKS", 1)  # one document per transaction
+    before = _live_chunks(tmp_path / "i.idx")
+    monkeypatch.setattr(build_module, "FLUSH_CHUNKS", 10)
     calls = {"n": 0}
     real = tiny_model.embed_documents
 
     def failing(texts):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 3:  # call 1 is the model probe, call 2 the first batch
             raise KeyboardInterrupt
         return real(texts)
 
@@ -232,11 +233,19 @@ def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model, chunk_tokens=16, overlap_tokens=4)
     monkeypatch.setattr(tiny_model, "embed_documents", real)
+    # Readers still see exactly the last published state.
+    assert _live_chunks(tmp_path / "i.idx") == before
+    with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
+        done = idx.meta.conn.execute(
+            "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document WHERE d.pending = 1 AND d.complete = 1"
+        ).fetchone()[0]
+    assert done >= 1
     report = build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
-    # The probe embedding was call 1, the first document call 2: it was re-chunked before the stop.
-    assert (report.documents_updated, report.documents_unchanged) == (5, 1)
+    assert (report.documents_updated, report.documents_unchanged) == (6, 0)
+    assert report.chunks_embedded == report.chunks_total - done  # stored chunks are not embedded again
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         assert max(r[0] for r in idx.meta.conn.execute("SELECT n_tokens FROM chunks")) <= 16
+        assert idx.meta.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 6
 
 
 def test_an_index_inside_its_own_corpus_is_not_read_as_documents(tmp_path, multilingual_corpus, tiny_model):

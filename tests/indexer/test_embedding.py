@@ -7,7 +7,7 @@ import pytest
 
 from indexer.embedding import describe, is_available, load_embedder, same_model
 from indexer.embedding.base import check_vectors
-from store import ModelError, ModelNotAvailable
+from store import ModelNotAvailable
 
 
 def test_a_raw_checkpoint_gets_mean_pooling_over_the_attention_mask(tiny_model_dir, tiny_model):
@@ -68,12 +68,12 @@ def test_fingerprint_tells_models_apart(tiny_model, use_model, minilm_dir):
     assert not same_model(forged, tiny_model)
 
 
-def test_unusable_model_output_is_refused():
+def test_unusable_model_output_is_marked_not_normalised():
     good = np.array([[3.0, 4.0]], dtype=np.float32)
     np.testing.assert_allclose(check_vectors(good, ["a"]), [[0.6, 0.8]])
-    for bad in ([[np.nan, 1.0]], [[np.inf, 0.0]], [[0.0, 0.0]]):
-        with pytest.raises(ModelError, match="unusable vector"):
-            check_vectors(np.array(bad, dtype=np.float32), ["the text"])
+    out = check_vectors(np.array([[np.nan, 1.0], [np.inf, 0.0], [0.0, 0.0], [0.0, 2.0]], dtype=np.float32), list("abcd"))
+    assert np.isnan(out[:3]).all()
+    np.testing.assert_allclose(out[3], [0.0, 1.0])
 
 
 def test_token_budget_batches_cover_every_text_once_and_stay_within_the_budget():
