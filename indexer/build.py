@@ -25,6 +25,7 @@ from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, same_model
 from indexer.reading import Document, RecordFields, Skipped, read_corpus
 from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
+from store.faults import crash_point
 from store.metadata import DocumentState
 
 FLUSH_CHUNKS = 512
@@ -260,6 +261,7 @@ class _Writer:
     def _embed(self, chunks: list[StoredChunk]) -> list[StoredChunk] | None:
         """The chunks with their vectors, or None if the model gave an unusable vector."""
         vectors = self.embedder.embed_documents([c.text for c in chunks])
+        crash_point("embed")
         self.report.chunks_embedded += len(chunks)
         self.progress.chunks_embedded(len(chunks))
         if not np.isfinite(vectors).all():

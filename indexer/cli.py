@@ -59,8 +59,9 @@ def cli() -> None:
               "Default: the index's model, else distilbert-base-multilingual-cased.")
 @click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256).")
 @click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens (default 32).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default=None,
-              help="FAISS index: flat (exact), ivf, or auto (flat up to 20,000 chunks). Default: as recorded, else auto.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]), default=None,
+              help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, hnsw, or auto (flat up to 20,000 chunks, "
+                   "then ivf). Default: as recorded, else auto.")
 @click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
 @click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
@@ -178,8 +179,139 @@ def stats(index_path, as_json):
     click.echo(f"on disk:    {_mb(size['total'])} (meta.db {_mb(size['meta_db'])}, faiss {_mb(size['faiss'])})")
 
 
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@INDEX_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def remove(sources, index_path, as_json):
+    """Remove documents by SOURCE (a file, relative to its corpus root) or document id.
+
+    Exits 1 if some SOURCE matched nothing (the others are removed all the same).
+    """
+    from indexer.update import remove_sources
+
+    try:
+        report = remove_sources(index_path, sources)
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps({"removed": report.removed, "missing": report.missing}, ensure_ascii=False))
+    else:
+        total = sum(len(ids) for ids in report.removed.values())
+        click.echo(f"Removed {total} document{'s' * (total != 1)} from {index_path}")
+        for source in report.missing:
+            click.echo(f"  not in the index: {source}")
+    if report.missing:
+        sys.exit(1)
+
+
+@cli.command()
+@INDEX_OPTION
+@click.option("--verify-model", is_flag=True, help="Also load the model and compare its probe embedding.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def check(index_path, verify_model, as_json):
+    """Verify an index: SQLite integrity, FAISS checksum, ids, vectors, model. Exits 1 on a problem."""
+    from store.check import check_index
+
+    report = check_index(index_path, verify_model=verify_model)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for line in report.passed:
+            click.echo(f"ok       {line}")
+        for line in report.warnings:
+            click.echo(f"warning  {line}")
+        for line in report.problems:
+            click.echo(f"PROBLEM  {line}")
+        click.echo("All checks passed." if report.ok else f"{len(report.problems)} problem(s) found.")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@INDEX_OPTION
+def repair(index_path):
+    """Rebuild the FAISS index from the vectors stored in meta.db (no re-embedding)."""
+    from indexer.update import repair as repair_index
+
+    try:
+        info = repair_index(index_path)
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    if info is None:
+        click.echo(f"Nothing to repair: {index_path} has no chunks yet.")
+    else:
+        click.echo(f"Repaired {index_path}: FAISS version {info.version}, {info.ntotal} vectors, {info.factory}")
+
+
+@cli.command()
+@INDEX_OPTION
+@click.option("--index-type", required=True, type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]),
+              help="The new FAISS index type.")
+def reindex(index_path, index_type):
+    """Switch the FAISS index type without re-embedding (the type is kept by later builds)."""
+    from indexer.update import reindex as reindex_index
+
+    try:
+        info = reindex_index(index_path, index_type)
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    if info is None:
+        click.echo(f"{index_path} has no chunks yet; {index_type} will be used once it has.")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in (("nlist", info.nlist), ("nprobe", info.nprobe)) if v is not None)
+    recall = f", recall@10 {info.tuned_recall:.3f} at the default nprobe" if info.tuned_recall is not None else ""
+    click.echo(f"Reindexed {index_path}: {info.factory}{' (' + params + ')' if params else ''}{recall}")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+@cli.command("eval")
+@click.argument("task_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", default=None, help="Model: a Hub id, a local directory or use-multilingual. "
+              "Default: distilbert-base-multilingual-cased.")
+@click.option("--index-type", default="auto", show_default=True, metavar="TYPE",
+              help="FAISS index type, as for `indexer build` (auto, flat, ivf, …).")
+@click.option("--index", "index_path", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Index directory (default: $BABELINDEX_CACHE/eval/<task>-<model>, never inside TASK_DIR).")
+@click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
+    """Measure retrieval on a BEIR task (corpus.jsonl, queries.jsonl, qrels/test.tsv).
+
+    Builds or reuses an index of the corpus, runs every query, and prints recall@1,
+    recall@10, MRR@10 and nDCG@10 overall and per query language, for the index (ann) and
+    for exact search over the same vectors (exact).
+    """
+    from search.evaluate import evaluate
+
+    bars = _Bars() if sys.stderr.isatty() and not (quiet or as_json) else None
+    try:
+        r = evaluate(task_dir, model=model, index_type=index_type, index=index_path, nprobe=nprobe, progress=bars)
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    finally:
+        if bars:
+            bars.close()
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
+        return
+    nprobe_note = f", nprobe {r.nprobe}" if r.nprobe else ""
+    click.echo(f"{r.task}: {r.queries} queries, {r.documents} documents ({r.chunks} chunks), {r.model}, "
+               f"{r.index_type}{nprobe_note}")
+    click.echo(f"index: {r.index} ({'reused' if r.reused else 'built'})")
+    names = ["recall@1", "recall@10", "MRR@10", "nDCG@10"]
+    keys = ["recall_at_1", "recall_at_10", "mrr_at_10", "ndcg_at_10"]
+    click.echo(f"{'lang':8}{'queries':>8}" + "".join(f"  {n:>13}" for n in names))
+    click.echo(f"{'':16}" + "      ann  exact" * len(names))
+    rows = [("all", r.ann, r.exact, r.queries)]
+    rows += [(lang, m, r.exact["per_language"][lang], m["queries"]) for lang, m in r.ann["per_language"].items()]
+    for lang, ann, exact, n in rows:
+        click.echo(f"{lang:8}{n:>8}" + "".join(f"  {ann[k]:6.3f} {exact[k]:6.3f}" for k in keys))
+    click.echo(f"{r.seconds:.1f} s (index {r.build_seconds:.1f} s)")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -23,6 +23,7 @@ from store.errors import (
     ModelMismatch,
     ModelNotAvailable,
     SchemaVersionError,
+    UnsafeFilesystem,
 )
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "ModelMismatch",
     "ModelNotAvailable",
     "SchemaVersionError",
+    "UnsafeFilesystem",
     "build_index",
 ]

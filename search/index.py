@@ -152,6 +152,26 @@ class Index:
                 f"index with the new one."
             )
 
+    # -- changes --------------------------------------------------------------------------
+    def upsert(self, documents) -> Any:
+        """Add or replace documents given as data: mappings with ``id``, ``text`` and optional
+        ``metadata`` and ``source``. Takes the writer lock, publishes, and refreshes this
+        view, so the next search sees them. Returns the ``BuildReport``."""
+        from indexer.update import upsert_documents
+
+        report = upsert_documents(self.path, documents, model=self._embedder or self.model_name)
+        self.refresh()
+        return report
+
+    def delete(self, doc_ids) -> int:
+        """Delete documents by id (takes the writer lock and publishes); returns how many
+        existed. Once this returns, no search of any reader returns their chunks."""
+        from indexer.update import delete_documents
+
+        deleted = delete_documents(self.path, [doc_ids] if isinstance(doc_ids, str) else list(doc_ids))
+        self.refresh()
+        return deleted
+
     # -- upkeep -----------------------------------------------------------------------------
     def refresh(self) -> bool:
         """Load the newest published FAISS version if there is one; True if it changed."""

@@ -11,6 +11,7 @@ from store.errors import (
     ModelMismatch,
     ModelNotAvailable,
     SchemaVersionError,
+    UnsafeFilesystem,
 )
 from store.index_dir import IndexDir
 from store.metadata import StoredChunk, StoredDocument
@@ -29,4 +30,5 @@ __all__ = [
     "SchemaVersionError",
     "StoredChunk",
     "StoredDocument",
+    "UnsafeFilesystem",
 ]

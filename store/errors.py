@@ -8,6 +8,7 @@ message says what happened and what to do next, so the CLI can print it as it is
     ├── IndexLocked          another process is writing the index
     ├── CorruptIndex         a file of the index fails its checksum or cannot be read
     ├── SchemaVersionError   the index was written by a newer babelindex
+    ├── UnsafeFilesystem     the index is on a network filesystem with unreliable locks
     ├── ModelError
     │   ├── ModelNotAvailable    the model is neither cached nor reachable
     │   ├── ModelMismatch        the index was built with another model
@@ -36,6 +37,10 @@ class CorruptIndex(BabelIndexError):
 
 class SchemaVersionError(BabelIndexError):
     """The index was written with a schema this version of babelindex does not know."""
+
+
+class UnsafeFilesystem(BabelIndexError):
+    """The index directory is on a filesystem where file locks cannot be trusted."""
 
 
 class ModelError(BabelIndexError):
@@ -69,4 +74,5 @@ __all__ = [
     "ModelMismatch",
     "ModelNotAvailable",
     "SchemaVersionError",
+    "UnsafeFilesystem",
 ]

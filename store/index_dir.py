@@ -7,6 +7,8 @@ open it with :meth:`IndexDir.open_for_writing`, which takes the writer lock; rea
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,30 @@ import faiss
 import numpy as np
 
 from store import vectors
-from store.errors import CorruptIndex, IndexNotFound, InvalidInput
+from store.errors import CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesystem
+from store.faults import crash_point
+from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
 from store.lock import WriterLock
 from store.metadata import DB_FILE, MetaStore
 from store.vectors import FaissInfo
+
+
+def _check_filesystem(path: Path) -> None:
+    """Refuse to write on a network filesystem, where the writer lock cannot be trusted."""
+    if os.environ.get("BABELINDEX_ALLOW_NETWORK_FS") == "1":
+        return
+    fs = filesystem_type(path)
+    if fs is None:
+        warnings.warn(
+            f"babelindex cannot tell which filesystem {path} is on; make sure it is a local disk: "
+            "on a network filesystem two writers could corrupt the index.", stacklevel=3,
+        )
+    elif fs in NETWORK_FILESYSTEMS:
+        raise UnsafeFilesystem(
+            f"{path} is on a network filesystem ({fs}), where file locks are unreliable and two writers "
+            "could corrupt the index. Build on a local disk and copy the finished index over, or set "
+            "BABELINDEX_ALLOW_NETWORK_FS=1 if you are sure only one process ever writes it."
+        )
 
 
 class IndexDir:
@@ -40,6 +62,7 @@ class IndexDir:
                 "choose a new or empty --index path."
             )
         path.mkdir(parents=True, exist_ok=True)
+        _check_filesystem(path)
         lock = WriterLock(path)
         lock.acquire()
         try:
@@ -129,7 +152,10 @@ class IndexDir:
             have = vectors.index_ids(index)
             stale = np.setdiff1d(have, target)
             missing = np.setdiff1d(target, have)
-            if not len(stale) and not len(missing):
+            if len(stale) and old.kind not in vectors.UPDATABLE_KINDS:
+                index, params = vectors.build_index(kind, dimension, target, stream, fetch)
+                stale = missing = np.empty(0, dtype=np.int64)
+            elif not len(stale) and not len(missing):
                 if self.meta.has_unpublished_changes():
                     with self.meta.transaction():
                         self.meta.apply_publish()
@@ -142,6 +168,7 @@ class IndexDir:
         version = int(self.meta.get_setting("faiss_next_version", 1))
         name, sha256, size = vectors.write_version(self.path, version, index)
         info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal), **params)
+        crash_point("publish")
         with self.meta.transaction():
             self.meta.apply_publish()
             self.meta.set_setting("faiss", info.to_dict())

@@ -24,6 +24,7 @@ import numpy as np
 import sqlite_utils
 
 from store.errors import CorruptIndex, SchemaVersionError
+from store.faults import crash_point
 
 SCHEMA_VERSION = 1
 DB_FILE = "meta.db"
@@ -160,6 +161,7 @@ class MetaStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            crash_point("commit")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

@@ -30,6 +30,7 @@ import faiss
 import numpy as np
 
 from store.errors import CorruptIndex, InvalidInput
+from store.faults import crash_point
 
 FAISS_DIR = "faiss"
 FLAT_MAX = 20_000
@@ -37,7 +38,11 @@ FLAT_MAX = 20_000
 RETRAIN_GROWTH = 4.0
 """An IVF index is retrained once the collection is this many times what it was trained on."""
 TARGET_RECALL = 0.95
-INDEX_TYPES = ("auto", "flat", "ivf")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")
+PQ_MIN_VECTORS = 1000
+"""Below this many vectors ``ivf-pq`` cannot train its 256-code books well: flat is used."""
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
 
 
 @dataclass
@@ -66,6 +71,8 @@ class FaissInfo:
 
 
 PARAM_KEYS = ("kind", "factory", "nlist", "nprobe", "trained_on", "tuned_recall")
+UPDATABLE_KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+"""Kinds whose versions can drop ids in place; HNSW is rebuilt when ids go."""
 """The recorded parameters of an index kind, kept when a version is updated in place."""
 
 
@@ -89,6 +96,8 @@ def choose_kind(n: int, requested: str) -> str:
         raise InvalidInput(f"unknown index type {requested!r}; choose one of {', '.join(INDEX_TYPES)}")
     if requested == "auto":
         return "flat" if n <= FLAT_MAX else "ivf"
+    if requested == "ivf-pq" and n < PQ_MIN_VECTORS:
+        return "flat"
     return requested
 
 
@@ -110,33 +119,64 @@ def build_index(
     *,
     seed: int = 0,
 ) -> tuple[faiss.Index, dict[str, Any]]:
-    """Build a FAISS index of kind ``flat`` or ``ivf`` over every stored vector.
+    """Build a FAISS index of ``kind`` over every vector ``stream`` yields.
 
-    ``all_ids`` are the live chunk ids; ``stream`` yields all vectors in batches; ``fetch``
-    returns the vectors of given ids (used for the training sample). Returns the index and
-    its recorded parameters (``factory``, ``nlist``, ``nprobe``, ``trained_on``, ``tuned_recall``).
+    ``all_ids`` are the ids to index; ``stream`` yields all their vectors in batches; ``fetch``
+    returns the vectors of given ids (the training and tuning samples). Returns the index
+    and its recorded parameters (``kind``, ``factory``, and for IVF kinds ``nlist``,
+    ``nprobe``, ``trained_on``, ``tuned_recall``).
     """
     n = len(all_ids)
     if kind == "flat" or n == 0:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-        for ids, vecs in stream():
-            index.add_with_ids(vecs, ids)
-        return index, {"kind": "flat", "factory": "IDMap2,Flat"}
-    nlist = choose_nlist(n)
-    rng = np.random.default_rng(seed)
-    sample_ids = np.sort(rng.choice(all_ids, size=min(n, 256 * nlist), replace=False))
-    train = fetch(sample_ids)
-    quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.train(train)
+        params: dict[str, Any] = {"kind": "flat", "factory": "IDMap2,Flat"}
+    elif kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+        index = faiss.IndexIDMap2(hnsw)
+        params = {"kind": "hnsw", "factory": f"IDMap2,HNSW{HNSW_M}"}
+    else:
+        nlist = choose_nlist(n)
+        rng = np.random.default_rng(seed)
+        quantizer = faiss.IndexFlatIP(dimension)
+        if kind == "ivf":
+            index, factory = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT), f"IVF{nlist},Flat"
+        elif kind == "ivf-sq8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            factory = f"IVF{nlist},SQ8"
+        elif kind == "ivf-pq":
+            m = pq_subquantizers(dimension)
+            index, factory = faiss.IndexIVFPQ(quantizer, dimension, nlist, m, 8, faiss.METRIC_INNER_PRODUCT), f"IVF{nlist},PQ{m}"
+        else:
+            raise InvalidInput(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
+        index.cp.seed = seed
+        index.train(fetch(np.sort(rng.choice(all_ids, size=min(n, max(256 * nlist, 10_000)), replace=False))))
+        params = {"kind": kind, "factory": factory, "nlist": nlist, "trained_on": n}
     for ids, vecs in stream():
         index.add_with_ids(vecs, ids)
-    nprobe, recall = tune_nprobe(index, stream, fetch(np.sort(rng.choice(all_ids, size=min(n, 500), replace=False))))
-    return index, {
-        "kind": "ivf", "factory": f"IVF{nlist},Flat", "nlist": nlist, "nprobe": nprobe,
-        "trained_on": n, "tuned_recall": recall,
-    }
+    if isinstance(index, faiss.IndexIVF):
+        rng = np.random.default_rng(seed + 1)
+        queries = fetch(np.sort(rng.choice(all_ids, size=min(n, 500), replace=False)))
+        params["nprobe"], params["tuned_recall"] = tune_nprobe(index, stream, queries)
+    return index, params
+
+
+def pq_subquantizers(dimension: int) -> int:
+    """Sub-quantizers for IVF-PQ: about one per 8 dimensions, dividing ``dimension``."""
+    for m in range(max(1, dimension // 8), 0, -1):
+        if dimension % m == 0:
+            return m
+    return 1
+
+
+def bytes_per_vector(info: FaissInfo, dimension: int) -> int:
+    """Bytes one vector takes in the index's codes (ids and lists excluded)."""
+    if info.kind == "ivf-sq8":
+        return dimension
+    if info.kind == "ivf-pq":
+        return pq_subquantizers(dimension)
+    return 4 * dimension
 
 
 def tune_nprobe(index: faiss.IndexIVF, stream: VectorSource, queries: np.ndarray, k: int = 10) -> tuple[int, float]:
@@ -209,9 +249,13 @@ def write_version(index_dir: Path, version: int, index: faiss.Index) -> tuple[st
     name = f"v{version:06d}.faiss"
     tmp = folder / f".{name}.tmp"
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        crash_point("faiss-write")
+        fh.write(data[len(data) // 2 :])
         fh.flush()
         os.fsync(fh.fileno())
+    crash_point("rename")
     os.replace(tmp, folder / name)
     fsync_dir(folder)
     return name, hashlib.sha256(data).hexdigest(), len(data)
@@ -220,16 +264,15 @@ def write_version(index_dir: Path, version: int, index: faiss.Index) -> tuple[st
 def read_version(index_dir: Path, info: FaissInfo) -> faiss.Index:
     """Load a published version after checking its size and sha256; else :class:`CorruptIndex`."""
     path = Path(index_dir) / FAISS_DIR / info.file
-    how = "Run `indexer build` on the index again to rebuild it from the vectors stored in meta.db."
+    how = "Run `indexer repair` to rebuild it from the vectors stored in meta.db (no re-embedding)."
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptIndex(f"the FAISS file {path} is missing. {how}") from None
-    if len(data) != info.size or hashlib.sha256(data).hexdigest() != info.sha256:
-        raise CorruptIndex(
-            f"the FAISS file {path} fails its checksum ({len(data)} bytes, {info.size} "
-            f"expected): it is damaged. {how}"
-        )
+    if len(data) != info.size:
+        raise CorruptIndex(f"the FAISS file {path} is truncated or damaged ({len(data)} bytes, {info.size} expected). {how}")
+    if hashlib.sha256(data).hexdigest() != info.sha256:
+        raise CorruptIndex(f"the FAISS file {path} fails its checksum (its sha256 differs from the recorded one): it is damaged. {how}")
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 

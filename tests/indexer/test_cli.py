@@ -94,4 +94,4 @@ def test_unavailable_model_exits_1_naming_the_ways_out(tmp_path, multilingual_co
 def test_usage_errors_exit_2(tmp_path, run):
     assert "Missing option '--index'" in run("search", "x", code=2).output
     assert "does not exist" in run("build", tmp_path / "nope", "--index", tmp_path / "i", code=2).output
-    assert "Invalid value for '--index-type'" in run("build", tmp_path, "--index", tmp_path / "i", "--index-type", "hnsw", code=2).output
+    assert "Invalid value for '--index-type'" in run("build", tmp_path, "--index", tmp_path / "i", "--index-type", "lsh", code=2).output

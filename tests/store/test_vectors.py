@@ -27,8 +27,10 @@ def test_choose_kind_auto_switches_at_flat_max():
     assert vectors.choose_kind(vectors.FLAT_MAX, "auto") == "flat"
     assert vectors.choose_kind(vectors.FLAT_MAX + 1, "auto") == "ivf"
     assert vectors.choose_kind(10, "ivf") == "ivf"
-    with pytest.raises(InvalidInput, match="unknown index type 'hnsw'; choose one of auto, flat, ivf"):
-        vectors.choose_kind(10, "hnsw")
+    assert vectors.choose_kind(999, "ivf-pq") == "flat"  # too few vectors to train PQ code books
+    assert vectors.choose_kind(1000, "ivf-pq") == "ivf-pq"
+    with pytest.raises(InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, hnsw"):
+        vectors.choose_kind(10, "lsh")
 
 
 def test_nlist_follows_the_square_root_rule_and_has_training_points():

@@ -1,0 +1,122 @@
+"""Changing an index without a corpus folder: upsert, delete, remove, reindex, repair.
+
+Each call takes the writer lock, writes its changes as pending, and publishes them before
+it returns: once it has returned, no reader is served a deleted chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.build import BuildReport, Progress, _embedder_for, _settings, _Writer
+from indexer.embedding import Embedder
+from indexer.reading import Document
+from store import IndexDir, IndexNotFound, InvalidInput
+from store.metadata import DB_FILE
+from store.vectors import FaissInfo
+
+DocumentLike = Document | Mapping[str, Any]
+
+
+def _open(index: str | Path) -> IndexDir:
+    if not (Path(index) / DB_FILE).is_file():
+        raise IndexNotFound(f"no index at {index}. Build one with `indexer build CORPUS --index {index}`.")
+    return IndexDir.open_for_writing(index)
+
+
+def _as_document(item: DocumentLike) -> Document:
+    """A :class:`Document` from a Document or a mapping ``{"id", "text", "metadata"?, "source"?}``."""
+    if isinstance(item, Document):
+        return item
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"a document must be a mapping with 'id' and 'text', not {type(item).__name__}.")
+    doc_id, text = item.get("id"), item.get("text")
+    if doc_id is None or str(doc_id) == "":
+        raise InvalidInput("every document needs a non-empty 'id'.")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"document {doc_id!r} needs a non-empty string 'text'.")
+    metadata = item.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput(f"the 'metadata' of document {doc_id!r} must be a JSON object.")
+    return Document(doc_id=str(doc_id), source=str(item.get("source") or doc_id), text=text, metadata=dict(metadata))
+
+
+def upsert_documents(index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None) -> BuildReport:
+    """Add or replace documents given as data (no files), and publish.
+
+    Each document is a :class:`~indexer.reading.Document` or a mapping with ``id``,
+    ``text`` and optionally ``metadata`` (a JSON object) and ``source``. A document whose
+    text and metadata are unchanged is not embedded again. All are checked before any is
+    written. Returns the report (``documents_added``, ``documents_updated``, …).
+    """
+    started = time.perf_counter()
+    docs = [_as_document(d) for d in documents]
+    with _open(index) as idx:
+        embedder = _embedder_for(idx, model)
+        settings = _settings(idx, None, None, None)
+        report = BuildReport(index=str(index), model=embedder.name)
+        writer = _Writer(idx, embedder, settings, None, report, Progress())
+        for doc in docs:
+            writer.add(doc)
+        writer.finish()
+        _publish(idx, settings, embedder.dimension, report)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def delete_documents(index: str | Path, doc_ids: Sequence[str]) -> int:
+    """Delete documents by id, and publish; returns how many existed."""
+    with _open(index) as idx:
+        deleted = idx.meta.delete_documents([str(d) for d in doc_ids])
+        _publish(idx, idx.meta.get_setting("build", {}), None)
+    return deleted
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What :func:`remove_sources` did: ``removed`` doc ids per source; ``missing`` sources."""
+
+    removed: dict[str, list[str]]
+    missing: list[str]
+
+
+def remove_sources(index: str | Path, sources: Sequence[str]) -> RemoveReport:
+    """Delete the documents of the given sources (files, relative to their corpus root) or ids."""
+    with _open(index) as idx:
+        found = idx.meta.doc_ids_of_sources([str(s) for s in sources])
+        idx.meta.delete_documents(sorted({d for ids in found.values() for d in ids}))
+        _publish(idx, idx.meta.get_setting("build", {}), None)
+    return RemoveReport(removed={s: ids for s, ids in found.items() if ids},
+                        missing=[s for s, ids in found.items() if not ids])
+
+
+def reindex(index: str | Path, index_type: str) -> FaissInfo:
+    """Switch the FAISS index type (``flat``, ``ivf``, ``ivf-sq8``, ``ivf-pq``, ``hnsw``) from
+    the stored vectors, without re-embedding; the type is recorded for later builds."""
+    with _open(index) as idx:
+        settings = _settings(idx, None, None, index_type)
+        return _publish(idx, settings, None, rebuild=True)
+
+
+def repair(index: str | Path) -> FaissInfo | None:
+    """Rebuild the FAISS index from the vectors stored in SQLite (no re-embedding).
+
+    Also publishes complete documents an interrupted build left pending, drops unfinished
+    ones, and removes leftover temporary files.
+    """
+    with _open(index) as idx:
+        return _publish(idx, idx.meta.get_setting("build", {}), None, rebuild=True)
+
+
+def _publish(idx: IndexDir, settings: Mapping[str, Any], dimension: int | None, report: BuildReport | None = None,
+             *, rebuild: bool = False) -> FaissInfo | None:
+    dimension = dimension or int(idx.model_record()["dimension"])
+    info = idx.publish(settings.get("index_type", "auto"), dimension, rebuild=rebuild)
+    if report is not None:
+        report.index_type = info.factory if info else ""
+        report.chunks_total = idx.meta.count("chunks")
+    return info
