@@ -62,8 +62,14 @@ def decode(data: bytes) -> str:
     utf16 = _utf16_without_bom(data)
     if utf16 is not None:
         return utf16
+    damaged = _damaged_utf8(data)
+    if damaged is not None:
+        return damaged
     if b"\x00" in data[:8192]:
         raise NotText("binary file (contains NUL bytes)")
+    western = _western_european(data)
+    if western is not None:
+        return western
     best = charset_normalizer.from_bytes(data[:1_000_000]).best()
     if best is None:
         raise NotText("binary or undecodable file (no text encoding fits)")
@@ -71,6 +77,47 @@ def decode(data: bytes) -> str:
         return data.decode(best.encoding)
     except (UnicodeDecodeError, LookupError) as exc:
         raise NotText(f"undecodable text (detected {best.encoding}, but it does not fit)") from exc
+
+
+WESTERN_LANGUAGES = frozenset({"en", "de", "fr", "es", "pt", "it", "nl", "ca", "sv", "da", "no", "nb", "fi", "gl", "eu", "lb", "af", "oc"})
+_WESTERN_MARKS = set("«»‘’‚“”„–—…€£¥§°·¡¿©®™ªº×÷")
+
+
+def _western_european(data: bytes) -> str | None:
+    """Windows-1252 (a superset of Latin-1) text in a Western European language, or None.
+
+    Single-byte code pages cannot be told apart from the bytes alone (``très`` in
+    Windows-1252 is ``trčs`` in Windows-1250), and detectors often guess a Central
+    European one. The most common legacy encoding wins when every non-ASCII character it
+    gives is a Latin letter or common punctuation and the language it gives is Western.
+    """
+    import unicodedata
+
+    from indexer.language import detect
+
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    sample = text[:20000]
+    for ch in set(sample):
+        if ord(ch) > 127 and ch not in _WESTERN_MARKS and not (
+            ch.isalpha() and "LATIN" in unicodedata.name(ch, "")
+        ):
+            return None
+    return text if detect(sample) in WESTERN_LANGUAGES else None
+
+
+def _damaged_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few invalid bytes (a truncated or mis-concatenated file): the text, with
+    U+FFFD for each bad sequence, when valid non-ASCII characters outnumber the bad
+    sequences ten to one; else None (more likely another encoding)."""
+    if b"\x00" in data[:8192]:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    non_ascii = len(text) - len(text.encode("ascii", "ignore")) - bad
+    return text if bad > 0 and non_ascii >= 10 * bad else None
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

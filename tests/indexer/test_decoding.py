@@ -158,3 +158,35 @@ def test_empty():
 def test_not_text_is_an_exception_with_the_reason_as_message():
     assert issubclass(NotText, Exception)
     assert str(NotText("binary file (PNG image)")) == "binary file (PNG image)"
+
+
+LEGACY_TEXTS = [
+    ("Le café est très bon. À Paris, on boit un café crème à la terrasse, près de l'église.", "cp1252"),
+    ("Não há nada melhor do que um pão de queijo quente com café, disse a avó à neta.", "latin-1"),
+    ("Öl und Wasser", "latin-1"),
+    ("Käse entsteht, wenn man Milch gerinnen lässt und die festen Bestandteile trennt. Größe, Süße.", "latin-1"),
+    ("Het is een mooie dag in België, zeiden ze. Één keer per jaar.", "cp1252"),
+    ("El niño comió paella en la playa, ¿verdad? ¡Sí, señor!", "cp1252"),
+    ("Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig.", "cp1250"),
+    ("Árvíztűrő tükörfúrógép. Egy kis magyar szöveg, ékezetes betűkkel.", "iso8859-2"),
+    ("Привет, как дела? Сегодня хорошая погода, и мы пойдём гулять в парк.", "cp1251"),
+    ("Ελληνικά κείμενα με τόνους και άλλα σημάδια.", "iso8859-7"),
+    ("日本語のテキストです。これはテストです。", "shift_jis"),
+    ("日本語のテキストです。これはテストです。", "euc-jp"),
+    ("光合作用是植物、藻类和某些细菌利用光能将二氧化碳和水转化为有机物的过程。", "gbk"),
+    ("한국어 텍스트입니다. 이것은 시험입니다.", "euc-kr"),
+]
+
+
+@pytest.mark.parametrize(("text", "encoding"), LEGACY_TEXTS)
+def test_short_legacy_encoded_texts_decode_exactly(text, encoding):
+    # Windows-1252 French and Latin-1 Portuguese/German came back as Windows-1250 or Big5
+    # (très -> trčs, Não -> Năo, Käse -> 珸...) before the Western European check.
+    assert decode(text.encode(encoding)) == text
+
+
+def test_utf8_with_a_few_damaged_bytes_keeps_its_text():
+    good = ("Grüße aus München, schöne Tage am See. " * 20).encode()
+    text = decode(good[:43] + b"\xff\xfe" + good[43:])  # 43 bytes: the first sentence
+    assert text.startswith("Grüße aus München, schöne Tage am See. \ufffd\ufffdGrüße")
+    assert text.count("\ufffd") == 2
