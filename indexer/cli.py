@@ -306,7 +306,7 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
     names = ["recall@1", "recall@10", "MRR@10", "nDCG@10"]
     keys = ["recall_at_1", "recall_at_10", "mrr_at_10", "ndcg_at_10"]
     click.echo(f"{'lang':8}{'queries':>8}" + "".join(f"  {n:>13}" for n in names))
-    click.echo(f"{'':16}" + "      ann  exact" * len(names))
+    click.echo(f"{'':16}" + f"  {'ann':>6} {'exact':>6}" * len(names))
     rows = [("all", r.ann, r.exact, r.queries)]
     rows += [(lang, m, r.exact["per_language"][lang], m["queries"]) for lang, m in r.ann["per_language"].items()]
     for lang, ann, exact, n in rows:
