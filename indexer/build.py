@@ -22,7 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from indexer import language
 from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
-from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, same_model
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, display, load_embedder, same_model
 from indexer.reading import Document, RecordFields, Skipped, read_corpus
 from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
 from store.faults import crash_point
@@ -72,12 +72,16 @@ def build_index(
     text_field: str = "text",
     id_field: str | None = None,
     progress: Progress | None = None,
+    precision: str | None = None,
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
     Args:
-        model: a model name, directory or loaded :class:`Embedder`. Default: the model the
-            index was built with, or ``distilbert-base-multilingual-cased`` for a new index.
+        model: a registry name (``indexer models``), Hub id, directory or loaded
+            :class:`Embedder`. Default: the model the index was built with, or ``distilmbert``
+            (``distilbert-base-multilingual-cased``) for a new index.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``int8`` when a model is loaded here
+            (default ``$BABELINDEX_PRECISION``, else ``auto``: the fastest that agrees with fp32).
         chunk_tokens / overlap_tokens: chunk size and overlap in model tokens (default: as
             recorded in the index, else 256 / 32). Changing them re-chunks every document.
         index_type: ``auto``, ``flat`` or ``ivf`` (default: as recorded, else ``auto``).
@@ -94,7 +98,7 @@ def build_index(
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index) as idx:
         try:
-            embedder = _embedder_for(idx, model)
+            embedder = _embedder_for(idx, model, precision)
         except BaseException:
             if is_new:  # nothing was recorded: leave no empty index behind
                 shutil.rmtree(index, ignore_errors=True)
@@ -117,19 +121,19 @@ def build_index(
     return report
 
 
-def _embedder_for(idx: IndexDir, model: str | Embedder | None) -> Embedder:
+def _embedder_for(idx: IndexDir, model: str | Embedder | None, precision: str | None = None) -> Embedder:
     """Load the model and check it against the one the index was built with (or record it)."""
     recorded = idx.model_record()
     if model is None:
         model = recorded["name"] if recorded else DEFAULT_MODEL
-    embedder = load_embedder(model) if isinstance(model, str) else model
+    embedder = load_embedder(model, precision=precision) if isinstance(model, str) else model
     if recorded is None:
         with idx.meta.transaction():
             idx.meta.set_setting("model", describe(embedder))
     elif not same_model(recorded, embedder):
         raise ModelMismatch(
-            f"{idx.path} was built with the model {recorded['name']!r} ({recorded['dimension']} "
-            f"dimensions), but {embedder.name!r} ({embedder.dimension} dimensions) gives other "
+            f"{idx.path} was built with the model {display(recorded['name'])} ({recorded['dimension']} "
+            f"dimensions), but {display(embedder.name)} ({embedder.dimension} dimensions) gives other "
             f"vectors. Build with --model {recorded['name']!r} (or no --model), or into a new --index."
         )
     return embedder

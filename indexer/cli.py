@@ -22,6 +22,13 @@ INDEX_OPTION = click.option(
 )
 
 
+PRECISION_OPTION = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None, envvar="BABELINDEX_PRECISION",
+    show_envvar=True, help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
+    "measured once and cached), fp32, bf16 or int8.",
+)
+
+
 class _Bars:
     """tqdm bars for a build: documents read and chunks embedded (on stderr)."""
 
@@ -55,8 +62,9 @@ def cli() -> None:
 @cli.command()
 @click.argument("corpus", type=click.Path(exists=True, path_type=Path))
 @INDEX_OPTION
-@click.option("--model", default=None, help="Model: a Hub id, a local directory or use-multilingual. "
-              "Default: the index's model, else distilbert-base-multilingual-cased.")
+@click.option("--model", default=None, help="Model: a name from `indexer models`, a Hub id or a local directory. "
+              "Default: the index's model, else distilmbert.")
+@PRECISION_OPTION
 @click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256).")
 @click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens (default 32).")
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]), default=None,
@@ -66,7 +74,8 @@ def cli() -> None:
 @click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
-def build(corpus, index_path, model, chunk_tokens, overlap_tokens, index_type, text_field, id_field, as_json, quiet):
+def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, index_type, text_field, id_field, as_json,
+          quiet):
     """Index the documents in CORPUS (a folder or a file) into --index.
 
     Run it again to update: new files are added, changed ones re-embedded, removed ones
@@ -78,7 +87,7 @@ def build(corpus, index_path, model, chunk_tokens, overlap_tokens, index_type, t
     try:
         report = build_index(
             corpus, index_path, model=model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens,
-            index_type=index_type, text_field=text_field, id_field=id_field, progress=bars,
+            index_type=index_type, text_field=text_field, id_field=id_field, progress=bars, precision=precision,
         )
     except BabelIndexError as exc:
         raise _fail(exc) from None
@@ -109,12 +118,13 @@ def build(corpus, index_path, model, chunk_tokens, overlap_tokens, index_type, t
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Number of hits.")
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
-def search(query, index_path, k, nprobe, as_json):
+@PRECISION_OPTION
+def search(query, index_path, k, nprobe, as_json, precision):
     """Find the passages nearest to QUERY, in any language."""
     from search import Index
 
     try:
-        with Index.open(index_path) as index:
+        with Index.open(index_path, precision=precision) as index:
             hits = index.search(query, k=k, nprobe=nprobe)
     except BabelIndexError as exc:
         raise _fail(exc) from None
@@ -312,6 +322,25 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
     for lang, ann, exact, n in rows:
         click.echo(f"{lang:8}{n:>8}" + "".join(f"  {ann[k]:6.3f} {exact[k]:6.3f}" for k in keys))
     click.echo(f"{r.seconds:.1f} s (index {r.build_seconds:.1f} s)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per model.")
+def models(as_json):
+    """List the models known by name (for --model), and whether each is here now."""
+    from indexer.embedding import list_models
+
+    rows = list_models()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    src_w = max(len(r["source"]) for r in rows)
+    click.echo(f"{'name':16}  {'model':{src_w}}  {'languages':>9}  {'dims':>4}  {'tokens':>6}  {'size':>7}  local")
+    for r in rows:
+        click.echo(f"{r['name']:16}  {r['source']:{src_w}}  {r['languages']:>9}  {r['dimension']:>4}  "
+                   f"{r['max_tokens']:>6}  {r['size_mb']:>4} MB  {'yes' if r['available'] else 'no'}")
+    click.echo("--model also takes any Hugging Face Hub id or a local model directory. "
+               "For cross-lingual search, use distiluse.")
 
 
 def main() -> None:  # pragma: no cover - console script entry

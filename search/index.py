@@ -25,8 +25,9 @@ class Index:
     published by a writer since this one was loaded.
     """
 
-    def __init__(self, store: IndexDir, model: Any = None):
+    def __init__(self, store: IndexDir, model: Any = None, precision: str | None = None):
         self._store = store
+        self._precision = precision
         self._lock = threading.Lock()
         self._model_record = store.model_record()
         self._embedder = model
@@ -37,19 +38,24 @@ class Index:
             self._check_model(model)
 
     @classmethod
-    def open(cls, path: str | Path, *, model: Any = None) -> Index:
+    def open(cls, path: str | Path, *, model: Any = None, precision: str | None = None) -> Index:
         """Open the index at ``path``.
 
         ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
         the model the index was built with. A different model raises ``ModelMismatch``.
+        ``precision`` (``auto``, ``fp32``, ``bf16``, ``int8``; default ``$BABELINDEX_PRECISION``,
+        else ``auto``) applies when the model is loaded here.
         """
+        from indexer.embedding.precision import requested
+
+        precision = requested(precision)
         store = IndexDir.open_for_reading(path)
         try:
             if isinstance(model, str):
                 from indexer.embedding import load_embedder
 
-                model = load_embedder(model)
-            return cls(store, model)
+                model = load_embedder(model, precision=precision)
+            return cls(store, model, precision)
         except BaseException:
             store.close()
             raise
@@ -129,7 +135,7 @@ class Index:
                 if self._embedder is None:
                     from indexer.embedding import load_embedder
 
-                    embedder = load_embedder(self.model_name)
+                    embedder = load_embedder(self.model_name, precision=self._precision)
                     self._check_model(embedder)
                     self._embedder = embedder
         vectors = self._embedder.embed_queries(queries)
@@ -142,12 +148,12 @@ class Index:
         return vectors
 
     def _check_model(self, embedder: Any) -> None:
-        from indexer.embedding import same_model
+        from indexer.embedding import display, same_model
 
         if not same_model(self._model_record, embedder):
             raise ModelMismatch(
-                f"{self.path} was built with the model {self.model_name!r} ({self.dimension} "
-                f"dimensions); {embedder.name!r} ({embedder.dimension} dimensions) gives other "
+                f"{self.path} was built with the model {display(self.model_name)} ({self.dimension} "
+                f"dimensions); {display(embedder.name)} ({embedder.dimension} dimensions) gives other "
                 f"vectors. Search with the index's own model (omit the model), or rebuild the "
                 f"index with the new one."
             )

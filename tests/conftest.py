@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite runs models in fp32 (exact, deterministic); tests of bf16, int8 and ``auto`` ask for them.
+os.environ.setdefault("BABELINDEX_PRECISION", "fp32")
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"  # shared/ lies beside the checkout
 
@@ -18,6 +20,27 @@ def eval_texts(task: str, kind: str = "corpus") -> list[dict]:
     """The records of ``shared/eval/<task>/<kind>.jsonl``."""
     with open(EVAL / task / f"{kind}.jsonl", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def babelindex_cache(tmp_path_factory) -> Path:
+    """A private cache for exported models and precision decisions (never ~/.cache in tests)."""
+    path = tmp_path_factory.mktemp("babelindex-cache")
+    os.environ["BABELINDEX_CACHE"] = str(path)
+    return path
+
+
+def fake_hub(cache: Path, models: dict[str, Path], commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """A Hugging Face hub cache at ``cache`` holding ``{hub id: model folder}`` (copied), as a
+    download would leave it; point ``HF_HUB_CACHE`` at it to load Hub ids with no network."""
+    import shutil
+
+    for hub_id, folder in models.items():
+        repo = cache / ("models--" + hub_id.replace("/", "--"))
+        shutil.copytree(folder, repo / "snapshots" / commit, dirs_exist_ok=True)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+    return cache
 
 
 @pytest.fixture(scope="session")

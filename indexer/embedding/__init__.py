@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from indexer.embedding.base import Embedder, describe, same_model
-from indexer.embedding.transformer import DEFAULT_MODEL
+from indexer.embedding.precision import PRECISIONS
+from indexer.embedding.registry import DEFAULT_NAME as DEFAULT_MODEL
+from indexer.embedding.registry import REGISTRY, ModelSpec, display, list_models, lookup, resolve
 from indexer.embedding.use_multilingual import NAME as USE_MULTILINGUAL
 
 
@@ -13,23 +15,36 @@ def is_available(name: str) -> bool:
         return True
     from indexer.embedding.transformer import is_available as transformer_available
 
-    return transformer_available(name)
+    return transformer_available(resolve(name))
 
 
-def load_embedder(name: str | None = None) -> Embedder:
-    """Load a model by name: ``use-multilingual``, a Hub id or a local directory.
+def load_embedder(name: str | None = None, *, precision: str | None = None) -> Embedder:
+    """Load a model: a registry name (see ``indexer models``), a Hub id or a local directory.
 
-    ``None`` means the default, ``distilbert-base-multilingual-cased``. Raises
-    ``ModelNotAvailable`` with the ways out when the model cannot be had.
+    ``None`` means the default, ``distilmbert`` (``distilbert-base-multilingual-cased``).
+    ``precision`` is ``auto``, ``fp32``, ``bf16`` or ``int8`` for transformer models (None
+    reads ``$BABELINDEX_PRECISION``, else ``auto``); ``use-multilingual`` runs in fp32 only.
+    Raises ``ModelNotAvailable`` with the ways out when the model cannot be had, and
+    ``InvalidInput`` for a precision this machine or model cannot run.
     """
+    from indexer.embedding.precision import requested
+
     name = name or DEFAULT_MODEL
+    wanted = requested(precision)
     if name == USE_MULTILINGUAL:
+        if wanted not in ("auto", "fp32"):
+            from store.errors import InvalidInput
+
+            raise InvalidInput(f"use-multilingual runs in fp32 only (numpy); use --precision auto or fp32, not {wanted}.")
         from indexer.embedding.use_multilingual import UseMultilingualEmbedder
 
         return UseMultilingualEmbedder()
     from indexer.embedding.transformer import TransformerEmbedder
 
-    return TransformerEmbedder(name)
+    return TransformerEmbedder(name, precision=wanted, source=resolve(name))
 
 
-__all__ = ["DEFAULT_MODEL", "USE_MULTILINGUAL", "Embedder", "describe", "is_available", "load_embedder", "same_model"]
+__all__ = [
+    "DEFAULT_MODEL", "PRECISIONS", "REGISTRY", "USE_MULTILINGUAL", "Embedder", "ModelSpec", "describe", "display",
+    "is_available", "list_models", "load_embedder", "lookup", "same_model",
+]

@@ -3,7 +3,9 @@
 A sentence-transformers model keeps its own pooling and dense layers; a raw Hugging Face
 checkpoint (no ``modules.json``) is wrapped as transformer + mean pooling, which is how
 babelindex uses ``distilbert-base-multilingual-cased``. Vectors are L2-normalised float32.
-torch and sentence-transformers are imported only when a model is loaded.
+The transformer runs in fp32, in bf16 (autocast with bf16 copies of the linear weights) or
+in int8 (ONNX Runtime, see :mod:`indexer.embedding.onnx_backend`); pooling and dense layers
+always run in fp32. torch and sentence-transformers are imported only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from indexer.embedding.base import check_vectors, token_budget_batches
-from store.errors import ModelNotAvailable
+from indexer.embedding.base import PROBE_TEXT, check_vectors, token_budget_batches
+from indexer.embedding.precision import (
+    AGREEMENT_MIN,
+    agreement,
+    cache_dir,
+    cached_decision,
+    measure,
+    model_cache_key,
+    requested,
+    save_decision,
+    unsupported_reason,
+)
+from indexer.embedding.registry import display, hub_cache_dir, local_snapshot
+from store.errors import InvalidInput, ModelError, ModelNotAvailable
 
-DEFAULT_MODEL = "distilbert-base-multilingual-cased"
 MAX_MODEL_TOKENS = 512
 TOKEN_BUDGET = 8192
 """Padded tokens per forward pass (e.g. 32 texts of 256 tokens, or 128 of 64)."""
@@ -34,13 +47,21 @@ class TransformerEmbedder:
     """The :class:`~indexer.embedding.base.Embedder` for sentence-transformers models.
 
     Args:
-        name: a Hub id (``distilbert-base-multilingual-cased``) or a local directory.
+        name: how the model was named (a registry name, Hub id or directory); recorded.
         device: torch device; ``cpu`` by default.
+        precision: ``auto`` (default; see :mod:`indexer.embedding.precision`), ``fp32``,
+            ``bf16`` or ``int8``; None reads ``$BABELINDEX_PRECISION``.
+        source: what to load (a Hub id or a directory); default ``name``.
+
+    Attributes:
+        precision: the precision used for ``documents`` and for ``queries``.
+        calibration: the measurements ``auto`` chose from (None for a fixed precision).
     """
 
-    def __init__(self, name: str, device: str = "cpu"):
+    def __init__(self, name: str, device: str = "cpu", *, precision: str | None = None, source: str | None = None):
         self.name = name
-        self._model = _load(name, device)
+        self.source = source or name
+        self._model, self._folder = _load(self.source, device, name)
         seq = self._model.max_seq_length or MAX_MODEL_TOKENS
         self._model.max_seq_length = min(seq, MAX_MODEL_TOKENS)
         tokenizer = self._model.tokenizer
@@ -51,63 +72,161 @@ class TransformerEmbedder:
         self._counter.no_truncation()
         self._counter.no_padding()
         self._pooling = _pooling_mode(self._model)
+        self._bf16: dict[str, Any] | None = None
+        self._onnx: Any = None
+        self.calibration: dict[str, Any] | None = None
+        self.precision = self._choose_precision(requested(precision))
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, self.precision["documents"])
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, self.precision["queries"])
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], precision: str) -> np.ndarray:
+        """float32 ``(len(texts), dimension)`` unit vectors, in token-budget batches."""
+        import torch
+
         texts = list(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         counts = [min(n + self._specials, self._model.max_seq_length) for n in self.count_tokens(texts)]
-        for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
-            out[batch] = self._model.encode(
-                [texts[i] for i in batch], batch_size=len(batch), convert_to_numpy=True,
-                normalize_embeddings=True, show_progress_bar=False,
-            )
+        with torch.inference_mode():
+            for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
+                features = self._model.preprocess([texts[i] for i in batch])
+                out[batch] = self._forward(features, precision).numpy()
         return check_vectors(out, texts)
+
+    def _forward(self, features: dict[str, Any], precision: str) -> Any:
+        """Sentence embeddings, float32 tensor ``(batch, dimension)``, of one tokenized batch."""
+        import torch
+
+        if precision == "int8":
+            features["token_embeddings"] = self._onnx(features)
+            for module in list(self._model)[1:]:  # the model's own pooling, dense, normalize
+                features = module(features)
+        elif precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                features = torch.func.functional_call(self._model, self._bf16, (features,))
+        else:
+            features = self._model(features)
+        return features["sentence_embedding"].float()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "name": self.name, "backend": "sentence-transformers", "revision": _revision(self._model, self.name),
-            "pooling": self._pooling, "max_tokens": self.max_tokens, "dimension": self.dimension,
+            "name": self.name, "source": self.source, "backend": "sentence-transformers",
+            "revision": _revision(self._folder, self.source), "pooling": self._pooling,
+            "max_tokens": self.max_tokens, "dimension": self.dimension,
         }
 
+    # -- precision ------------------------------------------------------------------------
+    def _choose_precision(self, wanted: str) -> dict[str, str]:
+        """Prepare ``wanted`` (or, for ``auto``, the cached or freshly measured choice)."""
+        if wanted != "auto":
+            reason = unsupported_reason(wanted)
+            if reason:
+                raise InvalidInput(reason)
+            self._prepare(wanted)
+            return {"documents": wanted, "queries": wanted}
+        record = cached_decision(self._cache_key())
+        if record is None:
+            candidates = [p for p in ("bf16", "int8") if unsupported_reason(p) is None]
+            trials = measure(self._trial_runner, candidates)
+            record = save_decision(self._cache_key(), trials, {"model": self.name, "source": self.source})
+        self.calibration = record
+        for precision in sorted(set(record["choice"].values())):
+            self._prepare(precision)
+        return dict(record["choice"])
 
-def _load(name: str, device: str):
-    """Load ``name`` from a directory, the local cache or the Hub, with a clear error."""
+    def _trial_runner(self, precision: str):
+        self._prepare(precision)
+        return lambda texts: self._encode(texts, precision)
+
+    def _cache_key(self) -> str:
+        return model_cache_key(self._folder, {"pooling": self._pooling, "max_seq_length": self._model.max_seq_length,
+                                              "modules": [type(m).__name__ for m in self._model]})
+
+    def _prepare(self, precision: str) -> None:
+        """Make ``precision`` ready to run: bf16 weight copies, or the int8 ONNX session."""
+        import torch
+
+        if precision == "bf16" and self._bf16 is None:
+            linear = {name for name, module in self._model.named_modules() if isinstance(module, torch.nn.Linear)}
+            self._bf16 = {name: p.detach().to(torch.bfloat16) for name, p in self._model.named_parameters()
+                          if name.rpartition(".")[0] in linear}
+        elif precision == "int8" and self._onnx is None:
+            self._onnx = self._int8_body()
+
+    def _int8_body(self):
+        """The int8 ONNX body from the cache (exported now if missing or not agreeing with fp32)."""
+        import torch
+
+        from indexer.embedding.onnx_backend import INPUT_NAMES, OnnxBody, export_int8
+
+        first = self._model[0]
+        if not hasattr(first, "auto_model"):
+            raise InvalidInput(f"int8 is not available for {self.name!r} (its first module is not a transformer); "
+                               "use --precision auto, fp32 or bf16.")
+        probe = self._model.preprocess([PROBE_TEXT])
+        names = [n for n in INPUT_NAMES if n in probe]
+        path = cache_dir() / "models" / self._cache_key() / "model.int8.onnx"
+        with torch.inference_mode():
+            reference = self._forward(dict(probe), "fp32").numpy()
+        for attempt in range(2):
+            if attempt or not path.exists():
+                export_int8(first.auto_model, names, path)
+            try:
+                self._onnx = OnnxBody(path)
+                with torch.inference_mode():
+                    if agreement(reference, self._forward(dict(probe), "int8").numpy()).min >= AGREEMENT_MIN:
+                        return self._onnx
+            except Exception:  # a damaged or stale file: export again once
+                if attempt:
+                    raise
+            self._onnx = None
+        raise ModelError(f"the int8 export of {self.name!r} does not agree with its fp32 vectors; "
+                         "use --precision auto, fp32 or bf16.")
+
+
+def _load(source: str, device: str, name: str):
+    """Load ``source`` from a directory, the local cache or the Hub, with a clear error.
+
+    Returns the ``SentenceTransformer`` and the folder its files are in.
+    """
     _quiet_libraries()
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    if os.path.isdir(name):
-        if os.path.exists(os.path.join(name, "modules.json")):
-            return SentenceTransformer(name, device=device)
-        # A raw checkpoint: transformer + mean pooling, without sentence-transformers' warning.
-        body = Transformer(name, max_seq_length=MAX_MODEL_TOKENS)
-        pooling = Pooling(body.get_embedding_dimension(), pooling_mode="mean")
-        return SentenceTransformer(modules=[body, pooling], device=device)
-    try:
-        return SentenceTransformer(name, device=device, local_files_only=True)
-    except (OSError, ValueError):
-        pass
+    folder = Path(source) if os.path.isdir(source) else local_snapshot(source)
+    if folder is not None:
+        return _load_folder(folder, device), folder
     if not _hub_reachable():
         raise ModelNotAvailable(
-            f"the model {name!r} is not in the local Hugging Face cache and the Hub cannot be "
+            f"the model {display(name)} is not in the local Hugging Face cache and the Hub cannot be "
             "reached from here. Three ways out: (1) connect to the network once so it can be "
             "downloaded (or point HF_HOME at a cache that has it); (2) pass a local directory "
             "holding the model with --model /path/to/model; (3) use the offline multilingual "
             "model with --model use-multilingual."
         )
     try:
-        return SentenceTransformer(name, device=device)
+        model = SentenceTransformer(source, device=device, cache_folder=hub_cache_dir())
     except OSError as exc:
-        raise ModelNotAvailable(f"could not load the model {name!r}: {exc}") from exc
+        raise ModelNotAvailable(f"could not load the model {display(name)}: {exc}") from exc
+    return model, local_snapshot(source) or Path(source)
+
+
+def _load_folder(folder: Path, device: str):
+    """A sentence-transformers model from ``folder``; a raw checkpoint gets mean pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    if (folder / "modules.json").exists():
+        return SentenceTransformer(str(folder), device=device)
+    # A raw checkpoint: transformer + mean pooling, without sentence-transformers' warning.
+    body = Transformer(str(folder), max_seq_length=MAX_MODEL_TOKENS)
+    pooling = Pooling(body.get_embedding_dimension(), pooling_mode="mean")
+    return SentenceTransformer(modules=[body, pooling], device=device)
 
 
 def _quiet_libraries() -> None:
@@ -120,14 +239,9 @@ def _quiet_libraries() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
-def is_available(name: str) -> bool:
-    """Whether ``name`` can be loaded now: a local directory, in the cache, or Hub reachable."""
-    if os.path.isdir(name):
-        return True
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(name, "config.json")
-    return isinstance(cached, str) or _hub_reachable()
+def is_available(source: str) -> bool:
+    """Whether ``source`` can be loaded now: a local directory, in the cache, or Hub reachable."""
+    return os.path.isdir(source) or local_snapshot(source) is not None or _hub_reachable()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -152,9 +266,8 @@ def _pooling_mode(model) -> str:
     return "unknown"
 
 
-def _revision(model, name: str) -> str:
+def _revision(folder: Path, name: str) -> str:
     """A stable id of the weights: the Hub commit if known, else a hash of the config files."""
-    folder = Path(model[0].auto_model.config._name_or_path or name)
     if "snapshots" in folder.parts:
         return folder.parts[folder.parts.index("snapshots") + 1]
     digest = hashlib.sha256()

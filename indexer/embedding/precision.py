@@ -1,0 +1,271 @@
+"""Numeric precision of the transformer backend: fp32, bf16, int8, and ``auto``'s choice.
+
+``auto`` tries every precision this CPU and the installed libraries support on a fixed,
+multilingual calibration set, keeps those whose vectors agree with fp32 (mean cosine at
+least :data:`AGREEMENT_MEAN`, every text at least :data:`AGREEMENT_MIN`), and picks the
+fastest, separately for document batches (throughput) and single queries (latency). The
+decision, with the figures it rests on, is cached as JSON under :func:`cache_dir`, keyed by
+the model's files, the CPU's flags and the library versions, so it is measured once per
+model and machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from store.errors import InvalidInput
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+AGREEMENT_MEAN = 0.999
+"""``auto`` keeps a precision only if its vectors' mean cosine to fp32 is at least this..."""
+AGREEMENT_MIN = 0.99
+"""... and no single text's cosine to fp32 is below this."""
+CACHE_VERSION = 1
+"""Bump when the cached files' layout or meaning changes."""
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+"""The CPU flags that change which precision is fastest (part of the cache key)."""
+
+_SENTENCES = (
+    "The committee will publish its final report on water quality next spring.",
+    "Die Brücke wurde nach drei Jahren Bauzeit für den Verkehr freigegeben.",
+    "Les abeilles transportent le pollen d'une fleur à l'autre pendant la récolte du nectar.",
+    "El volcán entró en erupción tras varias semanas de pequeños temblores.",
+    "Il treno per Milano parte dal binario sette alle otto e mezza.",
+    "Поезд опоздал на сорок минут из-за снегопада в горах.",
+    "火山の噴火は、地下のマグマの圧力が高まることで起こる。",
+    "光合作用使植物能够把阳光转化为化学能。",
+    "تعتمد الزراعة في المنطقة على مياه النهر منذ آلاف السنين.",
+    "O museu reabriu as portas depois de uma longa reforma.",
+    "De gemeente bouwt een nieuwe fietsbrug over het kanaal.",
+    "Eksperci ostrzegają przed skutkami suszy dla rolnictwa.",
+)
+CALIBRATION_SENTENCES = (1, 2, 4, 8, 16, 24)
+"""Calibration documents join 1 to 24 of :data:`_SENTENCES` (about 15 to 500 tokens)."""
+CALIBRATION_QUERIES = ("Wie bricht ein Vulkan aus?", "bees and pollen", "光合作用是什么？")
+
+
+def calibration_texts() -> list[str]:
+    """The fixed calibration documents: 24 texts mixing 12 languages, short to model-limit long."""
+    return [
+        " ".join(_SENTENCES[(start + i) % len(_SENTENCES)] for i in range(n))
+        for n in CALIBRATION_SENTENCES for start in range(0, len(_SENTENCES), 3)
+    ]
+
+
+def requested(precision: str | None) -> str:
+    """Validate a ``precision`` argument; None means ``$BABELINDEX_PRECISION``, else ``auto``."""
+    value = precision or os.environ.get("BABELINDEX_PRECISION") or "auto"
+    if value not in PRECISIONS:
+        raise InvalidInput(f"unknown precision {value!r}; use one of {', '.join(PRECISIONS)}.")
+    return value
+
+
+def cpu_flags() -> list[str]:
+    """The flags of :data:`CPU_FLAGS` this CPU has (from ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [f for f in CPU_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def bf16_supported() -> bool:
+    """Whether bf16 matrix products run in hardware here (AVX512-BF16 or AMX, via oneDNN)."""
+    import torch
+
+    flags = cpu_flags()
+    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def int8_supported() -> bool:
+    """Whether ONNX Runtime (and onnx, for exporting) are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def unsupported_reason(precision: str) -> str | None:
+    """Why ``precision`` cannot run here, or None if it can."""
+    if precision == "bf16" and not bf16_supported():
+        return ("bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 would be "
+                "emulated and slower than fp32); use --precision auto or fp32.")
+    if precision == "int8" and not int8_supported():
+        return "int8 needs ONNX Runtime: pip install onnxruntime onnx (or use --precision auto or fp32)."
+    return None
+
+
+def cache_dir() -> Path:
+    """Where exported models and precision decisions are kept.
+
+    ``$BABELINDEX_CACHE``, else ``$XDG_CACHE_HOME/babelindex``, else ``~/.cache/babelindex``.
+    """
+    if os.environ.get("BABELINDEX_CACHE"):
+        return Path(os.environ["BABELINDEX_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "babelindex"
+
+
+def model_cache_key(files: Path, extra: dict[str, Any]) -> str:
+    """A key for cached artefacts of the model in the folder ``files``.
+
+    It covers the folder's path and every file's name, size and modification time (so
+    changed weights get a new key), ``extra`` (pooling, token limit…), the CPU flags and the
+    versions of torch, onnxruntime and this cache's layout. 20 hex characters.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    entries = []
+    if files.is_dir():
+        for path in sorted(files.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                entries.append([str(path.relative_to(files)), stat.st_size, stat.st_mtime_ns])
+    try:
+        from importlib.metadata import version
+
+        ort_version = version("onnxruntime")
+    except Exception:
+        ort_version = None
+    payload = {
+        "folder": str(files.resolve()), "files": entries, "extra": extra, "cpu": cpu_flags(),
+        "torch": torch.__version__, "onnxruntime": ort_version, "layout": CACHE_VERSION,
+    }
+    digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Per-text cosine between two sets of vectors: the mean and the minimum over texts."""
+
+    mean: float
+    min: float
+
+    @property
+    def passed(self) -> bool:
+        return self.mean >= AGREEMENT_MEAN and self.min >= AGREEMENT_MIN
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+    """Cosine agreement of ``candidate`` with ``reference``, both float ``(n, dimension)``."""
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(candidate, dtype=np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return Agreement(mean=float(cos.mean()), min=float(cos.min()))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One precision measured on the calibration set.
+
+    Attributes:
+        precision: ``fp32``, ``bf16`` or ``int8``.
+        docs_seconds: wall-clock seconds to embed the calibration documents.
+        query_ms: median wall-clock milliseconds to embed one short query.
+        cos_mean / cos_min: agreement with fp32 on the documents (1.0 for fp32 itself).
+        error: why the precision could not run (then the timings are infinite).
+    """
+
+    precision: str
+    docs_seconds: float
+    query_ms: float
+    cos_mean: float = 1.0
+    cos_min: float = 1.0
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and Agreement(self.cos_mean, self.cos_min).passed
+
+
+Runner = Callable[[Sequence[str]], np.ndarray]
+"""Embeds texts with one precision: float32 ``(len(texts), dimension)``."""
+
+
+def measure(make_runner: Callable[[str], Runner], candidates: Sequence[str]) -> list[Trial]:
+    """Time fp32 and each of ``candidates`` on the calibration set and check their agreement.
+
+    ``make_runner(precision)`` returns a function embedding a list of texts (documents go
+    through in one call, so its own batching counts); it may raise to say the precision
+    cannot run here, which is recorded in the trial.
+    """
+    docs = calibration_texts()
+    trials, reference = [], None
+    for precision in ["fp32", *[c for c in candidates if c != "fp32"]]:
+        try:
+            run = make_runner(precision)
+            run(docs[:2])  # warm up: first-call allocations, weight packing
+            started = time.perf_counter()
+            vectors = run(docs)
+            docs_seconds = time.perf_counter() - started
+            latencies = []
+            for _ in range(3):
+                for query in CALIBRATION_QUERIES:
+                    started = time.perf_counter()
+                    run([query])
+                    latencies.append((time.perf_counter() - started) * 1000)
+        except Exception as exc:  # a backend that cannot run here is a finding, not a failure
+            trials.append(Trial(precision, float("inf"), float("inf"), 0.0, 0.0, error=f"{type(exc).__name__}: {exc}"))
+            if precision == "fp32":
+                raise
+            continue
+        if reference is None:
+            reference = vectors
+        agree = agreement(reference, vectors)
+        trials.append(Trial(precision, round(docs_seconds, 4), round(float(np.median(latencies)), 3),
+                            round(agree.mean, 6), round(agree.min, 6)))
+    return trials
+
+
+def choose(trials: Sequence[Trial]) -> dict[str, str]:
+    """The fastest usable precision for ``documents`` (throughput) and ``queries`` (latency)."""
+    usable = [t for t in trials if t.usable]
+    return {
+        "documents": min(usable, key=lambda t: t.docs_seconds).precision,
+        "queries": min(usable, key=lambda t: t.query_ms).precision,
+    }
+
+
+def cached_decision(key: str) -> dict[str, Any] | None:
+    """The decision recorded for ``key``, or None if there is none (or it is unreadable)."""
+    path = cache_dir() / "models" / key / "precision.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    roles = record.get("choice", {})
+    if all(roles.get(role) in PRECISIONS[1:] for role in ("documents", "queries")):
+        return record
+    return None
+
+
+def save_decision(key: str, trials: Sequence[Trial], about: dict[str, Any]) -> dict[str, Any]:
+    """Record the choice made from ``trials`` for ``key`` (atomically); returns the record."""
+    from dataclasses import asdict
+
+    rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(t).items()}
+            for t in trials]
+    record = {
+        "choice": choose(trials), "trials": rows, "cpu": cpu_flags(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **about,
+    }
+    folder = cache_dir() / "models" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"precision.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, folder / "precision.json")
+    return record

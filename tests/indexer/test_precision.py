@@ -1,0 +1,236 @@
+"""Precision: fp32/bf16/int8 agreement, ``auto``'s choice and its cache, token-budget batches."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import eval_texts
+from indexer.embedding import load_embedder
+from indexer.embedding import precision as prec
+from indexer.embedding.precision import Trial, agreement, choose
+from indexer.embedding.transformer import TOKEN_BUDGET
+from store import InvalidInput
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh, empty ``$BABELINDEX_CACHE`` for the test."""
+    monkeypatch.setenv("BABELINDEX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_precision_values_are_checked_and_default_from_the_environment(monkeypatch):
+    assert prec.requested("bf16") == "bf16"
+    monkeypatch.setenv("BABELINDEX_PRECISION", "int8")
+    assert prec.requested(None) == "int8"
+    monkeypatch.delenv("BABELINDEX_PRECISION")
+    assert prec.requested(None) == "auto"
+    with pytest.raises(InvalidInput, match="unknown precision 'fp16'; use one of auto, fp32, bf16, int8"):
+        prec.requested("fp16")
+    with pytest.raises(InvalidInput, match="fp32 only"):
+        load_embedder("use-multilingual", precision="int8")
+
+
+def test_agreement_is_the_mean_and_minimum_cosine_per_text():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 64))
+    assert agreement(ref, ref * 3).mean == pytest.approx(1.0) and agreement(ref, ref).passed
+    noisy = ref + rng.normal(scale=0.02, size=ref.shape)
+    a = agreement(ref, noisy)
+    assert a.mean == pytest.approx(_cos(ref, noisy).mean()) and a.min == pytest.approx(_cos(ref, noisy).min())
+    assert 0.99 < a.min < a.mean < 0.9999
+    broken = ref.copy()
+    broken[7] = -broken[7]  # one text way off: the mean may still be high, the minimum is not
+    assert agreement(ref, broken).min < 0 and not agreement(ref, broken).passed
+    assert not prec.Agreement(mean=0.9989, min=0.995).passed and not prec.Agreement(mean=0.9995, min=0.989).passed
+    assert prec.Agreement(mean=0.999, min=0.99).passed
+
+
+def test_auto_picks_the_fastest_precision_that_agrees_separately_for_documents_and_queries():
+    trials = [
+        Trial("fp32", docs_seconds=4.0, query_ms=9.0),
+        Trial("bf16", docs_seconds=1.5, query_ms=12.0, cos_mean=0.99995, cos_min=0.9999),
+        Trial("int8", docs_seconds=1.0, query_ms=4.0, cos_mean=0.988, cos_min=0.96),  # fastest, disagrees
+    ]
+    assert choose(trials) == {"documents": "bf16", "queries": "fp32"}
+    trials[2] = Trial("int8", 1.0, 4.0, cos_mean=0.9995, cos_min=0.995)
+    assert choose(trials) == {"documents": "int8", "queries": "int8"}
+    trials[2] = Trial("int8", float("inf"), float("inf"), 0.0, 0.0, error="ImportError: no onnxruntime")
+    assert choose(trials) == {"documents": "bf16", "queries": "fp32"}
+
+
+def test_auto_measures_once_then_reads_the_cache(cache, tiny_model_dir, monkeypatch):
+    calls = []
+    real_measure = prec.measure
+
+    def counting(make_runner, candidates):
+        calls.append(list(candidates))
+        return real_measure(make_runner, candidates)
+
+    monkeypatch.setattr("indexer.embedding.transformer.measure", counting)
+    first = load_embedder(str(tiny_model_dir), precision="auto")
+    assert len(calls) == 1 and "fp32" not in calls[0]
+    records = list(cache.glob("models/*/precision.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["choice"] == first.precision == choose([Trial(**t) for t in _finite(record["trials"])])
+    assert next(t["precision"] for t in record["trials"]) == "fp32"
+    assert record["cpu"] == prec.cpu_flags()
+    for trial in record["trials"]:
+        if trial["precision"] in first.precision.values():
+            assert trial["cos_mean"] >= prec.AGREEMENT_MEAN and trial["cos_min"] >= prec.AGREEMENT_MIN
+
+    second = load_embedder(str(tiny_model_dir), precision="auto")
+    assert len(calls) == 1 and second.precision == first.precision  # read, not measured again
+    text = ["Der Zug nach Mailand fährt um halb neun."]
+    np.testing.assert_allclose(first.embed_documents(text), second.embed_documents(text), atol=1e-6)
+
+
+def _finite(rows):
+    return [{k: (float("inf") if v is None and k in ("docs_seconds", "query_ms") else v) for k, v in r.items()}
+            for r in rows]
+
+
+def test_the_cache_key_follows_the_models_files_and_the_cpu(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    key = prec.model_cache_key(folder, {"pooling": "mean"})
+    assert prec.model_cache_key(folder, {"pooling": "mean"}) == key
+    assert prec.model_cache_key(folder, {"pooling": "cls"}) != key
+    os.utime(folder / "config.json", ns=(1, 1))  # rewritten weights: same name, new time
+    assert prec.model_cache_key(folder, {"pooling": "mean"}) != key
+    key = prec.model_cache_key(folder, {"pooling": "mean"})
+    monkeypatch.setattr(prec, "cpu_flags", lambda: ["avx2"])
+    assert prec.model_cache_key(folder, {"pooling": "mean"}) != key
+
+
+def test_a_cached_decision_is_used_as_recorded(cache, tiny_model_dir, monkeypatch):
+    fp32 = load_embedder(str(tiny_model_dir), precision="fp32")
+    key = fp32._cache_key()
+    trials = [Trial("fp32", 3.0, 20.0), Trial("bf16", 1.0, 30.0, 0.99999, 0.9999)]
+    prec.save_decision(key, trials, {"model": "test"})
+    monkeypatch.setattr("indexer.embedding.transformer.measure", lambda *a: pytest.fail("measured again"))
+    auto = load_embedder(str(tiny_model_dir), precision="auto")
+    assert auto.precision == {"documents": "bf16", "queries": "fp32"}
+    assert auto.calibration["trials"][1]["precision"] == "bf16"
+
+
+def test_precisions_the_cpu_cannot_run_are_refused_or_skipped(cache, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(prec, "cpu_flags", lambda: ["avx2"])
+    with pytest.raises(InvalidInput, match="bf16 needs a CPU with AVX512-BF16 or AMX"):
+        load_embedder(str(tiny_model_dir), precision="bf16")
+    seen = []
+    monkeypatch.setattr("indexer.embedding.transformer.measure",
+                        lambda make, candidates: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)])
+    assert load_embedder(str(tiny_model_dir), precision="auto").precision == {"documents": "fp32", "queries": "fp32"}
+    assert "bf16" not in seen[0]
+
+
+def test_no_forward_pass_exceeds_the_token_budget(tiny_model, monkeypatch):
+    shapes = []
+    real = tiny_model._forward
+
+    def spy(features, precision):
+        shapes.append(tuple(features["input_ids"].shape))
+        return real(features, precision)
+
+    monkeypatch.setattr(tiny_model, "_forward", spy)
+    rng = np.random.default_rng(1)
+    words = ["Vulkan", "bricht", "aus", "Magma", "steigt", "火山", "噴火", "лава", "пепел"]
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 300, size=150)]
+    vecs = tiny_model.embed_documents(texts)
+    assert vecs.shape == (150, 32)
+    assert sum(b for b, _ in shapes) == 150 and len(shapes) > 1
+    assert all(b * s <= TOKEN_BUDGET or b == 1 for b, s in shapes)
+    assert max(s for _, s in shapes) <= 512
+
+
+def test_bf16_agrees_with_fp32_on_a_real_model(minilm_dir):
+    if prec.unsupported_reason("bf16"):
+        pytest.skip(prec.unsupported_reason("bf16"))
+    texts = [r["text"] for r in eval_texts("tatoeba-fra", "corpus")[:100]]
+    texts += [" ".join(texts[i : i + 10]) for i in range(0, 100, 10)]  # long ones too
+    fp32 = load_embedder(str(minilm_dir), precision="fp32").embed_documents(texts)
+    bf16 = load_embedder(str(minilm_dir), precision="bf16")
+    assert bf16.precision == {"documents": "bf16", "queries": "bf16"}
+    a = agreement(fp32, bf16.embed_documents(texts))
+    assert a.mean >= prec.AGREEMENT_MEAN and a.min >= prec.AGREEMENT_MIN, a
+    b = agreement(fp32[:20], bf16.embed_queries(texts[:20]))  # the query path too
+    assert b.passed, b
+
+
+def test_int8_runs_through_onnx_runtime_and_is_exported_once(cache, tiny_model_dir, monkeypatch):
+    int8 = load_embedder(str(tiny_model_dir), precision="int8")
+    assert int8.precision == {"documents": "int8", "queries": "int8"}
+    exported = list(cache.glob("models/*/model.int8.onnx"))
+    assert len(exported) == 1
+    texts = ["Der Zug fährt ab.", "火山の噴火", "Шахматы — настольная игра для двух игроков. " * 20]
+    vecs = int8.embed_documents(texts)
+    assert vecs.dtype == np.float32 and vecs.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    fp32 = load_embedder(str(tiny_model_dir), precision="fp32").embed_documents(texts)
+    assert agreement(fp32, vecs).min > 0.95  # quantized, so close but not equal
+    assert not np.allclose(fp32, vecs, atol=1e-6)
+
+    mtime = exported[0].stat().st_mtime_ns
+    monkeypatch.setattr("indexer.embedding.onnx_backend.export_int8", lambda *a: pytest.fail("exported again"))
+    again = load_embedder(str(tiny_model_dir), precision="int8")
+    # Activations are quantized per batch, so compare like with like: the same batch.
+    np.testing.assert_allclose(again.embed_documents(texts), vecs, atol=1e-6)
+    assert exported[0].stat().st_mtime_ns == mtime
+
+
+def test_a_damaged_export_is_replaced(cache, tiny_model_dir):
+    load_embedder(str(tiny_model_dir), precision="int8")
+    (path,) = cache.glob("models/*/model.int8.onnx")
+    path.write_bytes(b"not an onnx model")
+    again = load_embedder(str(tiny_model_dir), precision="int8")
+    assert again.embed_documents(["hallo"]).shape == (1, 32)
+    assert path.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_auto_only_ever_picks_precisions_that_agree_on_real_weights_and_keep_the_top_10(cache, minilm_dir):
+    """all-MiniLM-L6-v2, Tatoeba (English corpus, French queries): whatever ``auto`` picks here,
+    its vectors agree with fp32 and its top-10 lists overlap fp32's by at least 98%."""
+    corpus = [r["text"] for r in eval_texts("tatoeba-fra", "corpus")]
+    queries = [r["text"] for r in eval_texts("tatoeba-fra", "queries")[:200]]
+    fp32 = load_embedder(str(minilm_dir), precision="fp32")
+    auto = load_embedder(str(minilm_dir), precision="auto")
+    for role in ("documents", "queries"):
+        trial = next(t for t in auto.calibration["trials"] if t["precision"] == auto.precision[role])
+        assert trial["cos_mean"] >= prec.AGREEMENT_MEAN and trial["cos_min"] >= prec.AGREEMENT_MIN
+    ref_docs, got_docs = fp32.embed_documents(corpus), auto.embed_documents(corpus)
+    ref_q, got_q = fp32.embed_queries(queries), auto.embed_queries(queries)
+    assert agreement(ref_docs, got_docs).passed and agreement(ref_q, got_q).passed
+    top_ref = np.argsort(-(ref_q @ ref_docs.T), axis=1)[:, :10]
+    top_got = np.argsort(-(got_q @ got_docs.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_ref, top_got, strict=True)])
+    assert overlap >= 0.98, overlap
+
+
+def test_cli_precision_option(tmp_path, tiny_model_dir, multilingual_corpus):
+    from indexer.cli import cli
+
+    index = str(tmp_path / "idx")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["build", str(multilingual_corpus), "--index", index, "--model", str(tiny_model_dir),
+                                 "--precision", "bf16" if not prec.unsupported_reason("bf16") else "fp32", "--json"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["chunks_embedded"] == 6
+    result = runner.invoke(cli, ["search", "Vulkan", "--index", index, "--precision", "fp32", "--json", "-k", "2"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0 and len(json.loads(result.output)) == 2
+    result = runner.invoke(cli, ["search", "Vulkan", "--index", index, "--precision", "fp16"])
+    assert result.exit_code == 2 and "'fp16' is not one of" in result.output
