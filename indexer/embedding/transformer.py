@@ -3,7 +3,7 @@
 A sentence-transformers model keeps its own pooling and dense layers; a raw Hugging Face
 checkpoint (no ``modules.json``) is wrapped as transformer + mean pooling, which is how
 babelindex uses ``distilbert-base-multilingual-cased``. Vectors are L2-normalised float32.
-The transformer runs in fp32, in bf16 (autocast with bf16 copies of the linear weights) or
+The transformer runs in fp32, in bf16 (see :mod:`indexer.embedding.bf16_backend`) or
 in int8 (ONNX Runtime, see :mod:`indexer.embedding.onnx_backend`); pooling and dense layers
 always run in fp32. torch and sentence-transformers are imported only when a model is loaded.
 """
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from indexer.embedding import bf16_backend
 from indexer.embedding.base import PROBE_TEXT, check_vectors, token_budget_batches
 from indexer.embedding.precision import (
     AGREEMENT_MIN,
@@ -72,7 +73,7 @@ class TransformerEmbedder:
         self._counter.no_truncation()
         self._counter.no_padding()
         self._pooling = _pooling_mode(self._model)
-        self._bf16: dict[str, Any] | None = None
+        self._bf16 = False
         self._onnx: Any = None
         self.calibration: dict[str, Any] | None = None
         self.precision = self._choose_precision(requested(precision))
@@ -98,15 +99,14 @@ class TransformerEmbedder:
 
     def _forward(self, features: dict[str, Any], precision: str) -> Any:
         """Sentence embeddings, float32 tensor ``(batch, dimension)``, of one tokenized batch."""
-        import torch
 
         if precision == "int8":
             features["token_embeddings"] = self._onnx(features)
             for module in list(self._model)[1:]:  # the model's own pooling, dense, normalize
                 features = module(features)
         elif precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                features = torch.func.functional_call(self._model, self._bf16, (features,))
+            with bf16_backend.active():
+                features = self._model(features)
         else:
             features = self._model(features)
         return features["sentence_embedding"].float()
@@ -150,12 +150,8 @@ class TransformerEmbedder:
 
     def _prepare(self, precision: str) -> None:
         """Make ``precision`` ready to run: bf16 weight copies, or the int8 ONNX session."""
-        import torch
-
-        if precision == "bf16" and self._bf16 is None:
-            linear = {name for name, module in self._model.named_modules() if isinstance(module, torch.nn.Linear)}
-            self._bf16 = {name: p.detach().to(torch.bfloat16) for name, p in self._model.named_parameters()
-                          if name.rpartition(".")[0] in linear}
+        if precision == "bf16" and not self._bf16:
+            self._bf16 = bf16_backend.enable(self._model) > 0
         elif precision == "int8" and self._onnx is None:
             self._onnx = self._int8_body()
 
