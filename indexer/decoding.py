@@ -110,14 +110,15 @@ def _western_european(data: bytes) -> str | None:
 
 def _damaged_utf8(data: bytes) -> str | None:
     """UTF-8 with a few invalid bytes (a truncated or mis-concatenated file): the text, with
-    U+FFFD for each bad sequence, when valid non-ASCII characters outnumber the bad
-    sequences ten to one; else None (more likely another encoding)."""
+    U+FFFD for each bad sequence, when valid multi-byte characters (which text in a
+    single-byte encoding almost never forms by chance) outnumber the bad sequences two to
+    one; else None (more likely another encoding)."""
     if b"\x00" in data[:8192]:
         return None
     text = data.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - data.count("\ufffd".encode())
     non_ascii = len(text) - len(text.encode("ascii", "ignore")) - bad
-    return text if bad > 0 and non_ascii >= 10 * bad else None
+    return text if bad > 0 and non_ascii >= max(3, 2 * bad) else None
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

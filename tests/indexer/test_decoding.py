@@ -190,3 +190,9 @@ def test_utf8_with_a_few_damaged_bytes_keeps_its_text():
     text = decode(good[:43] + b"\xff\xfe" + good[43:])  # 43 bytes: the first sentence
     assert text.startswith("Grüße aus München, schöne Tage am See. \ufffd\ufffdGrüße")
     assert text.count("\ufffd") == 2
+
+
+def test_utf8_with_two_bad_bytes_and_a_dozen_accents_is_still_utf8():
+    # Came back as Windows-1250 mojibake ("GrĂĽĂźe") when ten valid accents per bad byte were required.
+    data = ("Lighthouses guide ships. Grüße! " * 5).encode() + b"\xff\xfe" + "Ende gut: schön.".encode()
+    assert decode(data).endswith("Grüße! \ufffd\ufffdEnde gut: schön.")
