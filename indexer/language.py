@@ -63,7 +63,11 @@ def detect(text: str) -> str | None:
     sample = " ".join(text[:SAMPLE_CHARS].split())  # fastText reads one line
     if not _ENOUGH_LETTERS.search(sample) and not _CJK.search(sample):
         return None
-    labels, probs = _load().predict(sample, k=1)
+    model = _load()
+    try:
+        labels, probs = model.predict(sample, k=1)
+    except (TypeError, UnicodeError):  # lone surrogates (a JSON "\ud800" escape) are not UTF-8
+        labels, probs = model.predict(sample.encode("utf-8", "replace").decode("utf-8"), k=1)
     if not labels or probs[0] < MIN_CONFIDENCE:
         return None
     label = labels[0].removeprefix("__label__")

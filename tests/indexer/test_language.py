@@ -66,6 +66,11 @@ def test_line_breaks_and_long_texts():
     assert language.detect(text) == "de"
 
 
+def test_lone_surrogates_and_control_characters_do_not_break_detection():
+    assert language.detect("Der Vulkan bricht aus \ud800 und die Lava fließt den Berg hinunter.") == "de"
+    assert language.detect("Der Vulkan bricht aus\x00 und die Lava fließt den Berg hinunter.") == "de"
+
+
 def test_majority_weighs_known_languages():
     assert language.majority(["de", None, "en", "de"], [10, 500, 30, 5]) == "en"
     assert language.majority([None, None], [1, 2]) is None
