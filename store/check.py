@@ -60,7 +60,11 @@ def check_index(path: str | Path, *, verify_model: bool = False) -> CheckReport:
 
         model = idx.model_record()
         if model is None:
-            report.problems.append("no model is recorded: the first build never finished; run `indexer build` again.")
+            if conn.execute("SELECT count(*) FROM documents").fetchone()[0]:
+                report.problems.append("documents are stored but no model is recorded; rebuild the index with "
+                                       "`indexer build` into a new --index.")
+            else:
+                report.warnings.append("the index is empty: its first build stopped before it began; run `indexer build`.")
             return report
         dimension = int(model["dimension"])
         report.passed.append(f"model recorded: {model['name']} ({dimension} dimensions, {model.get('pooling')} pooling)")
