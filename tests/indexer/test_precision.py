@@ -202,21 +202,25 @@ def test_a_damaged_export_is_replaced(cache, tiny_model_dir):
 @pytest.mark.slow
 def test_auto_only_ever_picks_precisions_that_agree_on_real_weights_and_keep_the_top_10(cache, minilm_dir):
     """all-MiniLM-L6-v2, Tatoeba (English corpus, French queries): whatever ``auto`` picks here,
-    its vectors agree with fp32 and its top-10 lists overlap fp32's by at least 98%."""
-    corpus = [r["text"] for r in eval_texts("tatoeba-fra", "corpus")]
-    queries = [r["text"] for r in eval_texts("tatoeba-fra", "queries")[:200]]
+    and bf16 where the CPU has it, agree with fp32 and keep fp32's top-10 lists (overlap >= 98%)."""
+    corpus = [r["text"] for r in eval_texts("tatoeba-fra", "corpus")[:500]]
+    queries = [r["text"] for r in eval_texts("tatoeba-fra", "queries")[:100]]
     fp32 = load_embedder(str(minilm_dir), precision="fp32")
+    ref_docs, ref_q = fp32.embed_documents(corpus), fp32.embed_queries(queries)
+    top_ref = np.argsort(-(ref_q @ ref_docs.T), axis=1)[:, :10]
     auto = load_embedder(str(minilm_dir), precision="auto")
     for role in ("documents", "queries"):
         trial = next(t for t in auto.calibration["trials"] if t["precision"] == auto.precision[role])
         assert trial["cos_mean"] >= prec.AGREEMENT_MEAN and trial["cos_min"] >= prec.AGREEMENT_MIN
-    ref_docs, got_docs = fp32.embed_documents(corpus), auto.embed_documents(corpus)
-    ref_q, got_q = fp32.embed_queries(queries), auto.embed_queries(queries)
-    assert agreement(ref_docs, got_docs).passed and agreement(ref_q, got_q).passed
-    top_ref = np.argsort(-(ref_q @ ref_docs.T), axis=1)[:, :10]
-    top_got = np.argsort(-(got_q @ got_docs.T), axis=1)[:, :10]
-    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_ref, top_got, strict=True)])
-    assert overlap >= 0.98, overlap
+    embedders = [auto]
+    if not prec.unsupported_reason("bf16") and set(auto.precision.values()) != {"bf16"}:
+        embedders.append(load_embedder(str(minilm_dir), precision="bf16"))
+    for embedder in embedders:
+        docs, q = embedder.embed_documents(corpus), embedder.embed_queries(queries)
+        assert agreement(ref_docs, docs).passed and agreement(ref_q, q).passed, embedder.precision
+        top = np.argsort(-(q @ docs.T), axis=1)[:, :10]
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_ref, top, strict=True)])
+        assert overlap >= 0.98, (embedder.precision, overlap)
 
 
 def test_cli_precision_option(tmp_path, tiny_model_dir, multilingual_corpus):
@@ -234,3 +238,19 @@ def test_cli_precision_option(tmp_path, tiny_model_dir, multilingual_corpus):
     assert result.exit_code == 0 and len(json.loads(result.output)) == 2
     result = runner.invoke(cli, ["search", "Vulkan", "--index", index, "--precision", "fp16"])
     assert result.exit_code == 2 and "'fp16' is not one of" in result.output
+
+
+@pytest.mark.slow
+def test_bf16_and_int8_agree_with_fp32_at_distilmberts_exact_shape(cache, tmp_path):
+    """Random weights with DistilmBERT's exact shape: the precisions' arithmetic at full size."""
+    from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
+
+    sentences = [r["text"] for task in ("tatoeba-deu", "tatoeba-jpn") for r in eval_texts(task, "queries")]
+    model = make_distilbert(tmp_path / "distilmbert-shape", sentences, shape=DISTILMBERT_SHAPE, tokenizer_vocab=5000)
+    texts = sentences[::100] + [" ".join(sentences[i : i + 12]) for i in range(0, 120, 12)]
+    fp32 = load_embedder(str(model), precision="fp32").embed_documents(texts)
+    for precision in ("bf16", "int8"):
+        if prec.unsupported_reason(precision):
+            continue
+        got = load_embedder(str(model), precision=precision).embed_documents(texts)
+        assert agreement(fp32, got).passed, (precision, agreement(fp32, got))
