@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from indexer.embedding import DEFAULT_MODEL, USE_MULTILINGUAL, is_available
+from indexer.embedding import DEFAULT_MODEL, USE_MULTILINGUAL, is_available, resolve
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
@@ -33,10 +33,10 @@ def run(*args: str) -> None:
 def main() -> None:
     if is_available(DEFAULT_MODEL):
         model = DEFAULT_MODEL
-        print(f"Model: {DEFAULT_MODEL} (the default; found in the local cache or on the Hub)")
+        print(f"Model: {DEFAULT_MODEL} ({resolve(DEFAULT_MODEL)}, the default; found in the local cache or on the Hub)")
     else:
         model = USE_MULTILINGUAL
-        print(f"Model: {USE_MULTILINGUAL} ({DEFAULT_MODEL} is neither cached nor reachable here)")
+        print(f"Model: {USE_MULTILINGUAL} (the default, {resolve(DEFAULT_MODEL)}, is neither cached nor reachable here)")
     shutil.rmtree(INDEX, ignore_errors=True)
     corpus, index = os.path.relpath(CORPUS), os.path.relpath(INDEX)
     run("build", corpus, "--index", index, "--model", model)

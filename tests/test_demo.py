@@ -15,7 +15,7 @@ def test_demo_finds_documents_written_in_other_languages(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == (
-        "Model: use-multilingual (distilbert-base-multilingual-cased is neither cached nor reachable here)"
+        "Model: use-multilingual (the default, distilbert-base-multilingual-cased, is neither cached nor reachable here)"
     )
     blocks = out.split("$ indexer search ")[1:]
     expected = {
