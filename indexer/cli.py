@@ -10,6 +10,8 @@ import json
 import shutil
 import sys
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -49,6 +51,19 @@ class _Bars:
         self.embed.close()
 
 
+@contextmanager
+def _with_progress(wanted: bool) -> Iterator[_Bars | None]:
+    """Progress bars on a terminal when ``wanted``; library errors become ClickExceptions."""
+    bars = _Bars() if wanted and sys.stderr.isatty() else None
+    try:
+        yield bars
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    finally:
+        if bars:
+            bars.close()
+
+
 def _fail(exc: BabelIndexError) -> click.ClickException:
     return click.ClickException(str(exc))
 
@@ -83,17 +98,11 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
     """
     from indexer.build import build_index
 
-    bars = _Bars() if sys.stderr.isatty() and not (quiet or as_json) else None
-    try:
+    with _with_progress(not (quiet or as_json)) as bars:
         report = build_index(
             corpus, index_path, model=model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens,
             index_type=index_type, text_field=text_field, id_field=id_field, progress=bars, precision=precision,
         )
-    except BabelIndexError as exc:
-        raise _fail(exc) from None
-    finally:
-        if bars:
-            bars.close()
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
         return
@@ -298,14 +307,8 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
     """
     from search.evaluate import evaluate
 
-    bars = _Bars() if sys.stderr.isatty() and not (quiet or as_json) else None
-    try:
+    with _with_progress(not (quiet or as_json)) as bars:
         r = evaluate(task_dir, model=model, index_type=index_type, index=index_path, nprobe=nprobe, progress=bars)
-    except BabelIndexError as exc:
-        raise _fail(exc) from None
-    finally:
-        if bars:
-            bars.close()
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         return
