@@ -11,7 +11,13 @@ class Hit:
     """One passage found by a search.
 
     Attributes:
-        score: cosine similarity between the query and the chunk, in [-1, 1]; higher is closer.
+        score: how well the chunk matches; higher is better. Its meaning depends on the mode:
+            ``dense``: cosine similarity of query and chunk vectors, in [-1, 1];
+            ``lexical``: ``-bm25`` of the full-text match (unbounded, comparable only within
+            one query), or, for queries whose terms all have fewer than 3 characters, the
+            number of terms the chunk contains;
+            ``hybrid``: the reciprocal rank fusion score ``Σ 1/(60 + rank)`` over the dense
+            and lexical rankings the chunk appears in (at most 2/61 ≈ 0.033).
         text: the chunk's text, exactly ``document_text[start:end]``.
         doc_id: the document's id (its path in the corpus, or the record's id).
         chunk_id: the chunk's id; stable, never reused after a delete.
@@ -19,6 +25,7 @@ class Hit:
         lang: the chunk's detected language (ISO 639-1), or ``None`` if unknown.
         start, end: character offsets of the chunk in its document's text.
         metadata: the document's metadata (record fields, an HTML or PDF title).
+        signals: the rankings that found the chunk: ``"dense"``, ``"lexical"`` or both.
     """
 
     score: float
@@ -30,7 +37,13 @@ class Hit:
     start: int
     end: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    signals: tuple[str, ...] = ("dense",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signals", tuple(self.signals))  # a JSON list reads back as a tuple
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (the same names as the attributes)."""
-        return asdict(self)
+        """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list)."""
+        data = asdict(self)
+        data["signals"] = list(self.signals)
+        return data

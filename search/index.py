@@ -9,11 +9,21 @@ from typing import Any, overload
 
 import numpy as np
 
+from search.filters import build_filter
+from search.fusion import rrf
 from search.hit import Hit
 from store import IndexDir, InvalidInput, ModelMismatch
+from store import lexical as lexical_store
 from store import vectors as faiss_store
 
 MAX_K = 10_000
+MODES = ("dense", "lexical", "hybrid")
+HYBRID_DEPTH = 4
+"""Hybrid search fuses this many times ``k`` candidates from each ranking."""
+EXACT_MAX = 2_000
+EXACT_FRACTION = 0.05
+"""Filters allowing fewer than EXACT_MAX chunks or this fraction of the index are searched
+exactly (inner products over the stored vectors) rather than through FAISS."""
 
 
 class Index:
@@ -80,16 +90,26 @@ class Index:
 
     # -- search -----------------------------------------------------------------------------
     @overload
-    def search(self, query: str, k: int = 10, nprobe: int | None = None) -> list[Hit]: ...
+    def search(self, query: str, k: int = 10, nprobe: int | None = None, **options: Any) -> list[Hit]: ...
     @overload
-    def search(self, query: Sequence[str], k: int = 10, nprobe: int | None = None) -> list[list[Hit]]: ...
+    def search(self, query: Sequence[str], k: int = 10, nprobe: int | None = None, **options: Any) -> list[list[Hit]]: ...
 
-    def search(self, query, k=10, nprobe=None):
-        """The ``k`` chunks nearest to ``query`` by cosine similarity, best first.
+    def search(self, query, k=10, nprobe=None, *, lang=None, source=None, where=None, mode="dense", group_by=None):
+        """The ``k`` chunks that best match ``query``, best first.
 
         ``query`` is a string (returns ``list[Hit]``) or a list of strings (returns one
         list per query). ``nprobe`` (IVF indexes only) overrides the recorded default for
         this call: higher is more exact and slower.
+
+        Filters (applied inside the search, so ``k`` hits come back whenever ``k`` matching
+        chunks exist): ``lang`` a language code or a list of them; ``source`` a glob
+        (``docs/*.md``) or a prefix (``docs/``) of the source path; ``where`` conditions on
+        the document metadata, e.g. ``{"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}``
+        (see :mod:`search.filters`).
+
+        ``mode``: ``dense`` (cosine of embeddings), ``lexical`` (full-text, bm25) or
+        ``hybrid`` (both fused by reciprocal rank fusion); see :class:`Hit` for the scores.
+        ``group_by="document"`` returns the best chunk of each of ``k`` documents.
         """
         single = isinstance(query, str)
         queries = [query] if single else list(query)
@@ -99,8 +119,23 @@ class Index:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_K}, not {k!r}.")
         if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
             raise InvalidInput(f"nprobe must be a positive integer, not {nprobe!r}.")
-        vectors = self._embed(queries)
-        results = self._search_vectors(vectors, k, nprobe)
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
+        if group_by not in (None, "document"):
+            raise InvalidInput(f"group_by must be None or 'document', not {group_by!r}.")
+        filt = build_filter(lang, source, where)
+        if mode == "dense" and filt is None and group_by is None:
+            results = self._search_vectors(self._embed(queries), k, nprobe)
+        else:
+            vectors = self._embed(queries) if mode != "lexical" else [None] * len(queries)
+            allowed = None
+            if filt is not None:
+                with self._lock:
+                    allowed = self._store.meta.live_chunk_ids_where(*filt.sql())
+            results = [
+                self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)
+                for q, v in zip(queries, vectors, strict=True)
+            ]
         return results[0] if single else results
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None) -> list[list[Hit]]:
@@ -128,6 +163,61 @@ class Index:
             if not short or fetch >= len(self):
                 return results
             fetch = min(fetch * 2, len(self))
+
+    def _search_one(self, query, vector, k, nprobe, mode, filt, allowed, group_by) -> list[Hit]:
+        """One query in any mode, filtered and grouped: fetch more until ``k`` hits or exhausted."""
+        fetch = k
+        while True:
+            ranked, exhausted = self._rank(query, vector, fetch, nprobe, mode, filt, allowed)
+            with self._lock:
+                rows = self._store.meta.hits([i for i, _, _ in ranked])
+            hits, seen = [], set()
+            for chunk_id, score, signals in ranked:
+                row = rows.get(chunk_id)
+                if row is None or (group_by and row["doc_id"] in seen):
+                    continue
+                seen.add(row["doc_id"])
+                hits.append(Hit(score=score, signals=signals, **row))
+                if len(hits) == k:
+                    return hits
+            if exhausted:
+                return hits
+            fetch *= 2
+
+    def _rank(self, query, vector, fetch, nprobe, mode, filt, allowed) -> tuple[list, bool]:
+        """``([(chunk id, score, signals)], exhausted)`` of up to ``fetch`` candidates."""
+        if mode == "dense":
+            dense, done = self._dense(vector, fetch, nprobe, allowed)
+            return [(i, s, ("dense",)) for i, s in dense], done
+        condition, params = filt.sql() if filt is not None else ("1", [])
+        depth = fetch if mode == "lexical" else HYBRID_DEPTH * fetch
+        with self._lock:
+            lexical = lexical_store.search(self._store.meta.conn, query, depth, condition, params)
+        if mode == "lexical":
+            return [(i, s, ("lexical",)) for i, s in lexical], len(lexical) < depth
+        dense, done = self._dense(vector, depth, nprobe, allowed)
+        fused = rrf({"dense": [i for i, _ in dense], "lexical": [i for i, _ in lexical]})
+        exhausted = done and len(lexical) < depth
+        return (fused if exhausted else fused[:fetch]), exhausted
+
+    def _dense(self, vector, fetch, nprobe, allowed) -> tuple[list[tuple[int, float]], bool]:
+        """Up to ``fetch`` ``(chunk id, cosine)`` nearest ``vector`` among ``allowed`` ids (all if
+        ``None``), and whether that is all there is. Small allowed sets are searched exactly."""
+        total = len(self) if allowed is None else len(allowed)
+        fetch = min(fetch, total)
+        if fetch == 0:
+            return [], True
+        query = vector[None, :]
+        exact = allowed is not None and (len(allowed) < EXACT_MAX or len(allowed) < EXACT_FRACTION * len(self))
+        if not exact:
+            scores, ids = faiss_store.search(self._faiss, query, fetch, nprobe or self._info.nprobe, ids=allowed)
+            pairs = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            if allowed is None or len(pairs) == fetch:
+                return pairs, fetch >= total
+        with self._lock:
+            stored = self._store.meta.vectors(allowed, self.dimension)
+        scores, ids = faiss_store.exact_subset(stored, allowed, query, fetch)
+        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)], fetch >= total
 
     def _embed(self, queries: list[str]) -> np.ndarray:
         if self._embedder is None:

@@ -68,6 +68,19 @@ CREATE TABLE IF NOT EXISTS vectors (
 );
 """
 
+_FTS_SCHEMA = (
+    # Full text of the chunks (an external-content FTS5 table over ``chunks``), kept in step
+    # by triggers; chunk texts are never updated in place.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+        text, content = 'chunks', content_rowid = 'id', tokenize = 'trigram')""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text); END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END""",
+)
+FTS_MIN_SQLITE = (3, 34, 0)
+"""The trigram tokenizer (substring matching, also for CJK) needs SQLite 3.34."""
+
 LIVE = "d.pending = 0"
 """Rows readers see: exactly the chunks of the current FAISS version."""
 TARGET = "((d.pending = 1 AND d.complete = 1) OR (d.pending = 0 AND d.retired = 0))"
@@ -131,6 +144,7 @@ class MetaStore:
                 conn.executescript(_SCHEMA)
                 if self.get_setting("schema_version") is None:
                     self.set_setting("schema_version", SCHEMA_VERSION)
+                self._ensure_fts()
             version = self.get_setting("schema_version")
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -151,6 +165,26 @@ class MetaStore:
     @property
     def conn(self) -> sqlite3.Connection:
         return self.db.conn
+
+    def has_fts(self) -> bool:
+        """Whether the full-text table ``chunks_fts`` exists (indexes written before it lack it)."""
+        return self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts')"
+        ).fetchone()[0] == 1
+
+    def _ensure_fts(self) -> None:
+        """Create the full-text table and its triggers if missing, and fill it from the chunks."""
+        if sqlite3.sqlite_version_info < FTS_MIN_SQLITE or self.has_fts():
+            return
+        self.conn.execute("BEGIN IMMEDIATE")  # not a crash point: atomic, and done again if lost
+        try:
+            for statement in _FTS_SCHEMA:
+                self.conn.execute(statement)
+            self.conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -318,6 +352,15 @@ class MetaStore:
         where = TARGET if target else LIVE
         rows = self.conn.execute(
             f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE {where} ORDER BY c.id"
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def live_chunk_ids_where(self, condition: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids of the live chunks meeting an SQL ``condition`` over ``c`` (chunks) and ``d``
+        (documents) with bound ``params`` (built by :mod:`search.filters`): int64, ascending."""
+        rows = self.conn.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE} AND ({condition}) ORDER BY c.id",
+            list(params),
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 

@@ -230,14 +230,41 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | None, ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` by inner product: scores float32 ``(q, k)``, ids int64 ``(q, k)`` (``-1`` pad).
 
-    ``nprobe`` is passed per call (never set on the shared index).
+    ``nprobe`` is passed per call (never set on the shared index). ``ids`` (int64), if
+    given, restricts the search to those ids with a FAISS ID selector, inside the search.
+    An IVF index may still return fewer than ``k`` when the visited lists hold fewer
+    matching ids, and HNSW when its candidate list holds fewer: callers fall back to exact.
     """
-    if isinstance(index, faiss.IndexIVF) and nprobe is not None:
-        return index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=int(nprobe)))
-    return index.search(queries, k)
+    if ids is None:
+        if isinstance(index, faiss.IndexIVF) and nprobe is not None:
+            return index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=int(nprobe)))
+        return index.search(queries, k)
+    sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+    if isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=int(nprobe or index.nprobe))
+    else:
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap) else index
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(int(inner.hnsw.efSearch), k))
+        else:
+            params = faiss.SearchParameters(sel=sel)
+    return index.search(queries, k, params=params)
+
+
+def exact_subset(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` of ``queries`` among ``vectors`` (float32 ``(n, d)``) with ``ids``:
+    scores float32 ``(q, kk)``, ids int64 ``(q, kk)``, ``kk = min(k, n)``, best first."""
+    scores = queries @ vectors.T
+    kk = min(k, len(ids))
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < len(ids) else np.tile(np.arange(len(ids)), (len(queries), 1))
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top_scores, order, axis=1), ids[np.take_along_axis(top, order, axis=1)]
 
 
 # -- files ----------------------------------------------------------------------------------

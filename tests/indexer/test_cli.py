@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from indexer.cli import cli
 from search.hit import Hit
 
-HIT_FIELDS = ["score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata"]
+HIT_FIELDS = ["score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata", "signals"]
 
 
 @pytest.fixture

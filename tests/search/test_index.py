@@ -20,7 +20,7 @@ def built(tmp_path, multilingual_corpus, tiny_model):
 
 
 def test_hit_has_exactly_the_documented_fields_and_is_frozen(built, tiny_model):
-    assert [f.name for f in fields(Hit)] == ["score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata"]
+    assert [f.name for f in fields(Hit)] == ["score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata", "signals"]
     hit = Index.open(built, model=tiny_model).search("Kaffee", k=1)[0]
     with pytest.raises(FrozenInstanceError):
         hit.score = 2.0

@@ -1,0 +1,65 @@
+"""Lexical search over the live chunks: SQLite FTS5 (trigram tokenizer) ranked by bm25.
+
+The trigram tokenizer matches substrings of at least three characters, case-insensitively,
+in any script (so also Chinese and Japanese, which have no spaces). The query is split on
+white space; each term of three or more characters is a quoted phrase, and a chunk matches
+if it contains any term. Scores are ``-bm25`` (higher is better). When every term is shorter
+than three characters the trigram index cannot help: chunks containing a term (``LIKE``,
+case-insensitive for ASCII only) are ranked by how many of the terms they contain.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from store.errors import InvalidInput
+from store.metadata import LIVE
+
+MIN_TERM = 3
+"""The trigram tokenizer indexes 3-character substrings: shorter terms need ``LIKE``."""
+
+
+def terms(query: str) -> list[str]:
+    """The distinct white-space separated terms of ``query``, in order."""
+    return list(dict.fromkeys(query.split()))
+
+
+def search(
+    conn: sqlite3.Connection, query: str, limit: int, condition: str = "1", params: list[Any] | None = None,
+) -> list[tuple[int, float]]:
+    """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query``, best first.
+
+    ``condition`` is an extra SQL condition over ``c`` (chunks) and ``d`` (documents) with
+    its bound ``params`` (see :mod:`search.filters`).
+    """
+    words = terms(query)
+    long = [t for t in words if len(t) >= MIN_TERM]
+    params = list(params or [])
+    if not long:
+        likes = " + ".join("(instr(lower(c.text), lower(?)) > 0)" for _ in words)
+        rows = conn.execute(
+            f"""SELECT id, score FROM (SELECT c.id AS id, {likes} AS score FROM chunks c
+                JOIN documents d ON d.id = c.document WHERE {LIVE} AND ({condition}))
+                WHERE score > 0 ORDER BY score DESC, id LIMIT ?""",
+            [*words, *params, limit],
+        ).fetchall()
+        return [(int(i), float(s)) for i, s in rows]
+    try:
+        has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
+    except sqlite3.Error:  # pragma: no cover
+        has_fts = None
+    if not has_fts:
+        raise InvalidInput(
+            "this index has no full-text table yet (it was written by an older babelindex); "
+            "open it for writing once, e.g. with `indexer build` or `indexer repair`, to add it."
+        )
+    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in long)
+    rows = conn.execute(
+        f"""SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts
+            JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document
+            WHERE chunks_fts MATCH ? AND {LIVE} AND ({condition})
+            ORDER BY bm25(chunks_fts), c.id LIMIT ?""",
+        [match, *params, limit],
+    ).fetchall()
+    return [(int(i), float(s)) for i, s in rows]
