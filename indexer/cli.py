@@ -127,14 +127,25 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Number of hits.")
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
+@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]), default="dense", show_default=True,
+              help="dense: embeddings (cosine); lexical: full-text (bm25); hybrid: both, fused by rank.")
+@click.option("--lang", default=None, help="Only chunks in these languages, comma-separated (e.g. de,fr).")
+@click.option("--source", default=None, help="Only documents whose source matches this glob ('docs/*.md') or prefix ('docs/').")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help="Metadata condition, repeatable: KEY OP VALUE with OP one of = != < <= > >= (e.g. 'year>=2020'), "
+              "or 'KEY in A,B'.")
+@click.option("--group-by", type=click.Choice(["document"]), default=None, help="Best chunk of each of k documents.")
 @PRECISION_OPTION
-def search(query, index_path, k, nprobe, as_json, precision):
-    """Find the passages nearest to QUERY, in any language."""
+def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision):
+    """Find the passages that best match QUERY, in any language."""
     from search import Index
+    from search.filters import parse_where
 
     try:
+        langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
         with Index.open(index_path, precision=precision) as index:
-            hits = index.search(query, k=k, nprobe=nprobe)
+            hits = index.search(query, k=k, nprobe=nprobe, lang=langs, source=source, where=parse_where(where),
+                                mode=mode, group_by=group_by)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -143,14 +154,26 @@ def search(query, index_path, k, nprobe, as_json, precision):
     if not hits:
         click.echo("No hits.")
         return
+    _print_hits(hits, query.split() if mode != "dense" else [], mode)
+
+
+def _print_hits(hits, terms, mode) -> None:
+    """The hits as a table; matched ``terms`` highlighted (reverse video, or [[…]] when piped)."""
+    from search.snippet import snippet
+
+    color = sys.stdout.isatty()
     width = shutil.get_terminal_size((100, 20)).columns
     sources = [h.doc_id if h.doc_id.startswith(h.source) else f"{h.source} [{h.doc_id}]" for h in hits]
     src_w = min(max(_width(s) for s in sources), 40)
     snippet_w = max(20, width - src_w - 24)
     click.echo(f"{'rank':>4}  {'score':>5}  {'lang':4}  {_fit('source', src_w)}  text")
     for rank, (hit, source) in enumerate(zip(hits, sources, strict=True), start=1):
-        snippet = _fit(" ".join(hit.text.split()), snippet_w)
-        click.echo(f"{rank:>4}  {hit.score:5.3f}  {hit.lang or '?':4}  {_fit(source, src_w, left=True)}  {snippet}".rstrip())
+        text = "".join(
+            (click.style(part, bold=True, reverse=True) if color else f"[[{part}]]") if matched else part
+            for part, matched in snippet(hit.text, terms, snippet_w)
+        )
+        score = f"{hit.score:5.3f}" if mode == "dense" else f"{hit.score:5.3g}"
+        click.echo(f"{rank:>4}  {score}  {hit.lang or '?':4}  {_fit(source, src_w, left=True)}  {text}".rstrip())
 
 
 def _width(text: str) -> int:
