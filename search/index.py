@@ -210,10 +210,15 @@ class Index:
         query = vector[None, :]
         exact = allowed is not None and (len(allowed) < EXACT_MAX or len(allowed) < EXACT_FRACTION * len(self))
         if not exact:
-            scores, ids = faiss_store.search(self._faiss, query, fetch, nprobe or self._info.nprobe, ids=allowed)
-            pairs = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            if allowed is None or len(pairs) == fetch:
-                return pairs, fetch >= total
+            # IVF visits only nprobe lists, which may hold fewer matching ids: then all lists.
+            probes = [nprobe or self._info.nprobe]
+            if allowed is not None and self._info.nlist and probes[0] and probes[0] < self._info.nlist:
+                probes.append(self._info.nlist)
+            for probe in probes:
+                scores, ids = faiss_store.search(self._faiss, query, fetch, probe, ids=allowed)
+                pairs = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+                if allowed is None or len(pairs) == fetch:
+                    return pairs, fetch >= total
         with self._lock:
             stored = self._store.meta.vectors(allowed, self.dimension)
         scores, ids = faiss_store.exact_subset(stored, allowed, query, fetch)

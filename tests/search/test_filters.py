@@ -71,6 +71,7 @@ def test_a_language_of_5_percent_still_gives_k_hits_all_in_it(mixed, kind, exact
         hits = idx.search("weather in the city", k=10, lang="de")
         assert len(hits) == 10 and {h.lang for h in hits} == {"de"}
         assert len(idx.search("weather in the city", k=50, lang="de")) == 20
+        assert len(idx.search("weather in the city", k=20, lang="de", nprobe=1)) == 20  # IVF: more lists
         both = idx.search("weather", k=30, lang=["de", "fr"])
         assert len(both) == 20 and {h.lang for h in both} == {"de"}
         assert idx.search("weather", k=5, lang="fr") == []

@@ -126,3 +126,17 @@ def test_group_by_document_gives_the_best_chunk_of_k_documents(tmp_path):
             assert grouped[0] == next(h for h in chunks if h.doc_id == grouped[0].doc_id)
         everything = idx.search("river", k=100, group_by="document")
         assert sorted(h.doc_id for h in everything) == sorted(["long.txt"] + [f"s{i}.txt" for i in range(5)])
+
+
+@pytest.mark.parametrize("query", ['"', 'a"b"c', "NEAR(x", "*", "a*b", "OR", "DROP TABLE chunks; --", "100%", "%",
+                                   "_", "'", "^x", "col:val", "AND NOT", "x' OR '1'='1"])
+def test_fts_syntax_in_queries_is_taken_literally(tmp_path, query):
+    docs = {"a.txt": 'He said "NEAR(x y)" and a*b OR c; DROP TABLE chunks; -- 100% ^x col:val',
+            "b.txt": "plain words here"}
+    build_index(write_files(tmp_path / "c", docs), tmp_path / "i", model=HashingEmbedder())
+    with Index.open(tmp_path / "i", model=HashingEmbedder()) as idx:
+        found = sorted(h.doc_id for h in idx.search(query, k=3, mode="lexical"))
+        terms = [t for t in query.split() if len(t) >= 3] or query.split()  # short terms only count alone
+        assert found == [d for d, text in docs.items() if any(t.lower() in text.lower() for t in terms)]
+        assert len(idx.search(query, k=3, mode="hybrid")) == 2
+        assert len(idx.search("plain", k=3)) == 2  # the tables are intact
