@@ -5,7 +5,7 @@ from __future__ import annotations
 from indexer.embedding.base import Embedder, describe, same_model
 from indexer.embedding.precision import PRECISIONS
 from indexer.embedding.registry import DEFAULT_NAME as DEFAULT_MODEL
-from indexer.embedding.registry import REGISTRY, ModelSpec, display, list_models, lookup, resolve
+from indexer.embedding.registry import REGISTRY, ModelSpec, display, list_models, resolve
 from indexer.embedding.use_multilingual import NAME as USE_MULTILINGUAL
 
 
@@ -46,5 +46,5 @@ def load_embedder(name: str | None = None, *, precision: str | None = None) -> E
 
 __all__ = [
     "DEFAULT_MODEL", "PRECISIONS", "REGISTRY", "USE_MULTILINGUAL", "Embedder", "ModelSpec", "describe", "display",
-    "is_available", "list_models", "load_embedder", "lookup", "same_model",
+    "is_available", "list_models", "load_embedder", "resolve", "same_model",
 ]

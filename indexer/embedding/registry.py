@@ -64,13 +64,6 @@ REGISTRY: dict[str, ModelSpec] = {
 DEFAULT_NAME = "distilmbert"
 
 
-def lookup(name: str) -> ModelSpec | None:
-    """The registry entry called ``name``, or the one whose Hub id is ``name``; else None."""
-    if name in REGISTRY:
-        return REGISTRY[name]
-    return next((spec for spec in REGISTRY.values() if spec.source == name), None)
-
-
 def resolve(name: str) -> str:
     """What to load for ``name``: a registry name becomes its Hub id; anything else is kept."""
     spec = REGISTRY.get(name)

@@ -25,7 +25,6 @@ import numpy as np
 from indexer.embedding import bf16_backend
 from indexer.embedding.base import PROBE_TEXT, check_vectors, token_budget_batches
 from indexer.embedding.precision import (
-    AGREEMENT_MIN,
     agreement,
     cache_dir,
     cached_decision,
@@ -42,6 +41,9 @@ MAX_MODEL_TOKENS = 512
 TOKEN_BUDGET = 8192
 """Padded tokens per forward pass (e.g. 32 texts of 256 tokens, or 128 of 64)."""
 MAX_BATCH = 128
+INT8_SANITY = 0.95
+"""A cached int8 export whose probe vector is further than this (cosine) from fp32's is taken
+for a damaged or stale file and exported again. A sanity check only: ``auto`` judges quality."""
 
 
 class TransformerEmbedder:
@@ -176,7 +178,7 @@ class TransformerEmbedder:
             try:
                 self._onnx = OnnxBody(path)
                 with torch.inference_mode():
-                    if agreement(reference, self._forward(dict(probe), "int8").numpy()).min >= AGREEMENT_MIN:
+                    if agreement(reference, self._forward(dict(probe), "int8").numpy()).min >= INT8_SANITY:
                         return self._onnx
             except Exception:  # a damaged or stale file: export again once
                 if attempt:
