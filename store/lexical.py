@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 from store.errors import InvalidInput
-from store.metadata import LIVE
+from store.metadata import FTS_MIN_SQLITE, LIVE
 
 MIN_TERM = 3
 """The trigram tokenizer indexes 3-character substrings: shorter terms need ``LIKE``."""
@@ -49,6 +49,11 @@ def search(
         has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
     except sqlite3.Error:  # pragma: no cover
         has_fts = None
+    if not has_fts and sqlite3.sqlite_version_info < FTS_MIN_SQLITE:
+        raise InvalidInput(
+            f"lexical search needs SQLite 3.34 or newer (for the FTS5 trigram tokenizer); this Python has "
+            f"SQLite {sqlite3.sqlite_version}. Use mode='dense', or a Python built with a newer SQLite."
+        )
     if not has_fts:
         raise InvalidInput(
             "this index has no full-text table yet (it was written by an older babelindex); "
