@@ -12,9 +12,9 @@
 
 Each ``Document`` has ``page_content`` = the chunk's text and ``metadata`` = the other
 fields of its :class:`~search.Hit` (``score``, ``doc_id``, ``chunk_id``, ``source``,
-``lang``, ``start``, ``end``, and the document's own ``metadata`` under that key); its
-``id`` is the chunk id as a string. ``import search`` never imports LangChain; importing
-this module does, and says how to install it when it is missing.
+``lang``, ``start``, ``end``, ``signals`` as a list, and the document's own ``metadata``
+under that key); its ``id`` is the chunk id as a string. ``import search`` never imports
+LangChain; importing this module does, and says how to install it when it is missing.
 """
 
 from __future__ import annotations
