@@ -101,7 +101,6 @@ class TransformerEmbedder:
 
     def _forward(self, features: dict[str, Any], precision: str) -> Any:
         """Sentence embeddings, float32 tensor ``(batch, dimension)``, of one tokenized batch."""
-
         if precision == "int8":
             features["token_embeddings"] = self._onnx(features)
             for module in list(self._model)[1:]:  # the model's own pooling, dense, normalize
@@ -174,7 +173,11 @@ class TransformerEmbedder:
             reference = self._forward(dict(probe), "fp32").numpy()
         for attempt in range(2):
             if attempt or not path.exists():
-                export_int8(first.auto_model, names, path)
+                try:
+                    export_int8(first.auto_model, names, path)
+                except Exception as exc:
+                    raise ModelError(f"could not export {self.name!r} for int8 ({type(exc).__name__}: {exc}); "
+                                     "use --precision auto, fp32 or bf16.") from exc
             try:
                 self._onnx = OnnxBody(path)
                 with torch.inference_mode():
