@@ -178,3 +178,13 @@ def test_parse_where_reads_cli_conditions():
     }
     with pytest.raises(InvalidInput, match=r"cannot read the condition 'year~2020': write KEY OP VALUE"):
         parse_where(["year~2020"])
+
+
+def test_filters_apply_in_lexical_and_hybrid_modes(mixed):
+    with Index.open(mixed["flat"], model=MODEL) as idx:
+        hybrid = idx.search("weather Wetter", k=10, lang="de", mode="hybrid")
+        assert len(hybrid) == 10 and {h.lang for h in hybrid} == {"de"}
+        assert all(h.signals == ("dense", "lexical") for h in hybrid)
+        assert len(idx.search("Wetter", k=30, lang="de", mode="lexical")) == 20
+        assert idx.search("Wetter", k=30, lang="en", mode="lexical") == []
+        assert [h.doc_id for h in idx.search("Bericht", k=3, mode="hybrid", source="de/007")] == ["de/007.txt"]
