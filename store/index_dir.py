@@ -19,7 +19,7 @@ from store import vectors
 from store.errors import CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesystem
 from store.faults import crash_point
 from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
-from store.lock import WriterLock
+from store.lock import LOCK_FILE, WriterLock
 from store.metadata import DB_FILE, MetaStore
 from store.vectors import FaissInfo
 
@@ -56,7 +56,8 @@ class IndexDir:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
-        if path.is_dir() and any(path.iterdir()) and not (path / DB_FILE).exists():
+        ours = {LOCK_FILE, vectors.FAISS_DIR}  # what a writer killed before creating meta.db leaves
+        if path.is_dir() and any(p.name not in ours for p in path.iterdir()) and not (path / DB_FILE).exists():
             raise InvalidInput(
                 f"{path} is a non-empty directory that is not a babelindex index; "
                 "choose a new or empty --index path."

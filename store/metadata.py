@@ -141,9 +141,11 @@ class MetaStore:
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous = NORMAL")
             if create:
-                conn.executescript(_SCHEMA)
-                if self.get_setting("schema_version") is None:
-                    self.set_setting("schema_version", SCHEMA_VERSION)
+                # One transaction: a process killed here leaves no schema without a version.
+                conn.executescript(
+                    "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR IGNORE INTO settings (key, value) "
+                    f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                )
                 self._ensure_fts()
             version = self.get_setting("schema_version")
         except sqlite3.DatabaseError as exc:

@@ -35,3 +35,13 @@ def test_releasing_is_idempotent_and_clears_the_holder(tmp_path):
     lock.release()
     lock.release()
     assert (tmp_path / "write.lock").read_bytes() == b""
+
+
+def test_a_writer_killed_before_creating_meta_db_leaves_a_directory_the_next_one_accepts(tmp_path):
+    # A build SIGKILLed between taking the lock and creating meta.db left only write.lock,
+    # and the next build refused the directory as "not a babelindex index".
+    (tmp_path / "i.idx").mkdir()
+    (tmp_path / "i.idx" / "write.lock").write_bytes(b"")
+    IndexDir.open_for_writing(tmp_path / "i.idx").close()
+    with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
+        assert idx.meta.get_setting("schema_version") == 1
