@@ -25,8 +25,9 @@ import numpy as np
 OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 ALLOW_SPINNING = "0"
-"""ONNX Runtime worker threads sleep when idle instead of spinning (they would otherwise
-take a core from tokenization between batches); measured no slower here."""
+"""ONNX Runtime worker threads sleep when idle instead of spinning (spinning takes a core from
+tokenization and from other processes). Measured here on single queries: p99 12 ms without
+spinning against 27–30 ms with it; medians 8 ms against 6–23 ms."""
 
 
 def export_int8(body: Any, input_names: Sequence[str], target: Path) -> Path:
