@@ -3,8 +3,8 @@ around the model (reading, chunking, storing, crashing), not about meaning."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +31,9 @@ class HashingEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
-            hashes = np.fromiter((zlib.crc32(t.encode()) for t in _TOKEN.findall(text.lower())), dtype=np.int64)
-            np.add.at(out[row], hashes % self.dimension, np.where(hashes & 0x10000, 1.0, -1.0))
+            for token in _TOKEN.findall(text.lower()):
+                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dimension] += 1.0 if (h >> 32) & 1 else -1.0
         return check_vectors(out, list(texts))
 
     embed_queries = embed_documents
