@@ -15,17 +15,14 @@ from typing import Any
 from indexer.build import BuildReport, Progress, _embedder_for, _settings, _Writer
 from indexer.embedding import Embedder
 from indexer.reading import Document
-from store import IndexDir, IndexNotFound, InvalidInput
-from store.metadata import DB_FILE
+from store import IndexDir, InvalidInput
 from store.vectors import FaissInfo
 
 DocumentLike = Document | Mapping[str, Any]
 
 
 def _open(index: str | Path) -> IndexDir:
-    if not (Path(index) / DB_FILE).is_file():
-        raise IndexNotFound(f"no index at {index}. Build one with `indexer build CORPUS --index {index}`.")
-    return IndexDir.open_for_writing(index)
+    return IndexDir.open_for_writing(index, must_exist=True)
 
 
 def _as_document(item: DocumentLike) -> Document:

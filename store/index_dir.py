@@ -24,6 +24,11 @@ from store.metadata import DB_FILE, MetaStore
 from store.vectors import FaissInfo
 
 
+def _require_index(path: Path) -> None:
+    if not (path / DB_FILE).is_file():
+        raise IndexNotFound(f"no index at {path}. Build one with `indexer build CORPUS --index {path}`.")
+
+
 def _check_filesystem(path: Path) -> None:
     """Refuse to write on a network filesystem, where the writer lock cannot be trusted."""
     if os.environ.get("BABELINDEX_ALLOW_NETWORK_FS") == "1":
@@ -51,9 +56,14 @@ class IndexDir:
         self._lock = lock
 
     @classmethod
-    def open_for_writing(cls, path: str | Path) -> IndexDir:
-        """Create the directory if needed and take the writer lock (or raise ``IndexLocked``)."""
+    def open_for_writing(cls, path: str | Path, *, must_exist: bool = False) -> IndexDir:
+        """Create the directory if needed and take the writer lock (or raise ``IndexLocked``).
+
+        With ``must_exist``, raise ``IndexNotFound`` instead of creating a new index.
+        """
         path = Path(path)
+        if must_exist:
+            _require_index(path)
         if path.exists() and not path.is_dir():
             raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
         ours = {LOCK_FILE, vectors.FAISS_DIR}  # what a writer killed before creating meta.db leaves
@@ -77,10 +87,7 @@ class IndexDir:
     def open_for_reading(cls, path: str | Path) -> IndexDir:
         """Open an existing index without a lock; raise ``IndexNotFound`` if there is none."""
         path = Path(path)
-        if not (path / DB_FILE).is_file():
-            raise IndexNotFound(
-                f"no index at {path}. Build one with `indexer build CORPUS --index {path}`."
-            )
+        _require_index(path)
         return cls(path, MetaStore(path / DB_FILE, readonly=True), None)
 
     def close(self) -> None:
