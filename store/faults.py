@@ -2,7 +2,7 @@
 
 Set ``BABELINDEX_CRASH_AT=<point>`` (or ``<point>:<n>`` for its n-th passage, counted from
 1) and the process SIGKILLs itself there, as a power cut or the OOM killer would. Points:
-``embed`` (after a batch is embedded, before it is stored), ``commit`` (inside a write
+``create-db`` (a new meta.db opened, before its schema), ``embed`` (after a batch is embedded, before it is stored), ``commit`` (inside a write
 transaction, before COMMIT), ``faiss-write`` (halfway through writing a FAISS file),
 ``rename`` (FAISS file fsynced, before its rename), ``publish`` (FAISS file in place,
 before the SQLite transaction that makes it current). Unset, each check costs one lookup.

@@ -20,7 +20,7 @@ from store.errors import CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesy
 from store.faults import crash_point
 from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
 from store.lock import LOCK_FILE, WriterLock
-from store.metadata import DB_FILE, MetaStore
+from store.metadata import CREATING_SUFFIX, DB_FILE, MetaStore
 from store.vectors import FaissInfo
 
 
@@ -66,7 +66,8 @@ class IndexDir:
             _require_index(path)
         if path.exists() and not path.is_dir():
             raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
-        ours = {LOCK_FILE, vectors.FAISS_DIR}  # what a writer killed before creating meta.db leaves
+        # What a writer killed before meta.db was complete leaves behind:
+        ours = {LOCK_FILE, vectors.FAISS_DIR, DB_FILE + CREATING_SUFFIX}
         if path.is_dir() and any(p.name not in ours for p in path.iterdir()) and not (path / DB_FILE).exists():
             raise InvalidInput(
                 f"{path} is a non-empty directory that is not a babelindex index; "

@@ -12,6 +12,7 @@ id is never reused after a delete. FAISS ids are these chunk ids.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ import sqlite_utils
 
 from store.errors import CorruptIndex, SchemaVersionError
 from store.faults import crash_point
+from store.vectors import fsync_dir
 
 SCHEMA_VERSION = 1
 DB_FILE = "meta.db"
@@ -126,11 +128,45 @@ class StoredDocument:
     chunks: Sequence[StoredChunk]
 
 
+_SCHEMA_TRANSACTION = (
+    "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR IGNORE INTO settings (key, value) "
+    f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+)
+
+CREATING_SUFFIX = ".new"
+"""A database being created is built under ``meta.db.new`` and renamed into place when complete."""
+
+
+def _create_database(path: Path) -> None:
+    """Create ``path`` with its whole schema, atomically: built under a temporary name, fsynced,
+    then renamed. A process killed on the way leaves no ``meta.db`` at all (SQLite creates its
+    file on connect, before any table exists), so no half-made index is ever seen."""
+    tmp = path.with_name(path.name + CREATING_SUFFIX)
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file's header
+        crash_point("create-db")
+        conn.executescript(_SCHEMA_TRANSACTION)
+        if sqlite3.sqlite_version_info >= FTS_MIN_SQLITE:
+            conn.executescript("BEGIN IMMEDIATE;" + ";".join(_FTS_SCHEMA) + "; COMMIT;")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 class MetaStore:
     """Reads and writes ``meta.db``. Writers must hold the index's :class:`WriterLock`."""
 
     def __init__(self, path: Path, *, create: bool = False, readonly: bool = False):
         self.path = Path(path)
+        if create and not self.path.exists():
+            _create_database(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
         try:
@@ -141,11 +177,8 @@ class MetaStore:
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous = NORMAL")
             if create:
-                # One transaction: a process killed here leaves no schema without a version.
-                conn.executescript(
-                    "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR IGNORE INTO settings (key, value) "
-                    f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
-                )
+                # Idempotent; brings an index written by an older babelindex up to date.
+                conn.executescript(_SCHEMA_TRANSACTION)
                 self._ensure_fts()
             version = self.get_setting("schema_version")
         except sqlite3.DatabaseError as exc:

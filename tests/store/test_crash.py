@@ -21,7 +21,7 @@ from search import Index
 from store import IndexDir
 from store.check import check_index
 
-TARGETED = ["embed:1", "embed:3", "commit:1", "commit:5", "faiss-write:1", "rename:1", "publish:1"]
+TARGETED = ["create-db:1", "embed:1", "embed:3", "commit:1", "commit:5", "faiss-write:1", "rename:1", "publish:1"]
 """Crash points during a first build (see store/faults.py)."""
 INCREMENTAL = ["embed:2", "commit:3", "faiss-write:1", "rename:1", "publish:1"]
 """Crash points during an update of an existing index (its previous version must serve)."""
@@ -122,7 +122,7 @@ def test_killed_first_builds_open_check_and_resume_to_the_clean_result(corpora):
         killed += code == -signal.SIGKILL
         if crash_at:
             assert code == -signal.SIGKILL, f"{crash_at} was never reached"
-        if index.exists():
+        if (index / "meta.db").exists():
             report = check_index(index)
             assert report.ok, (crash_at, kill_after, report.problems)
             opened += 1
@@ -162,3 +162,17 @@ def test_killed_updates_keep_serving_the_previous_version_and_resume(corpora):
         matched += 1
     print(f"updates: {len(INCREMENTAL)} kill points, {killed} killed, {served} served the previous version, "
           f"{matched} resumed updates matched the clean build")
+
+
+def test_killed_while_creating_the_database_leaves_no_half_made_index(tmp_path):
+    """Regression (CI, random kill at 0.37 s): a first build killed after SQLite created
+    meta.db but before the schema was in left a database that `indexer check` rejected."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Ein Satz. Noch ein Satz.", encoding="utf-8")
+    index = tmp_path / "t.idx"
+    assert _run(corpus, index, "create-db:1") == -signal.SIGKILL
+    assert not (index / "meta.db").exists()  # not a half-made database
+    assert _run(corpus, index) == 0
+    assert check_index(index).ok and check_index(index).warnings == []
+    assert len(_chunk_set(index)) == 1
