@@ -369,6 +369,68 @@ def models(as_json):
                "For cross-lingual search, use distiluse.")
 
 
+@cli.command()
+@INDEX_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs a token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--token", default=None, envvar="BABELINDEX_TOKEN", show_envvar=True,
+              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health (16+ characters). "
+              "Prefer the environment variable or --token-file: options show in process listings.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read the token from this file (its first line).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Default: loopback "
+              "names and the listening address.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Most queries embedded in one model call (1: no micro-batching).")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
+              help="How long the first query of a batch waits for others (milliseconds).")
+@click.option("--max-k", type=click.IntRange(1, 10_000), default=1_000, show_default=True, help="Most hits per query.")
+@click.option("--max-query-chars", type=click.IntRange(1), default=2_000, show_default=True,
+              help="Longest query text (characters).")
+@click.option("--max-queries", type=click.IntRange(1), default=64, show_default=True,
+              help="Most queries per POST /search.")
+@click.option("--max-documents", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Most documents per POST /documents.")
+@click.option("--max-ids", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Most ids per POST /documents/delete.")
+@click.option("--max-body-mb", type=click.FloatRange(0.001), default=10.0, show_default=True,
+              help="Largest request body (MiB).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="Server log level (requests are logged at info; headers never).")
+@PRECISION_OPTION
+def serve(index_path, host, port, token, token_file, allow_hosts, batch_size, batch_wait_ms, max_k, max_query_chars,
+          max_queries, max_documents, max_ids, max_body_mb, log_level, precision):
+    """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
+    from search import Index
+    from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
+    from search.server import serve as run_server
+
+    if token_file is not None:
+        if token is not None:
+            raise click.UsageError("give --token (or BABELINDEX_TOKEN) or --token-file, not both.")
+        lines = token_file.read_text(encoding="utf-8").splitlines()
+        token = lines[0].strip() if lines else ""
+    limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_query_chars=max_query_chars, max_k=max_k,
+                    max_queries=max_queries, max_documents=max_documents, max_ids=max_ids)
+    settings = ServerSettings(token=token or None, allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
+                              limits=limits, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
+    try:
+        check_exposure(host, settings.token)
+        index = Index.open(index_path, precision=precision)
+    except BabelIndexError as exc:
+        raise _fail(exc) from None
+    auth = "token required" if settings.token else "no token (loopback only)"
+    click.echo(f"Serving {index_path} ({len(index):,} chunks, model {index.model_name}) on "
+               f"http://{_url_host(host)}:{port} ({auth}); API docs at /docs", err=True)
+    run_server(index, host=host, port=port, settings=settings, log_level=log_level)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def main() -> None:  # pragma: no cover - console script entry
     cli()
 

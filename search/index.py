@@ -94,7 +94,8 @@ class Index:
     @overload
     def search(self, query: Sequence[str], k: int = 10, nprobe: int | None = None, **options: Any) -> list[list[Hit]]: ...
 
-    def search(self, query, k=10, nprobe=None, *, lang=None, source=None, where=None, mode="dense", group_by=None):
+    def search(self, query, k=10, nprobe=None, *, lang=None, source=None, where=None, mode="dense", group_by=None,
+               query_vectors=None):
         """The ``k`` chunks that best match ``query``, best first.
 
         ``query`` is a string (returns ``list[Hit]``) or a list of strings (returns one
@@ -110,6 +111,9 @@ class Index:
         ``mode``: ``dense`` (cosine of embeddings), ``lexical`` (full-text, bm25) or
         ``hybrid`` (both fused by reciprocal rank fusion); see :class:`Hit` for the scores.
         ``group_by="document"`` returns the best chunk of each of ``k`` documents.
+
+        ``query_vectors``: the queries' embeddings if already computed with :meth:`embed`
+        (float32 ``(q, dimension)``, one row per query), so that they are not embedded again.
         """
         single = isinstance(query, str)
         queries = [query] if single else list(query)
@@ -124,10 +128,17 @@ class Index:
         if group_by not in (None, "document"):
             raise InvalidInput(f"group_by must be None or 'document', not {group_by!r}.")
         filt = build_filter(lang, source, where)
+        if query_vectors is not None:
+            query_vectors = self._checked_vectors(query_vectors)
+            if len(query_vectors) != len(queries):
+                raise InvalidInput(f"{len(queries)} queries but {len(query_vectors)} query vectors.")
         if mode == "dense" and filt is None and group_by is None:
-            results = self._search_vectors(self._embed(queries), k, nprobe)
+            results = self._search_vectors(self.embed(queries) if query_vectors is None else query_vectors, k, nprobe)
         else:
-            vectors = self._embed(queries) if mode != "lexical" else [None] * len(queries)
+            if mode == "lexical":
+                vectors = [None] * len(queries)
+            else:
+                vectors = self.embed(queries) if query_vectors is None else query_vectors
             allowed = None
             if filt is not None:
                 with self._lock:
@@ -140,12 +151,15 @@ class Index:
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None) -> list[list[Hit]]:
         """Search with precomputed query vectors, float32 ``(q, dimension)`` L2-normalised."""
+        return self._search_vectors(self._checked_vectors(vectors), k, nprobe)
+
+    def _checked_vectors(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             from store import DimensionMismatch
 
             raise DimensionMismatch(f"query vectors must have shape (q, {self.dimension}), not {vectors.shape}.")
-        return self._search_vectors(vectors, k, nprobe)
+        return vectors
 
     def _search_vectors(self, vectors: np.ndarray, k: int, nprobe: int | None) -> list[list[Hit]]:
         nprobe = nprobe or self._info.nprobe
@@ -224,7 +238,11 @@ class Index:
         scores, ids = faiss_store.exact_subset(stored, allowed, query, fetch)
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)], fetch >= total
 
-    def _embed(self, queries: list[str]) -> np.ndarray:
+    def embed(self, queries: Sequence[str]) -> np.ndarray:
+        """The query vectors of ``queries``: float32 ``(len(queries), dimension)``, L2-normalised,
+        from the index's model (loaded on first use). Pass them to :meth:`search` as
+        ``query_vectors`` to embed once and search several ways."""
+        queries = list(queries)
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
@@ -252,6 +270,23 @@ class Index:
                 f"vectors. Search with the index's own model (omit the model), or rebuild the "
                 f"index with the new one."
             )
+
+    # -- lookups ----------------------------------------------------------------------------
+    def get_document(self, doc_id: str) -> dict[str, Any] | None:
+        """A live document and its chunks (see :meth:`store.MetaStore.document`), or ``None``."""
+        with self._lock:
+            return self._store.meta.document(str(doc_id))
+
+    def get_chunk(self, chunk_id: int) -> Hit | None:
+        """A live chunk as a :class:`Hit` (``score`` 0.0, no signals), or ``None``."""
+        with self._lock:
+            row = self._store.meta.hits([int(chunk_id)]).get(int(chunk_id))
+        return None if row is None else Hit(score=0.0, signals=(), **row)
+
+    @property
+    def version(self) -> int:
+        """The FAISS version this view serves (grows by one with every publish)."""
+        return int(self._info.version)
 
     # -- changes --------------------------------------------------------------------------
     def upsert(self, documents) -> Any:

@@ -457,6 +457,30 @@ class MetaStore:
             for r in rows
         }
 
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        """A live document's fields and its chunks in order, or ``None`` if there is none.
+
+        ``{"doc_id", "source", "lang", "metadata", "n_chars", "updated_at", "chunks": [{"chunk_id",
+        "ord", "text", "start", "end", "lang"}]}``; offsets are characters in the document's text.
+        """
+        row = self.conn.execute(
+            f"SELECT d.id, d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at FROM documents d "
+            f"WHERE d.doc_id = ? AND {LIVE}", (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        chunks = self.conn.execute(
+            'SELECT id, ord, text, start, "end", lang FROM chunks WHERE document = ? ORDER BY ord', (row[0],)
+        ).fetchall()
+        return {
+            "doc_id": row[1], "source": row[2], "lang": row[3], "metadata": json.loads(row[4]),
+            "n_chars": row[5], "updated_at": row[6],
+            "chunks": [
+                {"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4], "lang": c[5] or row[3]}
+                for c in chunks
+            ],
+        }
+
     def chunk_texts(self, limit: int | None = None) -> list[str]:
         """The text of every live chunk (or the first ``limit``), by id."""
         sql = f"SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE} ORDER BY c.id"

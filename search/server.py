@@ -1,0 +1,553 @@
+"""The HTTP API (``indexer serve``): one index over FastAPI, safe by default.
+
+Endpoints (OpenAPI documentation at ``/docs`` and ``/openapi.json``):
+
+=======  ===========================  =====================================================
+GET      /health                      liveness; the only endpoint open without the token
+GET      /search?q=…&k=…              one query; filters as query parameters
+POST     /search                      one query or a batch, with every option
+POST     /documents                   add or replace documents (id, text, metadata)
+GET      /documents/{doc_id}          a document and its chunks
+DELETE   /documents/{doc_id}          delete one document
+POST     /documents/delete            delete several documents by id
+GET      /chunks/{chunk_id}           one chunk
+GET      /stats                       counts, model, index type, languages, server figures
+=======  ===========================  =====================================================
+
+Safety: the server listens on loopback unless told otherwise and refuses any other
+address without a token. With a token, every endpoint but ``/health`` requires
+``Authorization: Bearer <token>``, compared in constant time and never logged. Request
+bodies, query lengths, ``k`` and batch sizes are bounded (:class:`Limits`), and requests
+whose ``Host`` header is not on the allow-list are refused, which defeats DNS rebinding (a
+web page in the user's browser reaching a loopback server through an attacker's domain).
+Clients address documents by id only; nothing a client sends names a file.
+
+Writes go through the same single-writer path as the CLI (the index's writer lock), one
+at a time; searches keep being served from the last published version meanwhile, and a
+version published by another process (``indexer build``) is picked up within
+``refresh_seconds``. Query embeddings of concurrent requests are computed in shared
+batches (:class:`search.batching.QueryBatcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.batching import QueryBatcher
+from search.filters import parse_where
+from search.index import Index
+from store.errors import (
+    BabelIndexError,
+    CorruptIndex,
+    DimensionMismatch,
+    IndexLocked,
+    IndexNotFound,
+    InvalidInput,
+    ModelError,
+)
+
+log = logging.getLogger("babelindex.server")
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+TOKEN_ENV = "BABELINDEX_TOKEN"
+MIN_TOKEN_CHARS = 16
+OPEN_PATHS = frozenset({"/health"})
+"""Paths served without the token."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may ask; a request over one gets a 4xx naming it."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Request body size (bytes); 413 above it."""
+    max_query_chars: int = 2_000
+    """Characters per query text."""
+    max_k: int = 1_000
+    """Hits per query."""
+    max_queries: int = 64
+    """Queries per POST /search."""
+    max_documents: int = 1_000
+    """Documents per POST /documents."""
+    max_ids: int = 10_000
+    """Ids per POST /documents/delete."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How :func:`create_app` serves an index.
+
+    ``token``: required as ``Authorization: Bearer`` on every endpoint but ``/health``
+    (``None``: no authentication, for loopback only). ``allowed_hosts``: the ``Host``
+    header values accepted (names or addresses, without port; ``"*"`` accepts any).
+    ``batch_size`` and ``batch_wait_ms``: micro-batching of query embeddings (``batch_size=1``
+    turns it off). ``refresh_seconds``: how often to look for a version published by
+    another process.
+    """
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    limits: Limits = field(default_factory=Limits)
+    batch_size: int = 32
+    batch_wait_ms: float = 2.0
+    refresh_seconds: float = 2.0
+
+
+# -- request and response bodies ------------------------------------------------------------
+class SearchBody(BaseModel):
+    """POST /search. Give ``query`` (one text) or ``queries`` (a list of texts)."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str | None = Field(None, description="One query text, in any language.")
+    queries: list[str] | None = Field(None, description="Several query texts (answered in order).")
+    k: int = Field(10, ge=1, description="Hits per query (at most the server's max_k).")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists to visit (default: tuned at build).")
+    mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    lang: str | list[str] | None = Field(None, description="Language code(s) of the chunks to search.")
+    source: str | None = Field(None, description="Glob ('docs/*.md') or prefix ('docs/') of the source.")
+    where: dict[str, Any] | None = Field(
+        None, description='Metadata conditions, e.g. {"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}.'
+    )
+    group_by: Literal["document"] | None = Field(None, description="'document': the best chunk of each document.")
+
+
+class HitModel(BaseModel):
+    """One passage found; the same fields as the Python :class:`search.Hit`."""
+
+    score: float
+    text: str
+    doc_id: str
+    chunk_id: int
+    source: str
+    lang: str | None
+    start: int
+    end: int
+    metadata: dict[str, Any]
+    signals: list[str]
+
+
+class SearchResult(BaseModel):
+    query: str
+    hits: list[HitModel]
+
+
+class SearchResponse(SearchResult):
+    version: int = Field(description="The FAISS version that answered (grows with every publish).")
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResult]
+    version: int
+    took_ms: float
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, description="The document's id; an existing id is replaced.")
+    text: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(None, description="A label shown in hits (default: the id); never opened.")
+
+
+class UpsertBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    documents: list[DocumentIn]
+
+
+class DeleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str]
+
+
+class ChunkModel(BaseModel):
+    chunk_id: int
+    ord: int
+    text: str
+    start: int
+    end: int
+    lang: str | None
+
+
+class DocumentModel(BaseModel):
+    doc_id: str
+    source: str
+    lang: str | None
+    metadata: dict[str, Any]
+    n_chars: int
+    updated_at: str
+    chunks: list[ChunkModel]
+
+
+# -- the application ------------------------------------------------------------------------
+STATUS = {
+    IndexNotFound: 404,
+    IndexLocked: 409,
+    InvalidInput: 400,
+    DimensionMismatch: 400,
+    CorruptIndex: 503,
+    ModelError: 503,
+}
+
+
+def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
+    """A FastAPI application serving ``index`` (which it closes on shutdown)."""
+    settings = settings or ServerSettings()
+    limits = settings.limits
+    batcher = QueryBatcher(index.embed, max_batch=settings.batch_size, max_wait_ms=settings.batch_wait_ms)
+    write_lock = threading.Lock()
+    figures = {"searches": 0, "writes": 0}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(index.embed, ["warm-up"])  # load the model before the first request
+        await batcher.start()
+        refresher = asyncio.get_running_loop().create_task(_refresh_loop(index, settings.refresh_seconds))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await batcher.stop()
+            index.close()
+
+    app = FastAPI(
+        title="babelindex",
+        summary="Cross-lingual semantic search over one index.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(BabelIndexError)
+    async def _babelindex_error(request: Request, exc: BabelIndexError) -> JSONResponse:
+        status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
+        headers = {"Retry-After": "1"} if isinstance(exc, IndexLocked) else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    async def run_search(queries: list[str], k: int, **options: Any) -> tuple[list[list[Any]], int]:
+        _check_queries(queries, k, limits)
+        vectors = await batcher.embed(queries) if options.get("mode", "dense") != "lexical" else None
+        hits = await run_in_threadpool(index.search, queries, k, query_vectors=vectors, **options)
+        figures["searches"] += len(queries)
+        return hits, index.version
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness: ``ok`` and the version served. Open without the token."""
+        return {"status": "ok", "version": index.version, "chunks": len(index)}
+
+    @app.get("/search", response_model=SearchResponse, tags=["search"])
+    async def search_get(
+        q: Annotated[str, Query(description="The query text, in any language.")],
+        k: Annotated[int, Query(ge=1, description="Hits (at most the server's max_k).")] = 10,
+        mode: Literal["dense", "lexical", "hybrid"] = "dense",
+        lang: Annotated[str | None, Query(description="Comma-separated language codes: de,fr.")] = None,
+        source: Annotated[str | None, Query(description="Glob or prefix of the source.")] = None,
+        where: Annotated[list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, "
+                                                             "'tag in a,b'.")] = None,
+        group_by: Literal["document"] | None = None,
+        nprobe: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        """One query, with its filters as query parameters."""
+        started = time.perf_counter()
+        langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
+        hits, version = await run_search(
+            [q], k, nprobe=nprobe, mode=mode, lang=langs, source=source,
+            where=parse_where(where) if where else None, group_by=group_by,
+        )
+        return {"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version, "took_ms": _ms(started)}
+
+    @app.post("/search", response_model=SearchResponse | BatchSearchResponse, tags=["search"])
+    async def search_post(body: SearchBody) -> dict[str, Any]:
+        """One query (``query``: answered as by GET) or several (``queries``: ``results``, in order)."""
+        started = time.perf_counter()
+        if (body.query is None) == (body.queries is None):
+            raise HTTPException(422, "give exactly one of 'query' (a text) or 'queries' (a list of texts).")
+        queries = [body.query] if body.query is not None else body.queries
+        options = body.model_dump(exclude={"query", "queries", "k"})
+        hits, version = await run_search(queries, body.k, **options)
+        results = [{"query": q, "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits, strict=True)]
+        if body.query is not None:
+            return {**results[0], "version": version, "took_ms": _ms(started)}
+        return {"results": results, "version": version, "took_ms": _ms(started)}
+
+    def write(change: Callable[[], Any]) -> Any:
+        """Run one change through the writer path; the server's own writes wait their turn."""
+        with write_lock:
+            result = change()
+        figures["writes"] += 1
+        return result
+
+    @app.post("/documents", tags=["documents"])
+    async def upsert(body: UpsertBody) -> dict[str, Any]:
+        """Add documents, or replace those whose id exists (unchanged ones are not embedded
+        again). Returns when they are published: the next search sees them."""
+        if len(body.documents) > limits.max_documents:
+            raise HTTPException(413, f"{len(body.documents)} documents in one request; the limit is "
+                                     f"{limits.max_documents} (server option --max-documents). Send them in parts.")
+        ids = [d.id for d in body.documents]
+        if len(set(ids)) != len(ids):
+            raise HTTPException(422, "a document id appears twice in this request; send each id once.")
+        docs = [d.model_dump() for d in body.documents]
+        report = await run_in_threadpool(write, lambda: index.upsert(docs))
+        return report.to_dict()
+
+    @app.get("/documents/{doc_id:path}", response_model=DocumentModel, tags=["documents"])
+    def get_document(doc_id: str) -> dict[str, Any]:
+        """A document's metadata and its chunks (texts and character offsets)."""
+        document = index.get_document(doc_id)
+        if document is None:
+            raise HTTPException(404, f"no document with id {doc_id!r} in this index.")
+        return document
+
+    @app.delete("/documents/{doc_id:path}", tags=["documents"])
+    async def delete_one(doc_id: str) -> dict[str, int]:
+        """Delete one document. Once this returns, no search returns its chunks."""
+        deleted = await run_in_threadpool(write, lambda: index.delete([doc_id]))
+        if not deleted:
+            raise HTTPException(404, f"no document with id {doc_id!r} in this index.")
+        return {"deleted": deleted}
+
+    @app.post("/documents/delete", tags=["documents"])
+    async def delete_many(body: DeleteBody) -> dict[str, int]:
+        """Delete documents by id; ``deleted`` counts those that existed."""
+        if len(body.ids) > limits.max_ids:
+            raise HTTPException(413, f"{len(body.ids)} ids in one request; the limit is {limits.max_ids} "
+                                     "(server option --max-ids). Send them in parts.")
+        deleted = await run_in_threadpool(write, lambda: index.delete(body.ids)) if body.ids else 0
+        return {"deleted": deleted}
+
+    @app.get("/chunks/{chunk_id}", response_model=HitModel, tags=["documents"])
+    def get_chunk(chunk_id: int) -> dict[str, Any]:
+        """One chunk with its document's fields (``score`` 0, no signals)."""
+        hit = index.get_chunk(chunk_id)
+        if hit is None:
+            raise HTTPException(404, f"no chunk with id {chunk_id} in this index.")
+        return hit.to_dict()
+
+    @app.get("/stats", tags=["service"])
+    def stats() -> dict[str, Any]:
+        """The index's counts, model, type and languages, and this server's figures."""
+        server = {**figures, "model_calls": batcher.batches, "queries_embedded": batcher.texts,
+                  "batch_size": settings.batch_size, "batch_wait_ms": settings.batch_wait_ms}
+        return {**index.stats(), "server": server}
+
+    # Outermost first: the Host check, then authentication, then the body size.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    if settings.token is not None:
+        app.add_middleware(TokenMiddleware, token=settings.token)
+    if "*" not in settings.allowed_hosts:
+        app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
+    return app
+
+
+def _check_queries(queries: Sequence[str], k: int, limits: Limits) -> None:
+    if len(queries) > limits.max_queries:
+        raise HTTPException(413, f"{len(queries)} queries in one request; the limit is {limits.max_queries} "
+                                 "(server option --max-queries).")
+    if k > limits.max_k:
+        raise HTTPException(422, f"k={k} is over this server's limit of {limits.max_k} (server option --max-k).")
+    for q in queries:
+        if len(q) > limits.max_query_chars:
+            raise HTTPException(413, f"a query of {len(q)} characters; the limit is {limits.max_query_chars} "
+                                     "(server option --max-query-chars).")
+
+
+async def _refresh_loop(index: Index, seconds: float) -> None:
+    """Pick up versions published by other processes (``indexer build`` while serving)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await run_in_threadpool(index.refresh)
+        except BabelIndexError as exc:  # keep serving the loaded version
+            log.warning("could not load the newest version: %s", exc)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("babelindex")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+# -- middleware (plain ASGI: cheap, and it also guards /docs and unknown paths) --------------
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+async def _reply(send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+class HostMiddleware:
+    """Refuse requests whose ``Host`` header is not an allowed name (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]):
+        self.app = app
+        self.allowed = {h.lower().strip("[]") for h in allowed}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = _host_name((_header(scope, b"host") or b"").decode("latin-1"))
+            if host not in self.allowed:
+                await _reply(send, 400, f"the Host header {host!r} is not one this server answers to "
+                                        "(a guard against DNS rebinding); start it with --allow-host "
+                                        f"{host or 'NAME'} to accept it.")
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, lower case, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class TokenMiddleware:
+    """Require ``Authorization: Bearer <token>`` (constant-time comparison) except on
+    :data:`OPEN_PATHS`. The header is never logged or echoed."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self._digest = hashlib.sha256(token.encode()).digest()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = _header(scope, b"authorization") or b""
+            scheme, _, credential = given.partition(b" ")
+            ok = hmac.compare_digest(hashlib.sha256(credential.strip()).digest(), self._digest)
+            if not (ok and scheme.lower() == b"bearer"):
+                await _reply(send, 401, "this server needs the header 'Authorization: Bearer <token>' with "
+                                        "the token it was started with.", [(b"www-authenticate", b"Bearer")])
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, whether announced by
+    ``Content-Length`` or streamed in chunks."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = (f"the request body is over this server's limit of {self.max_bytes} bytes "
+                   "(server option --max-body-mb); send less per request.")
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _reply(send, 413, message)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return event
+
+        async def tracking_send(event):
+            nonlocal started
+            if event["type"] == "http.response.start":
+                started = True
+            await send(event)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _reply(send, 413, message)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+# -- running it -----------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) only listens on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_allowed_hosts(host: str) -> tuple[str, ...]:
+    """The Host header values a server bound to ``host`` answers to by default: the loopback
+    names, the bound address, and for a wildcard bind (0.0.0.0, ::) this machine's names."""
+    names = list(LOOPBACK_NAMES)
+    if not is_loopback(host):
+        names.append(host.strip("[]").lower())
+        if host in ("0.0.0.0", "::", ""):
+            names += [socket.gethostname().lower(), socket.getfqdn().lower()]
+            with suppress(OSError):
+                names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+    return tuple(dict.fromkeys(names))
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token, and refuse short tokens."""
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise InvalidInput(
+            f"the token has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, e.g. one made by "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+        )
+    if token is None and not is_loopback(host):
+        raise InvalidInput(
+            f"refusing to listen on {host} without a token: anyone who can reach it could read and change "
+            f"the index. Set {TOKEN_ENV} (or --token-file) to a secret, or listen on 127.0.0.1."
+        )
+
+
+def serve(index: Index, host: str = "127.0.0.1", port: int = 8000, settings: ServerSettings | None = None,
+          log_level: str = "info") -> None:
+    """Serve ``index`` over HTTP until interrupted (blocking)."""
+    import uvicorn
+
+    settings = settings or ServerSettings(allowed_hosts=default_allowed_hosts(host))
+    check_exposure(host, settings.token)
+    app = create_app(index, settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
+                timeout_graceful_shutdown=10)
