@@ -13,7 +13,8 @@ message says what happened and what to do next, so the CLI can print it as it is
     │   ├── ModelNotAvailable    the model is neither cached nor reachable
     │   ├── ModelMismatch        the index was built with another model
     │   └── DimensionMismatch    vectors of the wrong width
-    └── InvalidInput         a bad argument or option value
+    ├── InvalidInput         a bad argument or option value
+    └── MissingDependency    an optional extra (e.g. ``babelindex[ray]``) is not installed
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class InvalidInput(BabelIndexError):
     """An argument or option has a value babelindex cannot use."""
 
 
+class MissingDependency(BabelIndexError):
+    """An optional feature needs a package that is not installed; the message says how to get it."""
+
+
 __all__ = [
     "BabelIndexError",
     "CorruptIndex",
@@ -70,6 +75,7 @@ __all__ = [
     "IndexLocked",
     "IndexNotFound",
     "InvalidInput",
+    "MissingDependency",
     "ModelError",
     "ModelMismatch",
     "ModelNotAvailable",
