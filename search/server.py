@@ -475,32 +475,37 @@ class BodyLimitMiddleware:
             await _reply(send, 413, message)
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, refused, started
+            if refused:
+                return {"type": "http.disconnect"}
             event = await receive()
             if event["type"] == "http.request":
                 received += len(event.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # Answer now, then tell the application the client has gone.
+                    refused = True
+                    if not started:
+                        started = True
+                        await _reply(send, 413, message)
+                    return {"type": "http.disconnect"}
             return event
 
-        async def tracking_send(event):
+        async def guarded_send(event):
             nonlocal started
+            if refused:
+                return  # the 413 has been sent
             if event["type"] == "http.response.start":
                 started = True
             await send(event)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _reply(send, 413, message)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
 
 # -- running it -----------------------------------------------------------------------------
