@@ -1,0 +1,178 @@
+"""`indexer serve` as a real uvicorn process on loopback: a curl search, the token, logs that
+never show it, and concurrent searches during writes (no errors, no deleted document
+returned once its delete has returned)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from indexer.build import build_index
+
+TOKEN = "process-test-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``indexer serve`` in a subprocess; its output goes to ``log``."""
+
+    def __init__(self, index: Path, log: Path, *args: str, token: str | None = None):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        env.pop("BABELINDEX_TOKEN", None)
+        if token:
+            env["BABELINDEX_TOKEN"] = token
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index), "--port", str(self.port), *args],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited: {log.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"the server did not start: {log.read_text()}")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, use_model):
+    from conftest import MULTILINGUAL_DOCS, write_files
+
+    root = tmp_path_factory.mktemp("served")
+    build_index(write_files(root / "corpus", MULTILINGUAL_DOCS), root / "idx", model=use_model)
+    return root
+
+
+@pytest.mark.slow
+def test_curl_search_and_the_token(built, tmp_path):
+    index = tmp_path / "idx"
+    shutil.copytree(built / "idx", index)
+    server = Server(index, tmp_path / "open.log", "--log-level", "debug")
+    try:
+        query = "¿Cómo se forman las mareas?"
+        if shutil.which("curl"):
+            out = subprocess.run(["curl", "-sf", "-G", server.url + "/search", "--data-urlencode", f"q={query}",
+                                  "-d", "k=2"], capture_output=True, text=True, timeout=30, check=True).stdout
+            body = httpx.Response(200, content=out.encode()).json()
+        else:  # pragma: no cover - curl is on these machines
+            body = httpx.get(server.url + "/search", params={"q": query, "k": 2}).json()
+        assert body["hits"][0]["doc_id"] == "ja/kaiyo.txt" and len(body["hits"]) == 2
+    finally:
+        server.stop()
+
+    server = Server(index, tmp_path / "token.log", "--log-level", "debug", token=TOKEN)
+    try:
+        params = {"q": "coffee", "k": 1}
+        assert httpx.get(server.url + "/search", params=params).status_code == 401
+        assert httpx.get(server.url + "/health").status_code == 200
+        ok = httpx.get(server.url + "/search", params=params, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json()["hits"][0]["doc_id"] == "es/cafe.html"
+        wrong = httpx.get(server.url + "/search", params=params, headers={"Authorization": "Bearer " + TOKEN[::-1]})
+        assert wrong.status_code == 401
+    finally:
+        log = server.stop()
+    assert "GET /search" in log  # requests are logged …
+    assert TOKEN not in log and TOKEN[::-1] not in log  # … the token never
+
+
+@pytest.mark.slow
+def test_concurrent_searches_during_writes(built, tmp_path):
+    """Readers search the texts of documents that a writer adds and deletes over HTTP: no
+    request fails, and no document is returned by a search that started after its delete
+    returned."""
+    index = tmp_path / "idx"
+    shutil.copytree(built / "idx", index)
+    server = Server(index, tmp_path / "server.log", "--log-level", "warning", token=TOKEN)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    rng = random.Random(3)
+    subjects = ["Die Elbe", "Der Rhein", "La Seine", "El Ebro", "The Thames", "La Loira", "Волга", "Der Inn"]
+    texts = {f"river-{r}-{i}": f"{s} fließt durch viele Städte; Runde {r}, Absatz {i}."
+             for r in range(8) for i, s in enumerate(subjects[:3])}
+    deleted_at: dict[str, float] = {}
+    errors: list[str] = []
+    violations: list[tuple[str, float, float]] = []
+    searches = [0]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def reader(seed: int) -> None:
+        pick = random.Random(seed)
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            while not done.is_set():
+                doc_id = pick.choice(list(texts))
+                started = time.monotonic()
+                try:
+                    response = client.post("/search", json={"query": texts[doc_id], "k": 5})
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code} {response.text}")
+                    continue
+                with lock:
+                    searches[0] += 1
+                    for hit in response.json()["hits"]:
+                        gone = deleted_at.get(hit["doc_id"])
+                        if gone is not None and gone < started:
+                            violations.append((hit["doc_id"], gone, started))
+
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+            for r in range(8):
+                batch = [{"id": d, "text": t} for d, t in texts.items() if d.startswith(f"river-{r}-")]
+                response = client.post("/documents", json={"documents": batch})
+                assert response.status_code == 200, response.text
+                found = client.post("/search", json={"query": batch[0]["text"], "k": 3}).json()["hits"]
+                assert batch[0]["id"] in {h["doc_id"] for h in found}  # visible once the upsert returned
+                time.sleep(rng.uniform(0.05, 0.3))
+                gone = [d["id"] for d in batch[:2]]
+                response = client.post("/documents/delete", json={"ids": gone})
+                assert response.status_code == 200 and response.json() == {"deleted": 2}
+                with lock:
+                    for doc_id in gone:
+                        deleted_at[doc_id] = time.monotonic()
+                time.sleep(rng.uniform(0.05, 0.3))
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join(timeout=60)
+        log = server.stop()
+    print(f"server: {searches[0]} searches by 3 clients during 8 rounds of upserts and deletes, "
+          f"{len(errors)} errors, {len(violations)} deleted documents returned")
+    assert errors == [], (errors[:3], log[-2000:])
+    assert violations == []
+    assert searches[0] >= 24  # the readers really ran during the writes
