@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,23 @@ def chunk_document(doc: Document, embedder: Embedder, chunk_tokens: int, overlap
     ]
 
 
+def chunk_quietly(blas: ThreadpoolController, doc: Document, embedder: Embedder,
+                  settings: dict[str, Any]) -> list[StoredChunk]:
+    """:func:`chunk_document` with the build's settings, BLAS held to one thread.
+
+    One BLAS thread for the small numpy work of language detection: idle OpenBLAS threads
+    otherwise spin for a while after each call and slow the model that runs next by about
+    10% on two cores (measured with bench/build.py).
+    """
+    with blas.limit(limits=1, user_api="blas"):
+        return chunk_document(doc, embedder, settings["chunk_tokens"], settings["overlap_tokens"])
+
+
+def _usable(chunks: list[StoredChunk]) -> list[StoredChunk] | None:
+    """The chunks if every vector is finite, else None (the model gave an unusable vector)."""
+    return chunks if all(np.isfinite(c.vector).all() for c in chunks) else None
+
+
 class _Writer:
     """Classifies documents (new, changed, unchanged), batches the work, writes it.
 
@@ -215,19 +233,8 @@ class _Writer:
             self.unreadable_files.add(item.source)
 
     def add(self, doc: Document) -> None:
-        if doc.doc_id in self.seen:
-            self.skip(Skipped(doc.source, f"duplicate document id {doc.doc_id!r}; ids must be unique (see --id-field)"))
-            return
-        self.seen.add(doc.doc_id)
         digest = content_hash(doc, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
-        state = self.states.get(doc.doc_id, DocumentState())
-        if state.live_hash == digest:
-            self.report.documents_unchanged += 1
-            if state.live_retired or state.pending_hash is not None:
-                self.keep.append(doc.doc_id)  # undo what an interrupted run had started
-            return
-        if state.pending_hash == digest and state.pending_complete:
-            self._count(doc.doc_id)  # stored by an interrupted run: nothing to embed
+        if not self.triage(doc.doc_id, doc.source, digest):
             return
         chunks = self._chunk(doc)
         if not chunks:
@@ -242,12 +249,31 @@ class _Writer:
         if self.pending_chunks >= FLUSH_CHUNKS:
             self.flush()
 
+    def triage(self, doc_id: str, source: str, digest: str) -> bool:
+        """Whether a document read from the corpus (content hash ``digest``) must be embedded.
+
+        If not, it is accounted for here: a duplicate id is skipped, an unchanged document
+        counted (and what an interrupted run had started for it undone), one stored complete
+        by an interrupted run counted as added or updated. Distributed builds call this on
+        the driver, so they embed exactly the documents a local build would.
+        """
+        if doc_id in self.seen:
+            self.skip(Skipped(source, f"duplicate document id {doc_id!r}; ids must be unique (see --id-field)"))
+            return False
+        self.seen.add(doc_id)
+        state = self.states.get(doc_id, DocumentState())
+        if state.live_hash == digest:
+            self.report.documents_unchanged += 1
+            if state.live_retired or state.pending_hash is not None:
+                self.keep.append(doc_id)  # undo what an interrupted run had started
+            return False
+        if state.pending_hash == digest and state.pending_complete:
+            self._count(doc_id)  # stored by an interrupted run: nothing to embed
+            return False
+        return True
+
     def _chunk(self, doc: Document) -> list[StoredChunk]:
-        # One BLAS thread for the small numpy work of language detection: idle OpenBLAS
-        # threads otherwise spin for a while after each call and slow the model that runs
-        # next by about 10% on two cores (measured with bench/build.py).
-        with self.blas.limit(limits=1, user_api="blas"):
-            return chunk_document(doc, self.embedder, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
+        return chunk_quietly(self.blas, doc, self.embedder, self.settings)
 
     def _count(self, doc_id: str) -> None:
         if self.states.get(doc_id, DocumentState()).live_hash is not None:
@@ -255,11 +281,11 @@ class _Writer:
         else:
             self.report.documents_added += 1
 
-    def _stored(self, doc: Document, digest: str, chunks: list[StoredChunk]) -> StoredDocument:
+    def _stored(self, doc: Document, digest: str, chunks: list[StoredChunk], n_chars: int | None = None) -> StoredDocument:
         return StoredDocument(
             doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
             lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
-            metadata=doc.metadata, n_chars=len(doc.text), chunks=chunks,
+            metadata=doc.metadata, n_chars=len(doc.text) if n_chars is None else n_chars, chunks=chunks,
         )
 
     def _embed(self, chunks: list[StoredChunk]) -> list[StoredChunk] | None:
@@ -292,11 +318,35 @@ class _Writer:
         self.idx.meta.write_documents(docs)
         self.pending, self.pending_chunks = [], 0
 
-    def _write_large(self, doc: Document, digest: str, chunks: list[StoredChunk]) -> None:
+    def write_embedded(self, items: Sequence[tuple[Document, str, int, list[StoredChunk]]]) -> None:
+        """Store documents whose chunks already carry their vectors (a distributed build's shards).
+
+        ``items`` are ``(document, content hash, n_chars, chunks)``; the document's text may be
+        left empty (``n_chars`` counts its characters). The rules are those of documents
+        embedded here: no chunks or an unusable vector skips the document with its reason;
+        more than :data:`FLUSH_CHUNKS` chunks are written in parts; the rest in one transaction.
+        """
+        docs = []
+        for doc, digest, n_chars, chunks in items:
+            if not chunks:
+                self.skip(Skipped(doc.source, "no text to index"))
+            elif len(chunks) > FLUSH_CHUNKS:
+                self._write_large(doc, digest, chunks, embed=_usable, n_chars=n_chars)
+            elif _usable(chunks) is None:
+                self._unusable(doc)
+            else:
+                docs.append(self._stored(doc, digest, chunks, n_chars))
+                self._count(doc.doc_id)
+        self.idx.meta.write_documents(docs)
+
+    def _write_large(self, doc: Document, digest: str, chunks: list[StoredChunk], *,
+                     embed: Callable[[list[StoredChunk]], list[StoredChunk] | None] | None = None,
+                     n_chars: int | None = None) -> None:
         """Store a document with many chunks in parts, so memory stays bounded."""
-        row = self.idx.meta.begin_document(self._stored(doc, digest, []))
+        embed = embed or self._embed
+        row = self.idx.meta.begin_document(self._stored(doc, digest, [], n_chars))
         for lo in range(0, len(chunks), FLUSH_CHUNKS):
-            part = self._embed(chunks[lo : lo + FLUSH_CHUNKS])
+            part = embed(chunks[lo : lo + FLUSH_CHUNKS])
             if part is None:
                 self.idx.meta.keep_documents([doc.doc_id])  # drops the unfinished version
                 self._unusable(doc)

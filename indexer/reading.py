@@ -136,13 +136,17 @@ def read_corpus(
         if isinstance(item, Skipped):
             yield item
             continue
-        path, rel = item
-        try:
-            yield from read_file(path, rel, fields)
-        except NotText as exc:
-            yield Skipped(rel, str(exc))
-        except OSError as exc:
-            yield Skipped(rel, f"cannot read: {exc.strerror or exc}")
+        yield from read_path(*item, fields)
+
+
+def read_path(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+    """The documents of one file, with a ``Skipped`` for each failure (never raises for bad input)."""
+    try:
+        yield from read_file(path, rel, fields)
+    except NotText as exc:
+        yield Skipped(rel, str(exc))
+    except OSError as exc:
+        yield Skipped(rel, f"cannot read: {exc.strerror or exc}")
 
 
 def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:

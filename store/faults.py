@@ -5,7 +5,12 @@ Set ``BABELINDEX_CRASH_AT=<point>`` (or ``<point>:<n>`` for its n-th passage, co
 ``create-db`` (a new meta.db opened, before its schema), ``embed`` (after a batch is embedded, before it is stored), ``commit`` (inside a write
 transaction, before COMMIT), ``faiss-write`` (halfway through writing a FAISS file),
 ``rename`` (FAISS file fsynced, before its rename), ``publish`` (FAISS file in place,
-before the SQLite transaction that makes it current). Unset, each check costs one lookup.
+before the SQLite transaction that makes it current), ``ray-embed`` (a Ray actor's batch,
+before it is embedded), ``shard`` (a Ray build's staging shard renamed into place). Unset,
+each check costs one lookup.
+
+With ``BABELINDEX_CRASH_ONCE=<file>`` as well, only the process that creates ``<file>`` dies:
+a crash happens once across processes (a Ray actor restarted after its crash lives on).
 """
 
 from __future__ import annotations
@@ -26,5 +31,12 @@ def crash_point(name: str) -> None:
     if point != name:
         return
     _passages[name] += 1
-    if _passages[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _passages[name] != int(nth or 1):
+        return
+    once = os.environ.get("BABELINDEX_CRASH_ONCE")
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)

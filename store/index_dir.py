@@ -21,6 +21,7 @@ from store.faults import crash_point
 from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
 from store.lock import LOCK_FILE, WriterLock
 from store.metadata import CREATING_SUFFIX, DB_FILE, MetaStore
+from store.staging import StagingArea
 from store.vectors import FaissInfo
 
 
@@ -109,6 +110,10 @@ class IndexDir:
 
     def model_record(self) -> dict[str, Any] | None:
         return self.meta.get_setting("model")
+
+    def staging(self) -> StagingArea:
+        """The staging area where distributed builds put embedded chunks before the merge."""
+        return StagingArea(self.path)
 
     # -- FAISS ------------------------------------------------------------------------------
     def load_faiss(self) -> tuple[faiss.Index | None, FaissInfo | None]:
