@@ -12,7 +12,7 @@ import numpy as np
 from search.filters import build_filter
 from search.fusion import rrf
 from search.hit import Hit
-from store import IndexDir, InvalidInput, ModelMismatch
+from store import IndexDir, InvalidInput, ModelMismatch, ModelNotAvailable
 from store import lexical as lexical_store
 from store import vectors as faiss_store
 
@@ -35,26 +35,34 @@ class Index:
     published by a writer since this one was loaded.
     """
 
-    def __init__(self, store: IndexDir, model: Any = None, precision: str | None = None):
+    def __init__(self, store: IndexDir, model: Any = None, precision: str | None = None, *, mmap: bool = False):
         self._store = store
         self._precision = precision
+        self._mmap = mmap
         self._lock = threading.Lock()
         self._model_record = store.model_record()
         self._embedder = model
-        self._faiss, self._info = store.load_faiss()
+        self._faiss, self._info = store.load_faiss(mmap=mmap)
         if self._model_record is None or self._faiss is None:
             raise InvalidInput(f"{store.path} has no published index yet; run `indexer build` to finish it.")
         if model is not None and not isinstance(model, str):
             self._check_model(model)
 
     @classmethod
-    def open(cls, path: str | Path, *, model: Any = None, precision: str | None = None) -> Index:
+    def open(cls, path: str | Path, *, model: Any = None, precision: str | None = None, mmap: bool = False) -> Index:
         """Open the index at ``path``.
 
         ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
         the model the index was built with. A different model raises ``ModelMismatch``.
         ``precision`` (``auto``, ``fp32``, ``bf16``, ``int8``; default ``$BABELINDEX_PRECISION``,
         else ``auto``) applies when the model is loaded here.
+
+        ``mmap=True`` maps the FAISS file read-only instead of reading it into memory, so an
+        index larger than RAM can be searched (pages come from disk on demand, cached by the
+        kernel): for IVF kinds the inverted lists, for flat and HNSW the stored vectors. The
+        file's sha256 is still verified first, by one sequential read in constant memory
+        (about 1 s per GB when it is not in the page cache; see the README). Results are the
+        same as with the index in memory. Later :meth:`refresh` calls map the new version too.
         """
         from indexer.embedding.precision import requested
 
@@ -65,7 +73,7 @@ class Index:
                 from indexer.embedding import load_embedder
 
                 model = load_embedder(model, precision=precision)
-            return cls(store, model, precision)
+            return cls(store, model, precision, mmap=mmap)
         except BaseException:
             store.close()
             raise
@@ -248,7 +256,16 @@ class Index:
                 if self._embedder is None:
                     from indexer.embedding import load_embedder
 
-                    embedder = load_embedder(self.model_name, precision=self._precision)
+                    try:
+                        embedder = load_embedder(self.model_name, precision=self._precision)
+                    except ModelNotAvailable as exc:
+                        if not self._model_record.get("imported"):
+                            raise
+                        raise ModelNotAvailable(
+                            f"{exc} This index holds imported vectors: searching it by text needs the model "
+                            f"{self.model_name!r} that made them, to embed the queries the same way. Without it, "
+                            "search with query vectors from that model: Index.search_vectors(vectors)."
+                        ) from None
                     self._check_model(embedder)
                     self._embedder = embedder
         vectors = self._embedder.embed_queries(queries)
@@ -315,11 +332,13 @@ class Index:
             info = self._store.faiss_info()
             if info is None or info == self._info:
                 return False
-            self._faiss, self._info = self._store.load_faiss()
+            self._faiss, self._info = self._store.load_faiss(mmap=self._mmap)
             return True
 
     def stats(self) -> dict[str, Any]:
-        """Counts, model, index type and parameters, languages and sizes on disk (bytes)."""
+        """Counts, model, index type and parameters, languages, sizes on disk (bytes), and what a
+        vector costs (see :func:`store.vectors.memory_report`: ``code_bytes_per_vector``,
+        ``file_bytes_per_vector``, ``memory_bytes``, ``memory_bytes_per_vector``, ``mmap``)."""
         meta = self._store.meta
         with self._lock:
             info = self._info
@@ -330,6 +349,9 @@ class Index:
                 "model": self.model_name,
                 "dimension": self.dimension,
                 "index_type": info.factory,
+                "index_kind": info.kind,
+                "imported_vectors": bool(self._model_record.get("imported")),
+                **faiss_store.memory_report(self._faiss, info, self._mmap),
                 "nlist": info.nlist,
                 "nprobe": info.nprobe,
                 "faiss_version": info.version,

@@ -116,14 +116,17 @@ class IndexDir:
         return StagingArea(self.path)
 
     # -- FAISS ------------------------------------------------------------------------------
-    def load_faiss(self) -> tuple[faiss.Index | None, FaissInfo | None]:
-        """The current published FAISS index, checksum-verified (``(None, None)`` if none yet)."""
+    def load_faiss(self, *, mmap: bool = False) -> tuple[faiss.Index | None, FaissInfo | None]:
+        """The current published FAISS index, checksum-verified (``(None, None)`` if none yet).
+
+        With ``mmap``, memory-mapped read-only instead of read (see :func:`store.vectors.read_version`).
+        """
         for attempt in range(3):
             info = self.faiss_info()
             if info is None:
                 return None, None
             try:
-                return vectors.read_version(self.path, info), info
+                return vectors.read_version(self.path, info, mmap=mmap), info
             except CorruptIndex:
                 # A writer may have published a newer version and removed this one between
                 # our reading the setting and the file: read the setting again.

@@ -13,6 +13,15 @@ Index types (``--index-type``):
   gets enough training points), trained on a seeded sample of at most ``256·nlist`` stored
   vectors; its default ``nprobe`` is the smallest that reaches recall@10 ≥ 0.95 against
   exact search on a sample of the collection's own vectors.
+* ``ivf-sq8``: ``IVF<nlist>,SQ8``, one byte per dimension.
+* ``ivf-pq``: ``IVF<nlist>,PQ<m>`` with ``m ≈ d/8`` one-byte codes per vector.
+* ``ivf-opq``: ``OPQ<m>,IVF<nlist>,PQ<m>``: the same codes after a learned rotation (OPQ)
+  that spreads the variance evenly over the ``m`` sub-spaces; same bytes as ``ivf-pq``.
+* ``hnsw``: ``IDMap2,HNSW32``.
+
+IVF kinds can be memory-mapped instead of loaded (``read_version(..., mmap=True)``): their
+inverted lists (codes and ids) stay in the file and the page cache, so an index larger than
+RAM can be searched; only the coarse centroids and code books are read into memory.
 """
 
 from __future__ import annotations
@@ -38,9 +47,10 @@ FLAT_MAX = 20_000
 RETRAIN_GROWTH = 4.0
 """An IVF index is retrained once the collection is this many times what it was trained on."""
 TARGET_RECALL = 0.95
-INDEX_TYPES = ("auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "ivf-opq", "hnsw")
+IVF_KINDS = ("ivf", "ivf-sq8", "ivf-pq", "ivf-opq")
 PQ_MIN_VECTORS = 1000
-"""Below this many vectors ``ivf-pq`` cannot train its 256-code books well: flat is used."""
+"""Below this many vectors ``ivf-pq`` and ``ivf-opq`` cannot train their 256-code books well: flat is used."""
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
 
@@ -71,7 +81,7 @@ class FaissInfo:
 
 
 PARAM_KEYS = ("kind", "factory", "nlist", "nprobe", "trained_on", "tuned_recall")
-UPDATABLE_KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+UPDATABLE_KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq", "ivf-opq")
 """Kinds whose versions can drop ids in place; HNSW is rebuilt when ids go."""
 """The recorded parameters of an index kind, kept when a version is updated in place."""
 
@@ -96,7 +106,7 @@ def choose_kind(n: int, requested: str) -> str:
         raise InvalidInput(f"unknown index type {requested!r}; choose one of {', '.join(INDEX_TYPES)}")
     if requested == "auto":
         return "flat" if n <= FLAT_MAX else "ivf"
-    if requested == "ivf-pq" and n < PQ_MIN_VECTORS:
+    if requested in ("ivf-pq", "ivf-opq") and n < PQ_MIN_VECTORS:
         return "flat"
     return requested
 
@@ -148,14 +158,18 @@ def build_index(
         elif kind == "ivf-pq":
             m = pq_subquantizers(dimension)
             index, factory = faiss.IndexIVFPQ(quantizer, dimension, nlist, m, 8, faiss.METRIC_INNER_PRODUCT), f"IVF{nlist},PQ{m}"
+        elif kind == "ivf-opq":
+            m = pq_subquantizers(dimension)
+            factory = f"OPQ{m},IVF{nlist},PQ{m}"
+            index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
         else:
             raise InvalidInput(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
-        index.cp.seed = seed
+        faiss.extract_index_ivf(index).cp.seed = seed
         index.train(fetch(np.sort(rng.choice(all_ids, size=min(n, max(256 * nlist, 10_000)), replace=False))))
         params = {"kind": kind, "factory": factory, "nlist": nlist, "trained_on": n}
     for ids, vecs in stream():
         index.add_with_ids(vecs, ids)
-    if isinstance(index, faiss.IndexIVF):
+    if ivf_of(index) is not None:
         rng = np.random.default_rng(seed + 1)
         queries = fetch(np.sort(rng.choice(all_ids, size=min(n, 500), replace=False)))
         params["nprobe"], params["tuned_recall"] = tune_nprobe(index, stream, queries)
@@ -171,27 +185,81 @@ def pq_subquantizers(dimension: int) -> int:
 
 
 def bytes_per_vector(info: FaissInfo, dimension: int) -> int:
-    """Bytes one vector takes in the index's codes (ids and lists excluded)."""
+    """Bytes one vector's code takes in an index of ``info.kind`` (ids, lists, graph excluded)."""
     if info.kind == "ivf-sq8":
         return dimension
-    if info.kind == "ivf-pq":
+    if info.kind in ("ivf-pq", "ivf-opq"):
         return pq_subquantizers(dimension)
     return 4 * dimension
 
 
-def tune_nprobe(index: faiss.IndexIVF, stream: VectorSource, queries: np.ndarray, k: int = 10) -> tuple[int, float]:
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF index inside ``index`` (itself, or wrapped by an OPQ transform), else None."""
+    return faiss.try_extract_index_ivf(index)
+
+
+def ivf_params(index: faiss.Index, nprobe: int, sel: faiss.IDSelector | None = None) -> faiss.SearchParameters:
+    """Per-call IVF search parameters for ``index``, wrapped for an OPQ pre-transform.
+
+    The returned object keeps a reference to the objects it points to (SWIG does not).
+    """
+    inner = faiss.SearchParametersIVF(nprobe=int(nprobe))
+    if sel is not None:
+        inner.sel = sel
+    if not isinstance(index, faiss.IndexPreTransform):
+        inner.referenced = (sel,)
+        return inner
+    outer = faiss.SearchParametersPreTransform()
+    outer.index_params = inner
+    outer.referenced = (inner, sel)
+    return outer
+
+
+def memory_report(index: faiss.Index, info: FaissInfo, mapped: bool) -> dict[str, Any]:
+    """What a loaded index costs: bytes per vector on disk and in memory.
+
+    Returns ``code_bytes_per_vector`` (its code: 4·d for flat, d for SQ8, m for PQ),
+    ``file_bytes_per_vector`` (the FAISS file's size over its vectors: codes, 8-byte ids,
+    centroids and code books), ``memory_bytes`` (this process's heap for the index: the file
+    size when loaded, and only what lies outside the inverted lists when memory-mapped: the
+    mapped lists live in the page cache, which the kernel fills and evicts on demand) and
+    ``memory_bytes_per_vector``.
+    """
+    n = max(int(index.ntotal), 1)
+    ivf = ivf_of(index)
+    if ivf is not None:
+        code = int(ivf.code_size)
+    else:
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap) else index
+        code = int(inner.storage.code_size) if isinstance(inner, faiss.IndexHNSW) else int(getattr(inner, "code_size", 0))
+    memory = info.size
+    if mapped and ivf is not None:
+        memory = max(0, info.size - int(index.ntotal) * (code + 8))
+    elif mapped:  # flat codes (and HNSW's vectors) mapped; ids and the graph in memory
+        memory = max(0, info.size - int(index.ntotal) * code)
+    return {
+        "code_bytes_per_vector": code,
+        "file_bytes_per_vector": round(info.size / n, 1),
+        "memory_bytes": int(memory),
+        "memory_bytes_per_vector": round(memory / n, 1),
+        "mmap": mapped,
+    }
+
+
+def tune_nprobe(index: faiss.Index, stream: VectorSource, queries: np.ndarray, k: int = 10) -> tuple[int, float]:
     """The smallest nprobe (powers of two) whose recall@k against exact search ≥ 0.95.
 
     ``queries`` float32 ``(q, d)`` are stored vectors. Returns ``(nprobe, recall)``.
     """
     truth = exact_search(stream, queries, k)
+    nlist = ivf_of(index).nlist
     nprobe, recall = 1, 0.0
     while True:
-        _, found = index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        _, found = index.search(queries, k, params=ivf_params(index, nprobe))
         recall = recall_at_k(found, truth)
-        if recall >= TARGET_RECALL or nprobe >= index.nlist:
+        if recall >= TARGET_RECALL or nprobe >= nlist:
             return nprobe, recall
-        nprobe = min(nprobe * 2, index.nlist)
+        nprobe = min(nprobe * 2, nlist)
 
 
 def exact_search(stream: VectorSource, queries: np.ndarray, k: int) -> np.ndarray:
@@ -220,7 +288,7 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     """The ids held by a FAISS index built here (IDMap2 or IVF), int64, unsorted."""
     if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = faiss.extract_index_ivf(index)
+    ivf = ivf_of(index)
     lists = ivf.invlists
     parts = [
         faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
@@ -240,13 +308,14 @@ def search(
     An IVF index may still return fewer than ``k`` when the visited lists hold fewer
     matching ids, and HNSW when its candidate list holds fewer: callers fall back to exact.
     """
+    ivf = ivf_of(index)
     if ids is None:
-        if isinstance(index, faiss.IndexIVF) and nprobe is not None:
-            return index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=int(nprobe)))
+        if ivf is not None and nprobe is not None:
+            return index.search(queries, k, params=ivf_params(index, nprobe))
         return index.search(queries, k)
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
-    if isinstance(index, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=int(nprobe or index.nprobe))
+    if ivf is not None:
+        params = ivf_params(index, nprobe or ivf.nprobe, sel)
     else:
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap) else index
         if isinstance(inner, faiss.IndexHNSW):
@@ -288,19 +357,65 @@ def write_version(index_dir: Path, version: int, index: faiss.Index) -> tuple[st
     return name, hashlib.sha256(data).hexdigest(), len(data)
 
 
-def read_version(index_dir: Path, info: FaissInfo) -> faiss.Index:
-    """Load a published version after checking its size and sha256; else :class:`CorruptIndex`."""
+HASH_BLOCK = 16 << 20
+"""Bytes read at a time when a memory-mapped version's checksum is computed."""
+
+
+def read_version(index_dir: Path, info: FaissInfo, *, mmap: bool = False) -> faiss.Index:
+    """Load a published version after checking its size and sha256; else :class:`CorruptIndex`.
+
+    With ``mmap``, the file is hashed in blocks of :data:`HASH_BLOCK` bytes (memory stays
+    constant: one sequential read of the file, at disk or page-cache speed) and then mapped
+    read-only instead of read: for IVF kinds the inverted lists (``IO_FLAG_MMAP``, FAISS's
+    on-disk inverted lists), for ``flat`` and ``hnsw`` the stored vectors (``IO_FLAG_MMAP_IFC``,
+    FAISS ≥ 1.10; HNSW's graph is still read into memory). Published files are never
+    rewritten in place (each version is a new file), so the bytes hashed are the bytes
+    mapped; a mapped version stays readable after a writer removes its file.
+    """
     path = Path(index_dir) / FAISS_DIR / info.file
     how = "Run `indexer repair` to rebuild it from the vectors stored in meta.db (no re-embedding)."
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptIndex(f"the FAISS file {path} is missing. {how}") from None
-    if len(data) != info.size:
-        raise CorruptIndex(f"the FAISS file {path} is truncated or damaged ({len(data)} bytes, {info.size} expected). {how}")
-    if hashlib.sha256(data).hexdigest() != info.sha256:
+    if mmap:
+        flags = _mmap_flags(info)
+        try:
+            size = path.stat().st_size
+            digest = _sha256_file(path) if size == info.size else None
+        except FileNotFoundError:
+            raise CorruptIndex(f"the FAISS file {path} is missing. {how}") from None
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptIndex(f"the FAISS file {path} is missing. {how}") from None
+        size, digest = len(data), hashlib.sha256(data).hexdigest() if len(data) == info.size else None
+    if size != info.size:
+        raise CorruptIndex(f"the FAISS file {path} is truncated or damaged ({size} bytes, {info.size} expected). {how}")
+    if digest != info.sha256:
         raise CorruptIndex(f"the FAISS file {path} fails its checksum (its sha256 differs from the recorded one): it is damaged. {how}")
+    if mmap:
+        return faiss.read_index(str(path), flags)
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+def _mmap_flags(info: FaissInfo) -> int:
+    """FAISS read flags that map ``info``'s kind read-only; InvalidInput where FAISS cannot."""
+    if info.kind in IVF_KINDS:
+        return faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)
+    if flag is None:
+        raise InvalidInput(
+            f"this FAISS ({faiss.__version__}) can memory-map only IVF indexes, and this one is {info.factory}. "
+            "Switch it with `indexer reindex --index-type ivf-pq` (or ivf, ivf-sq8, ivf-opq), upgrade faiss-cpu "
+            "to 1.10 or later, or open it without --mmap."
+        )
+    return flag | faiss.IO_FLAG_READ_ONLY
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_old_versions(index_dir: Path, keep: set[str]) -> None:

@@ -29,7 +29,7 @@ def test_choose_kind_auto_switches_at_flat_max():
     assert vectors.choose_kind(10, "ivf") == "ivf"
     assert vectors.choose_kind(999, "ivf-pq") == "flat"  # too few vectors to train PQ code books
     assert vectors.choose_kind(1000, "ivf-pq") == "ivf-pq"
-    with pytest.raises(InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, hnsw"):
+    with pytest.raises(InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw"):
         vectors.choose_kind(10, "lsh")
 
 
