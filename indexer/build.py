@@ -29,6 +29,7 @@ from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocu
 from store.faults import crash_point
 from store.metadata import DocumentState
 
+ENGINES = ("local", "ray")
 FLUSH_CHUNKS = 512
 """Chunks embedded and written together (one model call, one SQLite transaction)."""
 
@@ -74,6 +75,8 @@ def build_index(
     id_field: str | None = None,
     progress: Progress | None = None,
     precision: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
@@ -87,14 +90,25 @@ def build_index(
             recorded in the index, else 256 / 32). Changing them re-chunks every document.
         index_type: ``auto``, ``flat`` or ``ivf`` (default: as recorded, else ``auto``).
         text_field / id_field: the record fields of ``.jsonl``/``.csv`` files.
+        engine: ``local`` (this process) or ``ray``: reading, chunking and embedding on a Ray
+            cluster, merged here into the same index (see :mod:`indexer.ray_engine`).
+        ray_address: the Ray cluster to use with ``engine="ray"`` (default: the one this
+            process is connected to, else ``$RAY_ADDRESS``, else a local one started here).
     Raises:
         ModelMismatch: the index was built with another model.
         IndexLocked: another process is writing the index.
+        MissingDependency: ``engine="ray"`` without Ray installed.
     """
     started = time.perf_counter()
     corpus = Path(corpus)
     if not corpus.exists():
         raise InvalidInput(f"the corpus {corpus} does not exist; give a folder or a file to index.")
+    if engine not in ENGINES:
+        raise InvalidInput(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}.")
+    if engine == "ray":
+        from indexer import ray_engine
+
+        ray_engine.require_ray()
     progress = progress or Progress()
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index) as idx:
@@ -106,14 +120,18 @@ def build_index(
             raise
         settings = _settings(idx, chunk_tokens, overlap_tokens, index_type)
         report = BuildReport(index=str(index), model=embedder.name)
-        writer = _Writer(idx, embedder, settings, str(corpus.resolve()), report, progress)
-        for item in read_corpus(corpus, RecordFields(text_field, id_field), exclude=idx.path):
-            if isinstance(item, Skipped):
-                writer.skip(item)
-            else:
-                writer.add(item)
-            progress.document_read()
-        writer.finish()
+        if engine == "ray":
+            ray_engine.run(idx, embedder, settings, corpus, RecordFields(text_field, id_field), report, progress,
+                           model=model, ray_address=ray_address)
+        else:
+            writer = _Writer(idx, embedder, settings, str(corpus.resolve()), report, progress)
+            for item in read_corpus(corpus, RecordFields(text_field, id_field), exclude=idx.path):
+                if isinstance(item, Skipped):
+                    writer.skip(item)
+                else:
+                    writer.add(item)
+                progress.document_read()
+            writer.finish()
         info = idx.publish(settings["index_type"], embedder.dimension)
         report.index_type = info.factory if info else ""
         report.chunks_total = idx.meta.count("chunks")

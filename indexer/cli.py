@@ -24,6 +24,14 @@ INDEX_OPTION = click.option(
 )
 
 
+INDEX_TYPES = ["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "ivf-opq", "hnsw"]
+"""As store.vectors.INDEX_TYPES (not imported here: that would load FAISS for every command)."""
+
+MMAP_OPTION = click.option(
+    "--mmap", is_flag=True, help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
+    "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
+)
+
 PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None, envvar="BABELINDEX_PRECISION",
     show_envvar=True, help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
@@ -82,15 +90,20 @@ def cli() -> None:
 @PRECISION_OPTION
 @click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256).")
 @click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens (default 32).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]), default=None,
-              help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, hnsw, or auto (flat up to 20,000 chunks, "
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
+              help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw, or auto (flat up to 20,000 chunks, "
                    "then ivf). Default: as recorded, else auto.")
 @click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
 @click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where to read, chunk and embed: this process, or a Ray cluster (pip install 'babelindex[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
+                   "local Ray started for the build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
-def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, index_type, text_field, id_field, as_json,
-          quiet):
+def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, index_type, text_field, id_field, engine,
+          ray_address, as_json, quiet):
     """Index the documents in CORPUS (a folder or a file) into --index.
 
     Run it again to update: new files are added, changed ones re-embedded, removed ones
@@ -102,6 +115,7 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
         report = build_index(
             corpus, index_path, model=model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens,
             index_type=index_type, text_field=text_field, id_field=id_field, progress=bars, precision=precision,
+            engine=engine, ray_address=ray_address,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -121,6 +135,59 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
             click.echo(f"  … and {len(r.skipped) - 20} more (see --json for all)")
 
 
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@INDEX_OPTION
+@click.option("--model", default=None, help="The model that made the vectors (required for a new index; default: the "
+              "index's). Loaded if available here, to check a sample of vectors and to embed queries later.")
+@click.option("--text-field", default="text", show_default=True, help="Column of the chunk text.")
+@click.option("--id-field", default="doc_id", show_default=True, help="Column of the document id.")
+@click.option("--vector-field", default="vector", show_default=True, help="Column of the vector (a list of floats).")
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
+              help="FAISS index type, as for `indexer build` (default: as recorded, else auto).")
+@click.option("--no-model-check", is_flag=True, help="Do not embed sample rows with the model to check the vectors.")
+@PRECISION_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No report.")
+def import_(files, index_path, model, text_field, id_field, vector_field, index_type, no_model_check, precision,
+            as_json, quiet):
+    """Index chunks with precomputed vectors from Parquet or JSONL FILES (one row per chunk or document).
+
+    Columns: doc_id, text, vector (required); ord, start, end, lang, source, n_tokens,
+    metadata (optional); any other column is document metadata. Importing the same rows
+    again changes nothing; a changed row replaces its document. Rows that cannot be used
+    are listed with their reason and their documents skipped.
+    """
+    from indexer.importing import import_vectors
+
+    with _with_progress(False):
+        r = import_vectors(files, index_path, model=model, text_field=text_field, id_field=id_field,
+                           vector_field=vector_field, index_type=index_type, check_model=not no_model_check,
+                           precision=precision)
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
+        return
+    if quiet:
+        return
+    if r.model_loaded:
+        how = f"loaded here; sample vectors agree at cosine {r.model_check_cosine}" if r.model_check_cosine else "loaded here"
+    else:
+        how = "not loadable here: recorded by name; searching by text needs it"
+    click.echo(f"Imported {len(files)} file{'s' * (len(files) != 1)} into {index_path} in {r.seconds:.1f} s")
+    click.echo(f"  model:     {r.model}, {r.dimension} dimensions ({how})")
+    click.echo(f"  rows:      {r.rows_read} read, {r.rows_rejected} rejected")
+    click.echo(f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
+               f"{r.documents_unchanged} unchanged, {r.documents_skipped} skipped")
+    click.echo(f"  chunks:    {r.chunks_imported} imported, {r.chunks_total} in the index ({r.index_type})")
+    for title, items in (("Rejected:", r.rejected), ("Skipped:", r.skipped)):
+        if items:
+            click.echo(title)
+            for item in items[:20]:
+                click.echo(f"  {item['source']}: {item['reason']}")
+            if len(items) > 20:
+                click.echo(f"  … and {len(items) - 20} more (see --json for all)")
+
+
 @cli.command()
 @click.argument("query")
 @INDEX_OPTION
@@ -136,14 +203,15 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
               "or 'KEY in A,B'.")
 @click.option("--group-by", type=click.Choice(["document"]), default=None, help="Best chunk of each of k documents.")
 @PRECISION_OPTION
-def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision):
+@MMAP_OPTION
+def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision, mmap):
     """Find the passages that best match QUERY, in any language."""
     from search import Index
     from search.filters import parse_where
 
     try:
         langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
-        with Index.open(index_path, precision=precision) as index:
+        with Index.open(index_path, precision=precision, mmap=mmap) as index:
             hits = index.search(query, k=k, nprobe=nprobe, lang=langs, source=source, where=parse_where(where),
                                 mode=mode, group_by=group_by)
     except BabelIndexError as exc:
@@ -198,12 +266,13 @@ def _fit(text: str, width: int, left: bool = False) -> str:
 @cli.command()
 @INDEX_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def stats(index_path, as_json):
-    """Show counts, model, index type, languages and sizes of an index."""
+@MMAP_OPTION
+def stats(index_path, as_json, mmap):
+    """Show counts, model, index type, languages, sizes and bytes per vector of an index."""
     from search import Index
 
     try:
-        with Index.open(index_path) as index:
+        with Index.open(index_path, mmap=mmap) as index:
             s = index.stats()
     except BabelIndexError as exc:
         raise _fail(exc) from None
@@ -217,6 +286,9 @@ def stats(index_path, as_json):
     click.echo(f"chunks:     {s['chunks']}")
     click.echo(f"model:      {s['model']} ({s['dimension']} dimensions)")
     click.echo(f"faiss:      {s['index_type']}{' (' + params + ')' if params else ''}, version {s['faiss_version']}")
+    click.echo(f"per vector: {s['code_bytes_per_vector']} B code, {s['file_bytes_per_vector']:g} B in the file, "
+               f"{s['memory_bytes_per_vector']:g} B in memory ({'memory-mapped' if s['mmap'] else 'loaded'}; "
+               f"{_mb(s['memory_bytes'])} for the index)")
     click.echo("languages:  " + ", ".join(f"{lang} {n}" for lang, n in s["languages"].items()))
     click.echo(f"on disk:    {_mb(size['total'])} (meta.db {_mb(size['meta_db'])}, faiss {_mb(size['faiss'])})")
 
@@ -288,7 +360,7 @@ def repair(index_path):
 
 @cli.command()
 @INDEX_OPTION
-@click.option("--index-type", required=True, type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]),
+@click.option("--index-type", required=True, type=click.Choice(INDEX_TYPES),
               help="The new FAISS index type.")
 def reindex(index_path, index_type):
     """Switch the FAISS index type without re-embedding (the type is kept by later builds)."""
@@ -400,8 +472,9 @@ def models(as_json):
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Server log level (requests are logged at info; headers never).")
 @PRECISION_OPTION
+@MMAP_OPTION
 def serve(index_path, host, port, token, token_file, allow_hosts, batch_size, batch_wait_ms, max_k, max_query_chars,
-          max_queries, max_documents, max_ids, max_body_mb, log_level, precision):
+          max_queries, max_documents, max_ids, max_body_mb, log_level, precision, mmap):
     """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
     from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
@@ -418,7 +491,7 @@ def serve(index_path, host, port, token, token_file, allow_hosts, batch_size, ba
                               limits=limits, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
     try:
         check_exposure(host, settings.token)
-        index = Index.open(index_path, precision=precision)
+        index = Index.open(index_path, precision=precision, mmap=mmap)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     auth = "token required" if settings.token else "no token (loopback only)"
