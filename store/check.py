@@ -67,8 +67,13 @@ def check_index(path: str | Path, *, verify_model: bool = False) -> CheckReport:
                 report.warnings.append("the index is empty: its first build stopped before it began; run `indexer build`.")
             return report
         dimension = int(model["dimension"])
-        report.passed.append(f"model recorded: {model['name']} ({dimension} dimensions, {model.get('pooling')} pooling)")
-        if len(model.get("probe", [])) != dimension:
+        imported = ", imported vectors" if model.get("imported") else ""
+        report.passed.append(f"model recorded: {model['name']} ({dimension} dimensions, {model.get('pooling')} pooling{imported})")
+        if model.get("imported") and not model.get("probe"):
+            report.warnings.append(f"the vectors were imported while the model {model['name']} could not be loaded: no "
+                                   "probe embedding is recorded, so the model that embeds queries is checked by its "
+                                   "dimension only.")
+        elif len(model.get("probe", [])) != dimension:
             report.problems.append("the recorded model fingerprint is incomplete (no probe embedding of the "
                                    "model's dimension); rebuild the index with `indexer build` into a new --index.")
         elif verify_model:

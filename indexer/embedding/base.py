@@ -73,8 +73,14 @@ def describe(embedder: Embedder) -> dict[str, Any]:
 
 
 def same_model(recorded: dict[str, Any], embedder: Embedder) -> bool:
-    """True if ``embedder`` produces the vectors the index was built with."""
+    """True if ``embedder`` produces the vectors the index was built with.
+
+    An index of imported vectors whose model could not be loaded at import records no probe
+    embedding: then only the dimension can be compared (``indexer import`` documents this).
+    """
     mine = embedder.fingerprint()
+    if recorded.get("imported") and not recorded.get("probe"):
+        return mine.get("dimension") == recorded.get("dimension")
     if mine.get("dimension") != recorded.get("dimension") or mine.get("backend") != recorded.get("backend"):
         return False
     probe = np.asarray(recorded.get("probe", []), dtype=np.float32)
