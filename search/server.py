@@ -32,6 +32,7 @@ batches (:class:`search.batching.QueryBatcher`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -41,6 +42,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -98,7 +100,8 @@ class ServerSettings:
     (``None``: no authentication, for loopback only). ``allowed_hosts``: the ``Host``
     header values accepted (names or addresses, without port; ``"*"`` accepts any).
     ``batch_size`` and ``batch_wait_ms``: micro-batching of query embeddings (``batch_size=1``
-    turns it off). ``refresh_seconds``: how often to look for a version published by
+    turns it off). ``search_threads``: threads for the FAISS and SQLite part of searches.
+    ``refresh_seconds``: how often to look for a version published by
     another process.
     """
 
@@ -108,6 +111,7 @@ class ServerSettings:
     batch_size: int = 32
     batch_wait_ms: float = 2.0
     refresh_seconds: float = 2.0
+    search_threads: int = 2
 
 
 # -- request and response bodies ------------------------------------------------------------
@@ -213,6 +217,10 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     limits = settings.limits
     batcher = QueryBatcher(index.embed, max_batch=settings.batch_size, max_wait_ms=settings.batch_wait_ms)
     write_lock = threading.Lock()
+    # FAISS and SQLite work of searches runs on a few threads of its own, each with one OpenMP
+    # thread: FAISS's OpenMP teams spinning in many request threads would starve the model.
+    searchers = ThreadPoolExecutor(settings.search_threads, thread_name_prefix="babelindex-search",
+                                   initializer=_single_threaded_faiss)
     figures = {"searches": 0, "writes": 0}
 
     @asynccontextmanager
@@ -225,6 +233,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         finally:
             refresher.cancel()
             await batcher.stop()
+            searchers.shutdown(wait=True)
             index.close()
 
     app = FastAPI(
@@ -243,7 +252,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     async def run_search(queries: list[str], k: int, **options: Any) -> tuple[list[list[Any]], int]:
         _check_queries(queries, k, limits)
         vectors = await batcher.embed(queries) if options.get("mode", "dense") != "lexical" else None
-        hits = await run_in_threadpool(index.search, queries, k, query_vectors=vectors, **options)
+        call = functools.partial(index.search, queries, k, query_vectors=vectors, **options)
+        hits = await asyncio.get_running_loop().run_in_executor(searchers, call)
         figures["searches"] += len(queries)
         return hits, index.version
 
@@ -263,7 +273,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                                                              "'tag in a,b'.")] = None,
         group_by: Literal["document"] | None = None,
         nprobe: Annotated[int | None, Query(ge=1)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """One query, with its filters as query parameters."""
         started = time.perf_counter()
         langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
@@ -271,10 +281,11 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             [q], k, nprobe=nprobe, mode=mode, lang=langs, source=source,
             where=parse_where(where) if where else None, group_by=group_by,
         )
-        return {"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version, "took_ms": _ms(started)}
+        return JSONResponse({"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version,
+                             "took_ms": _ms(started)})
 
     @app.post("/search", response_model=SearchResponse | BatchSearchResponse, tags=["search"])
-    async def search_post(body: SearchBody) -> dict[str, Any]:
+    async def search_post(body: SearchBody) -> JSONResponse:
         """One query (``query``: answered as by GET) or several (``queries``: ``results``, in order)."""
         started = time.perf_counter()
         if (body.query is None) == (body.queries is None):
@@ -283,9 +294,10 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         options = body.model_dump(exclude={"query", "queries", "k"})
         hits, version = await run_search(queries, body.k, **options)
         results = [{"query": q, "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits, strict=True)]
+        # Answered as built (the response model documents it; validating it again costs time).
         if body.query is not None:
-            return {**results[0], "version": version, "took_ms": _ms(started)}
-        return {"results": results, "version": version, "took_ms": _ms(started)}
+            return JSONResponse({**results[0], "version": version, "took_ms": _ms(started)})
+        return JSONResponse({"results": results, "version": version, "took_ms": _ms(started)})
 
     def write(change: Callable[[], Any]) -> Any:
         """Run one change through the writer path; the server's own writes wait their turn."""
@@ -355,6 +367,12 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     if "*" not in settings.allowed_hosts:
         app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
     return app
+
+
+def _single_threaded_faiss() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 def _check_queries(queries: Sequence[str], k: int, limits: Limits) -> None:

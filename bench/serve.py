@@ -1,0 +1,155 @@
+"""HTTP search throughput and latency of `indexer serve`, micro-batching on and off, in one run.
+
+Builds an index of a multilingual corpus (../shared/eval sentences) with a randomly
+initialised model of DistilmBERT's exact shape (speed is that of the real model; the vectors
+mean nothing), then starts `indexer serve` on loopback twice: with micro-batching
+(`--batch-size 32`) and one query at a time (`--batch-size 1`). Against each, closed loops of
+1, 4 and 16 clients send `GET /search?q=…&k=10` (Tatoeba sentences in nine languages) for a
+fixed time; each client sends its next request when the previous answer arrives. Prints
+requests/s, p50 and p99 latency and errors per setting; the last line is one JSON object.
+
+    python bench/serve.py [--seconds 15] [--docs 400] [--precision auto]
+
+Targets at 16 clients: 0 errors; micro-batching ≥ 2× the requests/s of one at a time;
+p99 ≤ 250 ms. The clients run on the same 2 cores as the server, so the figures are a
+floor for a server with a machine of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build import sentences, write_corpus  # noqa: E402  (bench/build.py)
+
+from indexer.build import build_index  # noqa: E402
+from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert  # noqa: E402
+
+CLIENTS = (1, 4, 16)
+SETTINGS = {"batching": ["--batch-size", "32"], "one_at_a_time": ["--batch-size", "1"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(index: Path, extra: list[str], precision: str, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index), "--port", str(port),
+             "--log-level", "warning", "--precision", precision, *extra],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
+    deadline = time.monotonic() + 600  # the first `auto` load measures the precisions (a minute or so)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"the server did not start:\n{log.read_text()}")
+
+
+async def closed_loop(url: str, queries: list[str], clients: int, seconds: float) -> dict:
+    """``clients`` concurrent loops of GET /search for ``seconds``: requests/s, latency, errors."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        stop_at = time.perf_counter() + seconds
+
+        async def loop(seed: int) -> None:
+            nonlocal errors
+            rng = random.Random(seed)
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    response = await client.get("/search", params={"q": rng.choice(queries), "k": 10})
+                    ok = response.status_code == 200 and len(response.json()["hits"]) == 10
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None, "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="Length of each closed loop.")
+    parser.add_argument("--docs", type=int, default=400, help="Documents in the served index.")
+    parser.add_argument("--precision", default="auto", help="Model arithmetic of the server (auto, fp32, bf16, int8).")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="babelindex-bench-serve-"))
+    by_lang = sentences()
+    write_corpus(work / "corpus", by_lang, args.docs)
+    model_dir = make_distilbert(work / "model", [s for texts in by_lang.values() for s in texts],
+                                shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000)
+    t0 = time.perf_counter()
+    report = build_index(work / "corpus", work / "bench.idx", model=str(model_dir))
+    print(f"index: {report.chunks_total} chunks of {args.docs} documents, {report.index_type}, built in "
+          f"{time.perf_counter() - t0:.1f} s; model DistilmBERT shape, random weights; precision {args.precision}")
+    queries = [q for texts in by_lang.values() for q in texts[:200]]
+
+    results: dict[str, list[dict]] = {}
+    for name, extra in SETTINGS.items():
+        proc, url = start_server(work / "bench.idx", extra, args.precision, work / f"{name}.log")
+        try:
+            asyncio.run(closed_loop(url, queries, 4, 3.0))  # warm-up
+            results[name] = []
+            for clients in CLIENTS:
+                row = asyncio.run(closed_loop(url, queries, clients, args.seconds))
+                results[name].append(row)
+                print(f"{name:14} {clients:2d} clients: {row['rps']:7.1f} requests/s  p50 {row['p50_ms']:6.1f} ms  "
+                      f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}", flush=True)
+            server = httpx.get(url + "/stats").json()["server"]
+            print(f"{name:14} model calls {server['model_calls']}, queries embedded {server['queries_embedded']} "
+                  f"({server['queries_embedded'] / max(server['model_calls'], 1):.1f} per call)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    at16 = {name: next(r for r in rows if r["clients"] == 16) for name, rows in results.items()}
+    speedup = at16["batching"]["rps"] / at16["one_at_a_time"]["rps"]
+    print(f"16 clients: micro-batching {speedup:.2f}x the requests/s of one at a time (target >= 2); "
+          f"p99 {at16['batching']['p99_ms']} ms (target <= 250); errors {at16['batching']['errors']} (target 0)")
+    print(json.dumps({
+        "speedup_16": round(speedup, 2), "p99_16_ms": at16["batching"]["p99_ms"],
+        "errors_16": at16["batching"]["errors"], "seconds_per_loop": args.seconds, "chunks": report.chunks_total,
+        "precision": args.precision, **results,
+    }))
+
+
+if __name__ == "__main__":
+    main()
