@@ -43,6 +43,7 @@ class QueryBatcher:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._held: _Request | None = None
+        self._last_requests = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelindex-embed")
         self.batches = 0
         """Model calls made so far (for statistics and tests)."""
@@ -95,12 +96,13 @@ class QueryBatcher:
                 row += len(request.texts)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> list[_Request]:
-        """The next batch: the first waiting request, then others until ``max_batch`` texts
-        or ``max_wait`` seconds after the first."""
+        """The next batch: the first waiting request, then the others queued, until
+        ``max_batch`` texts; under concurrent load, also those arriving within ``max_wait``
+        seconds of the first."""
         assert self._queue is not None
         first, self._held = self._held or await self._queue.get(), None
         batch, size = [first], len(first.texts)
-        deadline = loop.time() + self.max_wait
+        deadline = loop.time() + (self.max_wait if self._last_requests > 1 else 0.0)
         while size < self.max_batch:
             try:
                 request = self._queue.get_nowait()
@@ -117,6 +119,7 @@ class QueryBatcher:
                 break
             batch.append(request)
             size += len(request.texts)
+        self._last_requests = len(batch)
         return batch
 
 

@@ -102,3 +102,38 @@ def test_a_bad_query_fails_only_its_own_request():
 def test_rejects_nonsense_settings():
     with pytest.raises(ValueError):
         QueryBatcher(SlowEmbedder(), max_batch=0)
+
+
+def test_a_lone_client_never_waits_for_company():
+    model = SlowEmbedder(0.0)
+
+    async def main():
+        batcher = QueryBatcher(model, max_batch=32, max_wait_ms=500)
+        await batcher.start()
+        started = time.perf_counter()
+        for i in range(5):
+            await batcher.embed([str(i)])
+        elapsed = time.perf_counter() - started
+        await batcher.stop()
+        return elapsed
+
+    assert _run(main()) < 0.5  # five requests one after another: no 500 ms wait
+
+
+def test_under_concurrent_load_stragglers_join_the_batch():
+    model = SlowEmbedder(0.0)
+
+    async def main():
+        batcher = QueryBatcher(model, max_batch=32, max_wait_ms=200)
+        await batcher.start()
+        await asyncio.gather(*(batcher.embed([f"a{i}"]) for i in range(4)))  # clients arrive together
+
+        async def late(i):
+            await asyncio.sleep(0.02 * i)  # the next round comes back spread over 60 ms
+            return await batcher.embed([f"b{i}"])
+
+        await asyncio.gather(*(late(i) for i in range(4)))
+        await batcher.stop()
+
+    _run(main())
+    assert [len(c) for c in model.calls] == [4, 4]
