@@ -50,6 +50,9 @@ class BuildReport:
     chunks_total: int = 0
     seconds: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)
+    """Seconds per step of a distributed build: ``read`` (read, hash, triage), ``embed`` (chunk,
+    embed, shards written), ``merge`` (shards into SQLite), ``publish`` (FAISS); empty for local builds."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,7 +135,10 @@ def build_index(
                     writer.add(item)
                 progress.document_read()
             writer.finish()
+        published = time.perf_counter()
         info = idx.publish(settings["index_type"], embedder.dimension)
+        if engine == "ray":
+            report.steps["publish"] = round(time.perf_counter() - published, 3)
         report.index_type = info.factory if info else ""
         report.chunks_total = idx.meta.count("chunks")
     progress.close()
@@ -252,8 +258,12 @@ class _Writer:
 
     def add(self, doc: Document) -> None:
         digest = content_hash(doc, self.settings["chunk_tokens"], self.settings["overlap_tokens"])
-        if not self.triage(doc.doc_id, doc.source, digest):
-            return
+        if self.triage(doc.doc_id, doc.source, digest):
+            self.embed_and_write(doc, digest)
+
+    def embed_and_write(self, doc: Document, digest: str) -> None:
+        """Chunk and queue a document that :meth:`triage` found new or changed; embedded and
+        stored with the next full batch (at once if it is large)."""
         chunks = self._chunk(doc)
         if not chunks:
             self.skip(Skipped(doc.source, "no text to index"))
@@ -266,6 +276,17 @@ class _Writer:
         self.pending_chunks += len(chunks)
         if self.pending_chunks >= FLUSH_CHUNKS:
             self.flush()
+
+    def stored_keys(self) -> set[tuple[str, str]]:
+        """``(doc_id, content hash)`` of the versions :meth:`triage` would not embed again: the
+        live ones and the complete pending ones (a distributed build's workers skip these)."""
+        keys = set()
+        for doc_id, state in self.states.items():
+            if state.live_hash is not None:
+                keys.add((doc_id, state.live_hash))
+            if state.pending_hash is not None and state.pending_complete:
+                keys.add((doc_id, state.pending_hash))
+        return keys
 
     def triage(self, doc_id: str, source: str, digest: str) -> bool:
         """Whether a document read from the corpus (content hash ``digest``) must be embedded.

@@ -1,23 +1,23 @@
 """Distributed builds on Ray (``indexer build --engine ray``): the same index, embedded by a cluster.
 
-The build runs in three steps, the first and last on the driver (the process that holds the
-index's writer lock and is its single writer):
+The driver (the process that holds the index's writer lock, its single writer) walks the
+corpus and hands the file list to one Ray Data pipeline: an actor pool, each actor holding
+the model, loaded by the same spec as a local build (:func:`~indexer.embedding.load_embedder`);
+one actor per GPU where the cluster has GPUs, else one per CPU. Each actor reads and extracts
+its files (:func:`~indexer.reading.read_path`), hashes each document as a local build does
+(:func:`~indexer.build.content_hash`), and chunks and embeds only those whose version the
+index does not hold yet (the driver sends the stored versions' keys along). An actor that
+dies is restarted and its batch retried by Ray.
 
-1. **Read** (Ray Data tasks): the driver walks the corpus and hands the file list to Ray,
-   whose tasks read and extract the files (:func:`~indexer.reading.read_path`) and hash each
-   document as a local build does (:func:`~indexer.build.content_hash`). The result stays in
-   the object store; only ids and hashes come back to the driver, which decides, with the
-   local build's own :meth:`~indexer.build._Writer.triage`, which documents are new or changed.
-2. **Chunk and embed** (a Ray Data actor pool): only those documents go on to the actors,
-   each holding the model, loaded by the same spec as a local build
-   (:func:`~indexer.embedding.load_embedder`); one actor per GPU where the cluster has GPUs,
-   else one per CPU. An actor that dies is restarted and its batch retried by Ray.
-3. **Stage and merge** (driver): the embedded chunks stream back to the driver, which writes
-   them as Parquet shards of whole documents into ``<index>/staging/<build id>/`` (temporary
-   name, fsync, rename; see :mod:`store.staging`), then merges the shards into SQLite and
-   publishes FAISS with the same pending-write, publish and checksum rules as a local build.
-   A build whose driver died leaves its complete shards; the next build merges them first,
-   so their documents are not embedded again. The staging folder is removed once merged.
+The embedded chunks stream back to the driver, which writes them as Parquet shards of whole
+documents into ``<index>/staging/<build id>/`` (temporary name, fsync, rename; see
+:mod:`store.staging`). Then the driver triages everything read with the local build's own
+:meth:`~indexer.build._Writer.triage`, in the corpus's order (duplicates, unchanged, stored,
+skipped: the same decisions and report as a local build), merges the shards' documents
+into SQLite as pending writes, and the caller publishes FAISS with the same publish and
+checksum rules. A build whose driver died leaves its complete shards; the next build merges
+them first, so their documents are not embedded again. The staging folder is removed once
+merged.
 
 Files are read by Ray's workers at the path the driver sees, so on a multi-node cluster the
 corpus must be on storage every node mounts at that path. The index itself stays on the
@@ -26,9 +26,11 @@ driver's local disk. Ray is an optional extra: ``pip install 'babelindex[ray]'``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,19 +45,14 @@ from store import IndexDir, MissingDependency, StoredChunk
 from store.faults import crash_point
 from store.staging import StagedBuild
 
-FILES_PER_BLOCK = 256
-"""Files read by one read task (at least 4 tasks per CPU when there are enough files)."""
-MAX_BATCH_ROWS = 256
-"""Documents per actor batch at most (fewer when the corpus is small, so that every actor works)."""
+MAX_BATCH_FILES = 64
+"""Files per actor batch at most (fewer when the corpus is small, so that every actor works)."""
 SHARD_CHUNKS = FLUSH_CHUNKS
 """Chunks per staging shard (whole documents, so a shard may hold more)."""
 MAX_RESTARTS = 3
 """Times Ray restarts a dead actor, and retries a task whose actor died, before the build fails."""
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
-"""Environment variables the actors get from the driver (with every ``BABELINDEX_*`` one)."""
-
-_READ_COLUMNS = ("key", "doc_id", "source", "reason", "line", "content_hash", "n_chars")
-"""Phase-1 columns the driver needs (everything but the text and metadata)."""
+FORWARDED_ENV = ("BABELINDEX_CRASH_AT", "BABELINDEX_CRASH_ONCE")
+"""Environment variables the actors get from the driver when set (fault injection for tests)."""
 
 
 def require_ray() -> Any:
@@ -91,18 +88,30 @@ def run(idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: Pat
         logging.getLogger(name).setLevel(level)
     try:
         corpus_root = str(corpus.resolve())
+        clock = time.perf_counter()
+
+        def step(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            report.steps[name] = round(now - clock, 3)
+            clock = now
+
         _merge_leftovers(idx, embedder, settings)
+        step("merge_leftovers")
         writer = _Writer(idx, embedder, settings, corpus_root, report, progress)
-        read, wanted = _read_and_triage(ray, idx, writer, corpus, fields, settings, progress)
         staged = idx.staging().new_build({
             "corpus": corpus_root, "fingerprint": embedder.fingerprint(), "dimension": embedder.dimension,
             "chunk_tokens": settings["chunk_tokens"], "overlap_tokens": settings["overlap_tokens"],
         })
-        if len(wanted):
-            _embed_to_shards(ray, read, wanted, staged, embedder, settings, model, report, progress)
-        _merge(staged, writer)
+        items, walk_skips, files = _run_pipeline(ray, idx, writer, corpus, fields, staged, embedder, settings, model,
+                                                 report, progress)
+        step("read_embed")
+        keep, missing = _triage(writer, items, walk_skips, len(files) + len(walk_skips), progress)
+        _merge(staged, writer, keep)
+        _embed_here(writer, files, missing, fields)
         writer.finish()
         staged.remove()
+        step("merge")
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
@@ -121,13 +130,16 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
-# -- step 1: read, hash, triage ---------------------------------------------------------------
-def _read_and_triage(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fields: RecordFields,
-                     settings: dict[str, Any], progress: Progress) -> tuple[Any, np.ndarray]:
-    """Read and hash the corpus on the cluster; triage on the driver in the corpus's order.
+# -- steps 1 and 2: one Ray Data pipeline ------------------------------------------------------
+def _run_pipeline(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fields: RecordFields,
+                  staged: StagedBuild, embedder: Embedder, settings: dict[str, Any], model: str | Embedder | None,
+                  report: BuildReport, progress: Progress,
+                  ) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
+    """Read, hash, chunk and embed on the cluster; write embedded documents as shards.
 
-    Returns the materialised read dataset (one row per document or skipped item, text in
-    the object store) and the sorted int64 keys of the rows to embed.
+    Returns every item read (``key``, ``doc_id``, ``source``, ``reason``, ``line``,
+    ``content_hash``; ``embedded`` True for those in the shards) and the walk's own skips by
+    file number, and the file list, for the driver's triage.
     """
     files: list[dict[str, Any]] = []
     walk_skips: dict[int, Skipped] = {}
@@ -136,141 +148,210 @@ def _read_and_triage(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fie
             walk_skips[len(files) + len(walk_skips)] = item
         else:
             files.append({"file": len(files) + len(walk_skips), "path": str(item[0]), "rel": item[1]})
-    read = None
-    table = None
-    if files:
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        blocks = min(len(files), max(4 * cpus, -(-len(files) // FILES_PER_BLOCK)))
-        read = ray.data.from_items(files, override_num_blocks=blocks).map_batches(
-            _read_files, batch_format="numpy", batch_size=None,
-            fn_kwargs={"fields": (fields.text_field, fields.id_field), "chunking": (
-                settings["chunk_tokens"], settings["overlap_tokens"])},
-        ).materialize()
-        import pyarrow as pa
+    items: list[dict[str, Any]] = []
+    if not files:
+        return items, walk_skips, files
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    actors = max(1, min(gpus or int(resources.get("CPU", 1)), len(files)))
+    per_batch = max(1, min(MAX_BATCH_FILES, -(-len(files) // (4 * actors))))
+    known = np.unique(np.fromiter((_key64(d, h) for d, h in writer.stored_keys()), dtype=np.uint64))
+    spec = embedder.name if model is None or isinstance(model, str) else model
+    precision = getattr(embedder, "precision", None)
+    precision = precision.get("documents") if isinstance(precision, dict) else None
+    env = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV}
+    dataset = ray.data.from_items(files, override_num_blocks=min(len(files), 4 * actors))
+    with warnings.catch_warnings():
+        # Ray Data has no named parameter for max_restarts / max_task_retries yet; its
+        # defaults (-1) would restart an actor that crashes on every batch forever.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        embedded = dataset.map_batches(
+            ChunkEmbedActor,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            fn_constructor_kwargs={
+                "model": spec, "precision": precision, "device": "cuda" if gpus else "cpu",
+                "settings": dict(settings), "fields": (fields.text_field, fields.id_field), "known": known,
+            },
+            batch_format="numpy", batch_size=per_batch, num_cpus=1, num_gpus=1 if gpus else 0,
+            max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
+            runtime_env={"env_vars": env} if env else None,
+        )
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-        parts = list(read.select_columns(list(_READ_COLUMNS)).iter_batches(batch_format="pyarrow", batch_size=None))
-        table = pa.concat_tables(parts).sort_by("key") if parts else None
-    rows = table.to_pylist() if table is not None else []
-    wanted: list[int] = []
+    pending: dict[int, list[Any]] = {}
+    buffer: list[Any] = []
+    buffered = 0
+    for table in embedded.iter_batches(batch_format="pyarrow", batch_size=None):
+        is_info = pa.array(table.column("n_chunks").to_numpy() < 0)
+        info = table.filter(is_info)
+        items.extend(dict(row, embedded=False) for row in info.select(list(_ITEM_FIELDS)).to_pylist())
+        for doc_table in _complete_documents(table.filter(pc.invert(is_info)), pending):
+            items.append(dict(doc_table.slice(0, 1).select(list(_ITEM_FIELDS)).to_pylist()[0], embedded=True))
+            n = int(doc_table.column("n_chunks")[0].as_py())
+            report.chunks_embedded += n
+            progress.chunks_embedded(n)
+            buffer.append(doc_table)
+            buffered += len(doc_table)
+            if buffered >= SHARD_CHUNKS:
+                _write(staged, buffer)
+                buffer, buffered = [], 0
+    if buffer:
+        _write(staged, buffer)
+    return items, walk_skips, files
+
+
+def _triage(writer: _Writer, items: list[dict[str, Any]], walk_skips: dict[int, Skipped], n_files: int,
+            progress: Progress) -> tuple[set[int], list[int]]:
+    """The local build's triage over everything read, in the corpus's order.
+
+    Returns the keys of the embedded documents to merge, and the keys of documents to embed
+    that the workers did not (a 64-bit key collision with a stored version: astronomically rare).
+    """
+    items.sort(key=lambda row: row["key"])
+    merge: set[int] = set()
+    missing: list[int] = []
     at = 0
-    n_files = len(files) + len(walk_skips)
     for file_no in range(n_files):
         if file_no in walk_skips:
             writer.skip(walk_skips[file_no])
             progress.document_read()
             continue
-        while at < len(rows) and rows[at]["key"] >> 32 == file_no:
-            row = rows[at]
+        while at < len(items) and items[at]["key"] >> 32 == file_no:
+            row = items[at]
             at += 1
             if row["doc_id"] is None:
                 writer.skip(Skipped(row["source"], row["reason"], row["line"]))
             elif writer.triage(row["doc_id"], row["source"], row["content_hash"]):
-                wanted.append(row["key"])
+                (merge.add if row["embedded"] else missing.append)(row["key"])
             progress.document_read()
-    return read, np.asarray(sorted(wanted), dtype=np.int64)
+    return merge, missing
 
 
-def _read_files(batch: dict[str, np.ndarray], fields: tuple[str, str | None], chunking: tuple[int, int]) -> Any:
-    """Ray task: read files, one output row per document or skipped item (pyarrow.Table).
-
-    ``key`` is ``file number << 32 | item number`` (corpus order).
-    """
-    import pyarrow as pa
-
-    cols: dict[str, list[Any]] = {name: [] for name in (*_READ_COLUMNS, "text", "metadata")}
-    record_fields = RecordFields(*fields)
-    for file_no, path, rel in zip(batch["file"], batch["path"], batch["rel"], strict=True):
-        for item_no, item in enumerate(read_path(Path(str(path)), str(rel), record_fields)):
-            doc = item if isinstance(item, Document) else None
-            skip = item if isinstance(item, Skipped) else None
-            cols["key"].append((int(file_no) << 32) | item_no)
-            cols["doc_id"].append(doc.doc_id if doc else None)
-            cols["source"].append(doc.source if doc else skip.source)
-            cols["reason"].append(skip.reason if skip else None)
-            cols["line"].append(skip.line if skip else None)
-            cols["content_hash"].append(content_hash(doc, *chunking) if doc else None)
-            cols["n_chars"].append(len(doc.text) if doc else None)
-            cols["text"].append(doc.text if doc else None)
-            cols["metadata"].append(json.dumps(doc.metadata, ensure_ascii=False, default=str) if doc else None)
-    return pa.table({
-        "key": pa.array(cols["key"], pa.int64()), "doc_id": pa.array(cols["doc_id"], pa.string()),
-        "source": pa.array(cols["source"], pa.string()), "reason": pa.array(cols["reason"], pa.string()),
-        "line": pa.array(cols["line"], pa.int64()), "content_hash": pa.array(cols["content_hash"], pa.string()),
-        "n_chars": pa.array(cols["n_chars"], pa.int64()), "text": pa.array(cols["text"], pa.large_string()),
-        "metadata": pa.array(cols["metadata"], pa.string()),
-    })
+def _embed_here(writer: _Writer, files: list[dict[str, Any]], keys: list[int], fields: RecordFields) -> None:
+    """Embed on the driver the documents ``keys`` the workers skipped (see :func:`_triage`)."""
+    by_file: dict[int, set[int]] = {}
+    for key in keys:
+        by_file.setdefault(key >> 32, set()).add(key & 0xFFFFFFFF)
+    paths = {f["file"]: f for f in files}
+    for file_no, wanted in by_file.items():
+        f = paths[file_no]
+        for item_no, item in enumerate(read_path(Path(f["path"]), f["rel"], fields)):
+            if item_no in wanted and isinstance(item, Document):
+                writer.embed_and_write(item, content_hash(item, writer.settings["chunk_tokens"],
+                                                          writer.settings["overlap_tokens"]))
 
 
-# -- step 2: chunk and embed on an actor pool -------------------------------------------------
+def _key64(doc_id: str, digest: str) -> int:
+    """A 64-bit key of a document version (``doc_id``, content hash), for the workers' skip list."""
+    return int.from_bytes(hashlib.blake2b(f"{doc_id}\0{digest}".encode(), digest_size=8).digest(), "little")
+
+
 class ChunkEmbedActor:
-    """A Ray Data actor holding the model: chunks the wanted documents of a batch and embeds them.
+    """A Ray Data actor holding the model: reads files, hashes their documents, chunks and
+    embeds those whose version is not stored yet (``known``: sorted uint64 :func:`_key64`).
 
-    Output (pyarrow.Table), one row per chunk, the columns of a staging shard plus ``key``
-    (see :mod:`store.staging`); a document without chunks gives one row with ``n_chunks`` 0.
+    Yields pyarrow tables, one row per chunk, with the columns of a staging shard plus
+    ``key``, ``reason`` and ``line`` (see :mod:`store.staging`); every other item read (a
+    stored version, a skipped file or record) gives one row with ``n_chunks`` -1 and no
+    vector, so that the driver sees the whole corpus.
     """
 
     def __init__(self, model: str | Embedder, precision: str | None, device: str, settings: dict[str, Any],
-                 wanted: np.ndarray):
+                 fields: tuple[str, str | None], known: np.ndarray):
         from threadpoolctl import ThreadpoolController
 
         self.embedder = _load_model(model, precision, device)
-        self.settings, self.wanted = settings, wanted
+        self.settings, self.fields, self.known = settings, RecordFields(*fields), known
         self.blas = ThreadpoolController()
 
-    def __call__(self, batch: Any) -> Any:
+    def _is_known(self, doc_id: str, digest: str) -> bool:
+        key = np.uint64(_key64(doc_id, digest))
+        at = int(np.searchsorted(self.known, key))
+        return at < len(self.known) and self.known[at] == key
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[Any]:
         crash_point("ray-embed")
-        keys = batch.column("key").to_numpy()
-        picked = np.flatnonzero(np.isin(keys, self.wanted))
-        rows = batch.take(picked).to_pylist() if len(picked) else []
-        docs, chunk_lists = [], []
-        for row in rows:
-            doc = Document(row["doc_id"], row["source"], row["text"], json.loads(row["metadata"]))
-            docs.append(row)
-            chunk_lists.append(chunk_quietly(self.blas, doc, self.embedder, self.settings))
-        texts = [c.text for chunks in chunk_lists for c in chunks]
-        dim = self.embedder.dimension
-        vectors = np.empty((0, dim), dtype=np.float32)
-        if texts:
-            vectors = np.concatenate([self.embedder.embed_documents(texts[lo : lo + FLUSH_CHUNKS])
-                                      for lo in range(0, len(texts), FLUSH_CHUNKS)])
-        out: dict[str, list[Any]] = {name: [] for name in _SHARD_FIELDS}
-        vec_rows = []
+        rows = _Rows()
+        todo: list[tuple[int, Document, str, list[StoredChunk]]] = []
+        queued = 0
+        chunking = (self.settings["chunk_tokens"], self.settings["overlap_tokens"])
+        for file_no, path, rel in zip(batch["file"], batch["path"], batch["rel"], strict=True):
+            for item_no, item in enumerate(read_path(Path(str(path)), str(rel), self.fields)):
+                key = (int(file_no) << 32) | item_no
+                if isinstance(item, Skipped):
+                    rows.info(key, None, item.source, item.reason, item.line, None)
+                    continue
+                digest = content_hash(item, *chunking)
+                if self._is_known(item.doc_id, digest):
+                    rows.info(key, item.doc_id, item.source, None, None, digest)
+                    continue
+                chunks = chunk_quietly(self.blas, item, self.embedder, self.settings)
+                todo.append((key, item, digest, chunks))
+                queued += len(chunks)
+                if queued >= FLUSH_CHUNKS:
+                    self._embed(todo, rows)
+                    yield rows.table()
+                    rows, todo, queued = _Rows(), [], 0
+        self._embed(todo, rows)
+        if len(rows):
+            yield rows.table()
+
+    def _embed(self, todo: list[tuple[int, Document, str, list[StoredChunk]]], rows: _Rows) -> None:
+        texts = [c.text for _, _, _, chunks in todo for c in chunks]
+        vectors = self.embedder.embed_documents(texts) if texts else np.empty((0, self.embedder.dimension))
         at = 0
-        for row, chunks in zip(docs, chunk_lists, strict=True):
-            for ord_, chunk in enumerate(chunks or [None]):
-                _append_chunk(out, row, len(chunks), ord_ if chunk else -1, chunk)
-                vec_rows.append(vectors[at] if chunk else np.full(dim, np.nan, dtype=np.float32))
-                at += 1 if chunk else 0
-        return _shard_table(out, np.asarray(vec_rows, dtype=np.float32).reshape(-1, dim), dim)
+        for key, doc, digest, chunks in todo:
+            rows.document(key, doc, digest, chunks, vectors[at : at + len(chunks)])
+            at += len(chunks)
 
 
-_SHARD_FIELDS = ("key", "doc_id", "source", "content_hash", "metadata", "n_chars", "n_chunks", "ord", "text",
-                 "start", "end", "n_tokens", "lang")
+_ITEM_FIELDS = ("key", "doc_id", "source", "reason", "line", "content_hash")
+_INT_FIELDS = ("key", "line", "n_chars", "n_chunks", "ord", "start", "end", "n_tokens")
+_STR_FIELDS = ("doc_id", "source", "reason", "content_hash", "metadata", "text", "lang")
 
 
-def _append_chunk(out: dict[str, list[Any]], row: dict[str, Any], n_chunks: int, ord_: int,
-                  chunk: StoredChunk | None) -> None:
-    for name in ("key", "doc_id", "source", "content_hash", "metadata", "n_chars"):
-        out[name].append(row[name])
-    out["n_chunks"].append(n_chunks)
-    out["ord"].append(ord_)
-    out["text"].append(chunk.text if chunk else "")
-    out["start"].append(chunk.start if chunk else 0)
-    out["end"].append(chunk.end if chunk else 0)
-    out["n_tokens"].append(chunk.n_tokens if chunk else 0)
-    out["lang"].append(chunk.lang if chunk else None)
+class _Rows:
+    """Columns of an actor's output table, filled row by row."""
 
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {name: [] for name in (*_INT_FIELDS, *_STR_FIELDS)}
+        self.vectors: list[np.ndarray] = []
 
-def _shard_table(cols: dict[str, list[Any]], vectors: np.ndarray, dim: int) -> Any:
-    """The staging-shard table: ``cols`` (lists, :data:`_SHARD_FIELDS`) and float32 ``vectors (n, dim)``."""
-    import pyarrow as pa
+    def __len__(self) -> int:
+        return len(self.cols["key"])
 
-    types = {"key": pa.int64(), "n_chars": pa.int64(), "n_chunks": pa.int64(), "ord": pa.int64(),
-             "start": pa.int64(), "end": pa.int64(), "n_tokens": pa.int64(), "text": pa.large_string()}
-    arrays = {name: pa.array(cols[name], types.get(name, pa.string())) for name in _SHARD_FIELDS}
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
-    arrays["vector"] = pa.FixedSizeListArray.from_arrays(flat, dim)
-    return pa.table(arrays)
+    def _row(self, **values: Any) -> None:
+        for name, column in self.cols.items():
+            column.append(values.get(name))
+
+    def info(self, key: int, doc_id: str | None, source: str, reason: str | None, line: int | None,
+             digest: str | None) -> None:
+        self._row(key=key, doc_id=doc_id, source=source, reason=reason, line=line, content_hash=digest, n_chunks=-1)
+        self.vectors.append(np.empty(0, dtype=np.float32))
+
+    def document(self, key: int, doc: Document, digest: str, chunks: list[StoredChunk], vectors: np.ndarray) -> None:
+        doc_fields = {"key": key, "doc_id": doc.doc_id, "source": doc.source, "content_hash": digest,
+                      "metadata": json.dumps(doc.metadata, ensure_ascii=False, default=str),
+                      "n_chars": len(doc.text), "n_chunks": len(chunks)}
+        if not chunks:  # a placeholder row: the document gave no chunk
+            self._row(**doc_fields, ord=-1)
+            self.vectors.append(np.empty(0, dtype=np.float32))
+        for ord_, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+            self._row(**doc_fields, ord=ord_, text=chunk.text, start=chunk.start, end=chunk.end,
+                      n_tokens=chunk.n_tokens, lang=chunk.lang)
+            self.vectors.append(np.asarray(vector, dtype=np.float32))
+
+    def table(self) -> Any:
+        import pyarrow as pa
+
+        arrays = {name: pa.array(self.cols[name], pa.int64()) for name in _INT_FIELDS}
+        arrays.update({name: pa.array(self.cols[name], pa.large_string() if name == "text" else pa.string())
+                       for name in _STR_FIELDS})
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in self.vectors])]).astype(np.int32)
+        values = np.concatenate(self.vectors) if self.vectors else np.empty(0, dtype=np.float32)
+        arrays["vector"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()))
+        return pa.table(arrays)
 
 
 def _load_model(model: str | Embedder, precision: str | None, device: str) -> Embedder:
@@ -286,71 +367,14 @@ def _load_model(model: str | Embedder, precision: str | None, device: str) -> Em
     return load_embedder(model, precision=precision)
 
 
-def _embed_to_shards(ray: Any, read: Any, wanted: np.ndarray, staged: StagedBuild, embedder: Embedder,
-                     settings: dict[str, Any], model: str | Embedder | None, report: BuildReport,
-                     progress: Progress) -> None:
-    """Run the actor pool over the wanted rows; write what comes back as shards of whole documents."""
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    cpus = max(1, int(resources.get("CPU", 1)))
-    actors = gpus or cpus
-    batch_rows = max(1, min(MAX_BATCH_ROWS, -(-read.count() // (4 * actors))))
-    spec = embedder.name if model is None or isinstance(model, str) else model
-    precision = getattr(embedder, "precision", None)
-    precision = precision.get("documents") if isinstance(precision, dict) else None
-    env = {k: v for k, v in os.environ.items() if k.startswith("BABELINDEX_") or k in FORWARDED_ENV}
-    with warnings.catch_warnings():
-        # Ray Data has no named parameter for max_restarts / max_task_retries yet; its
-        # defaults (-1) would restart an actor that crashes on every batch forever.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        embedded = _actor_stage(ray, read, batch_rows, actors, gpus, wanted, spec, precision, settings, env)
-    pending: dict[int, list[Any]] = {}
-
-
-    buffer: list[Any] = []
-    buffered = 0
-    for table in _stream(embedded):
-        for doc_table in _complete_documents(table, pending):
-            n = int(doc_table.column("n_chunks")[0].as_py())
-            report.chunks_embedded += n
-            progress.chunks_embedded(n)
-            buffer.append(doc_table)
-            buffered += len(doc_table)
-            if buffered >= SHARD_CHUNKS:
-                _write(staged, buffer)
-                buffer, buffered = [], 0
-    if buffer:
-        _write(staged, buffer)
-
-
-def _actor_stage(ray: Any, read: Any, batch_rows: int, actors: int, gpus: int, wanted: np.ndarray,
-                 spec: str | Embedder, precision: str | None, settings: dict[str, Any], env: dict[str, str]) -> Any:
-    return read.map_batches(
-        ChunkEmbedActor,
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(wanted)))),
-        fn_constructor_kwargs={"model": spec, "precision": precision, "device": "cuda" if gpus else "cpu",
-                               "settings": dict(settings), "wanted": wanted},
-        batch_format="pyarrow",
-        batch_size=batch_rows,
-        num_cpus=1, num_gpus=1 if gpus else 0,
-        max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-        runtime_env={"env_vars": env} if env else None,
-    )
-
-
-def _stream(dataset: Any) -> Iterator[Any]:
-    """The dataset's blocks as pyarrow tables, as they are computed."""
-    for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        if len(table):
-            yield table
-
-
 def _complete_documents(table: Any, pending: dict[int, list[Any]]) -> Iterator[Any]:
     """Split a result block into one table per document; documents split across blocks
     wait in ``pending`` (by key) until all their chunk rows have arrived."""
     import pyarrow as pa
 
     keys = table.column("key").to_numpy()
+    if not len(keys):
+        return
     bounds = np.flatnonzero(np.diff(keys)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(keys)], strict=True):
         key = int(keys[lo])
@@ -368,31 +392,33 @@ def _write(staged: StagedBuild, tables: list[Any]) -> None:
 
     staged.write_shard(pa.concat_tables(tables).combine_chunks())
 
-
 # -- step 3: merge ----------------------------------------------------------------------------
-def _merge(staged: StagedBuild, writer: _Writer) -> None:
-    """Write every shard of ``staged`` into SQLite (pending, as a local build writes)."""
+def _merge(staged: StagedBuild, writer: _Writer, keys: set[int] | None = None) -> None:
+    """Write the shards' documents (those with ``keys``, default all) into SQLite, pending,
+    as a local build writes them."""
     for path in staged.shards():
-        writer.write_embedded(list(_shard_documents(staged.read_shard(path), writer.embedder.dimension)))
+        docs = _shard_documents(staged.read_shard(path), writer.embedder.dimension)
+        writer.write_embedded([doc for key, *doc in docs if keys is None or key in keys])
 
 
-def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[Document, str, int, list[StoredChunk]]]:
-    """``(document without text, content hash, n_chars, chunks with vectors)`` of a shard, in order."""
+def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[int, Document, str, int, list[StoredChunk]]]:
+    """``(key, document without text, content hash, n_chars, chunks with vectors)`` of a shard, in order."""
     vectors = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     vectors = vectors.astype(np.float32, copy=False).reshape(-1, dimension)
     cols = table.drop_columns(["vector"]).to_pydict()
-    n = len(vectors)
-    lo = 0
+    n = len(cols["key"])
+    lo = at = 0
     while lo < n:
         count = max(1, cols["n_chunks"][lo])
         hi = lo + count
         doc = Document(cols["doc_id"][lo], cols["source"][lo], "", json.loads(cols["metadata"][lo]))
         chunks = [] if cols["n_chunks"][lo] == 0 else [
             StoredChunk(cols["text"][i], cols["start"][i], cols["end"][i], cols["n_tokens"][i], cols["lang"][i],
-                        vectors[i])
+                        vectors[at + i - lo])
             for i in range(lo, hi)
         ]
-        yield doc, cols["content_hash"][lo], cols["n_chars"][lo], chunks
+        at += len(chunks)
+        yield cols["key"][lo], doc, cols["content_hash"][lo], cols["n_chars"][lo], chunks
         lo = hi
 
 

@@ -9,11 +9,12 @@ shard with its final name is complete; a build whose driver died leaves its comp
 for the next build to merge, and temporaries that are discarded. The folder is removed once
 its shards are merged.
 
-Shard columns: ``doc_id``, ``source``, ``content_hash``, ``metadata`` (JSON object text),
-``n_chars``, ``n_chunks`` (chunks of the document; 0: a placeholder row for a document that
-gave no chunk), ``ord``, ``text``, ``start``, ``end`` (character offsets), ``n_tokens``,
-``lang`` and ``vector`` (fixed-size list of float32, L2-normalised; NaN for a chunk the
-model gave no usable vector).
+Shard columns: ``key`` (the document's place in the corpus: file number << 32 | item number),
+``doc_id``, ``source``, ``content_hash``, ``metadata`` (JSON object text), ``n_chars``,
+``n_chunks`` (chunks of the document; 0: one placeholder row for a document that gave no
+chunk), ``ord``, ``text``, ``start``, ``end`` (character offsets), ``n_tokens``, ``lang`` and
+``vector`` (list of ``dimension`` float32, L2-normalised; NaN for a chunk the model gave no
+usable vector; empty in a placeholder row).
 """
 
 from __future__ import annotations
