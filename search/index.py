@@ -12,7 +12,7 @@ import numpy as np
 from search.filters import build_filter
 from search.fusion import rrf
 from search.hit import Hit
-from store import IndexDir, InvalidInput, ModelMismatch, ModelNotAvailable
+from store import CorruptIndex, IndexDir, InvalidInput, ModelMismatch, ModelNotAvailable
 from store import lexical as lexical_store
 from store import vectors as faiss_store
 
@@ -39,7 +39,8 @@ class Index:
         self._store = store
         self._precision = precision
         self._mmap = mmap
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the SQLite connection and the loaded version
+        self._refresh_lock = threading.Lock()
         self._model_record = store.model_record()
         self._embedder = model
         self._faiss, self._info = store.load_faiss(mmap=mmap)
@@ -327,12 +328,21 @@ class Index:
 
     # -- upkeep -----------------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Load the newest published FAISS version if there is one; True if it changed."""
-        with self._lock:
-            info = self._store.faiss_info()
+        """Load the newest published FAISS version if there is one; True if it changed.
+
+        Searches go on with the loaded version while the new file is read and verified."""
+        with self._refresh_lock:
+            with self._lock:
+                info = self._store.faiss_info()
             if info is None or info == self._info:
                 return False
-            self._faiss, self._info = self._store.load_faiss(mmap=self._mmap)
+            try:
+                loaded = faiss_store.read_version(self.path, info, mmap=self._mmap)
+            except CorruptIndex:  # replaced by a newer version meanwhile: read the setting again
+                with self._lock:
+                    loaded, info = self._store.load_faiss(mmap=self._mmap)
+            with self._lock:
+                self._faiss, self._info = loaded, info
             return True
 
     def stats(self) -> dict[str, Any]:

@@ -99,3 +99,35 @@ def test_nprobe_is_per_call_and_refresh_sees_new_versions(tmp_path, tiny_model):
     assert index.refresh() is True
     assert "new.txt" in {h.doc_id for h in index.search("volcanoes", k=200, nprobe=nlist)}
     assert index.refresh() is False
+
+
+def test_searches_go_on_while_refresh_reads_a_new_version(built, tiny_model, monkeypatch):
+    """Refresh reads and verifies the new FAISS file outside the lock that searches take
+    (a large file takes seconds to checksum: searches must not stall behind it)."""
+    import threading
+    import time
+
+    from indexer.update import upsert_documents
+    from store import vectors
+
+    index = Index.open(built, model=tiny_model)
+    vector = index.embed(["Kaffee"])
+    upsert_documents(built, [{"id": "new", "text": "Ein neues Dokument über Tee."}], model=tiny_model)
+    reading = threading.Event()
+    real_read = vectors.read_version
+
+    def slow_read(*args, **kwargs):
+        reading.set()
+        time.sleep(1.0)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(vectors, "read_version", slow_read)
+    refresher = threading.Thread(target=index.refresh)
+    refresher.start()
+    assert reading.wait(10)
+    started = time.perf_counter()
+    hits = index.search("Kaffee", k=3, query_vectors=vector)
+    waited = time.perf_counter() - started
+    refresher.join()
+    assert len(hits) == 3 and waited < 0.5, waited
+    assert index.get_document("new") is not None and "new" in {h.doc_id for h in index.search("Tee", k=10)}
