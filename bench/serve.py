@@ -3,7 +3,7 @@
 Builds an index of a multilingual corpus (../shared/eval sentences) with a randomly
 initialised model of DistilmBERT's exact shape (speed is that of the real model; the vectors
 mean nothing), then starts `indexer serve` on loopback twice: with micro-batching
-(`--batch-size 32`) and one query at a time (`--batch-size 1`). Against each, closed loops of
+(`--batch-size 32`) and one query at a time (`--batch-size 1`). Against each in turn, closed loops of
 1, 4 and 16 clients send `GET /search?q=…&k=10` (Tatoeba sentences in nine languages) for a
 fixed time; each client sends its next request when the previous answer arrives. Prints
 requests/s, p50 and p99 latency and errors per setting; the last line is one JSON object.
@@ -33,10 +33,9 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import sentences, write_corpus  # noqa: E402  (bench/build.py)
-
-from indexer.build import build_index  # noqa: E402
-from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert  # noqa: E402
+from build import sentences, write_corpus
+from indexer.build import build_index
+from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
 
 CLIENTS = (1, 4, 16)
 SETTINGS = {"batching": ["--batch-size", "32"], "one_at_a_time": ["--batch-size", "1"]}
@@ -122,23 +121,31 @@ def main() -> None:
           f"{time.perf_counter() - t0:.1f} s; model DistilmBERT shape, random weights; precision {args.precision}")
     queries = [q for texts in by_lang.values() for q in texts[:200]]
 
-    results: dict[str, list[dict]] = {}
-    for name, extra in SETTINGS.items():
-        proc, url = start_server(work / "bench.idx", extra, args.precision, work / f"{name}.log")
-        try:
+    # Both servers run at once (one idles while the other is measured) and the loops
+    # alternate between them, so that drift in the machine's load weighs on both alike.
+    servers = {name: start_server(work / "bench.idx", extra, args.precision, work / f"{name}.log")
+               for name, extra in SETTINGS.items()}
+    results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+    try:
+        for _, url in servers.values():
             asyncio.run(closed_loop(url, queries, 4, 3.0))  # warm-up
-            results[name] = []
-            for clients in CLIENTS:
-                row = asyncio.run(closed_loop(url, queries, clients, args.seconds))
+        for i, clients in enumerate(CLIENTS):
+            order = list(servers) if i % 2 == 0 else list(reversed(servers))
+            for name in order:
+                row = asyncio.run(closed_loop(servers[name][1], queries, clients, args.seconds))
                 results[name].append(row)
                 print(f"{name:14} {clients:2d} clients: {row['rps']:7.1f} requests/s  p50 {row['p50_ms']:6.1f} ms  "
                       f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}", flush=True)
+        for name, (_, url) in servers.items():
             server = httpx.get(url + "/stats").json()["server"]
             print(f"{name:14} model calls {server['model_calls']}, queries embedded {server['queries_embedded']} "
                   f"({server['queries_embedded'] / max(server['model_calls'], 1):.1f} per call)")
-        finally:
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=30)
+    for rows in results.values():
+        rows.sort(key=lambda r: r["clients"])
 
     at16 = {name: next(r for r in rows if r["clients"] == 16) for name, rows in results.items()}
     speedup = at16["batching"]["rps"] / at16["one_at_a_time"]["rps"]
