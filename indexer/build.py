@@ -23,9 +23,9 @@ from threadpoolctl import ThreadpoolController
 
 from indexer import language
 from indexer.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
-from indexer.embedding import DEFAULT_MODEL, Embedder, describe, display, load_embedder, same_model
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
 from indexer.reading import Document, RecordFields, Skipped, read_corpus
-from store import IndexDir, InvalidInput, ModelMismatch, StoredChunk, StoredDocument
+from store import IndexDir, InvalidInput, StoredChunk, StoredDocument
 from store.faults import crash_point
 from store.metadata import DocumentState
 
@@ -155,12 +155,9 @@ def _embedder_for(idx: IndexDir, model: str | Embedder | None, precision: str | 
     if recorded is None:
         with idx.meta.transaction():
             idx.meta.set_setting("model", describe(embedder))
-    elif not same_model(recorded, embedder):
-        raise ModelMismatch(
-            f"{idx.path} was built with the model {display(recorded['name'])} ({recorded['dimension']} "
-            f"dimensions), but {display(embedder.name)} ({embedder.dimension} dimensions) gives other "
-            f"vectors. Build with --model {recorded['name']!r} (or no --model), or into a new --index."
-        )
+    else:
+        require_same_model(recorded, embedder, idx.path,
+                           f"Build with --model {recorded['name']!r} (or no --model), or into a new --index.")
     return embedder
 
 

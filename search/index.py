@@ -12,7 +12,7 @@ import numpy as np
 from search.filters import build_filter
 from search.fusion import rrf
 from search.hit import Hit
-from store import CorruptIndex, IndexDir, InvalidInput, ModelMismatch, ModelNotAvailable
+from store import CorruptIndex, IndexDir, InvalidInput, ModelNotAvailable
 from store import lexical as lexical_store
 from store import vectors as faiss_store
 
@@ -279,15 +279,10 @@ class Index:
         return vectors
 
     def _check_model(self, embedder: Any) -> None:
-        from indexer.embedding import display, same_model
+        from indexer.embedding import require_same_model
 
-        if not same_model(self._model_record, embedder):
-            raise ModelMismatch(
-                f"{self.path} was built with the model {display(self.model_name)} ({self.dimension} "
-                f"dimensions); {display(embedder.name)} ({embedder.dimension} dimensions) gives other "
-                f"vectors. Search with the index's own model (omit the model), or rebuild the "
-                f"index with the new one."
-            )
+        require_same_model(self._model_record, embedder, self.path, "Search with the index's own model (omit the "
+                           "model), or rebuild the index with the new one.")
 
     # -- lookups ----------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> dict[str, Any] | None:

@@ -44,7 +44,20 @@ def load_embedder(name: str | None = None, *, precision: str | None = None) -> E
     return TransformerEmbedder(name, precision=wanted, source=resolve(name))
 
 
+def require_same_model(recorded: dict, embedder: Embedder, index: object, advice: str) -> None:
+    """Raise ``ModelMismatch`` naming both models and ``advice`` (the way out) unless
+    ``embedder`` gives the vectors of the model ``recorded`` in the index at ``index``."""
+    if same_model(recorded, embedder):
+        return
+    from store.errors import ModelMismatch
+
+    raise ModelMismatch(
+        f"{index} was built with the model {display(recorded['name'])} ({recorded['dimension']} dimensions), "
+        f"but {display(embedder.name)} ({embedder.dimension} dimensions) gives other vectors. {advice}"
+    )
+
+
 __all__ = [
     "DEFAULT_MODEL", "PRECISIONS", "REGISTRY", "USE_MULTILINGUAL", "Embedder", "ModelSpec", "describe", "display",
-    "is_available", "list_models", "load_embedder", "resolve", "same_model",
+    "is_available", "list_models", "load_embedder", "require_same_model", "resolve", "same_model",
 ]
