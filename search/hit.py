@@ -17,7 +17,8 @@ class Hit:
             one query), or, for queries whose terms all have fewer than 3 characters, the
             number of terms the chunk contains;
             ``hybrid``: the reciprocal rank fusion score ``Σ 1/(60 + rank)`` over the dense
-            and lexical rankings the chunk appears in (at most 2/61 ≈ 0.033).
+            and lexical rankings (at most 2/61 ≈ 0.033); a lexical match beyond the dense
+            candidates is ranked in the dense list by its exact cosine.
         text: the chunk's text, exactly ``document_text[start:end]``.
         doc_id: the document's id (its path in the corpus, or the record's id).
         chunk_id: the chunk's id; stable, never reused after a delete.

@@ -219,7 +219,18 @@ class Index:
         if mode == "lexical":
             return [(i, s, ("lexical",)) for i, s in lexical], len(lexical) < depth
         dense, done = self._dense(vector, depth, nprobe, allowed)
+        found = {i for i, _ in dense}
+        # Lexical matches the dense search did not reach are ranked by their cosine too (from
+        # the stored vectors), below or among the dense candidates: a term match then always
+        # outranks a chunk found by one signal only, whatever k (no ties decided by order).
+        unseen = [i for i, _ in lexical if i not in found]
+        if unseen:
+            with self._lock:
+                stored = self._store.meta.vectors(unseen, self.dimension)
+            cosines = stored @ vector
+            dense = sorted(dense + [(i, float(c)) for i, c in zip(unseen, cosines, strict=True)], key=lambda p: -p[1])
         fused = rrf({"dense": [i for i, _ in dense], "lexical": [i for i, _ in lexical]})
+        fused = [(i, score, tuple(s for s in signals if s != "dense" or i in found)) for i, score, signals in fused]
         exhausted = done and len(lexical) < depth
         return (fused if exhausted else fused[:fetch]), exhausted
 

@@ -140,3 +140,14 @@ def test_fts_syntax_in_queries_is_taken_literally(tmp_path, query):
         assert found == [d for d, text in docs.items() if any(t.lower() in text.lower() for t in terms)]
         assert len(idx.search(query, k=3, mode="hybrid")) == 2
         assert len(idx.search("plain", k=3)) == 2  # the tables are intact
+
+
+def test_hybrid_ranking_does_not_depend_on_k(index):
+    """Regression: with k=1 the exact-term match lay outside the dense candidates (4k deep);
+    its fused score tied the dense rank-1 chunk's and the tie went to dense, so k=1 and k=2
+    disagreed about the best hit. Lexical candidates are now ranked by the dense signal too."""
+    tops = [index.search("XK-4471-B", k=k, mode="hybrid")[0] for k in (1, 2, 3, 5, 10)]
+    assert {h.doc_id for h in tops} == {"orders/shipment.txt"}
+    assert len({round(h.score, 9) for h in tops}) == 1
+    assert tops[0].signals == ("lexical",)  # not found by the dense search at depth 4
+    assert tops[1].signals == ("dense", "lexical")
