@@ -153,7 +153,7 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(SearchResult):
-    version: int = Field(description="The FAISS version that answered (grows with every publish).")
+    version: int = Field(description="The FAISS version served when the answer left (grows with every publish).")
     took_ms: float
 
 
@@ -382,6 +382,8 @@ def _check_queries(queries: Sequence[str], k: int, limits: Limits) -> None:
     if k > limits.max_k:
         raise HTTPException(422, f"k={k} is over this server's limit of {limits.max_k} (server option --max-k).")
     for q in queries:
+        if not q.strip():
+            raise HTTPException(422, "a query is empty; send some words.")
         if len(q) > limits.max_query_chars:
             raise HTTPException(413, f"a query of {len(q)} characters; the limit is {limits.max_query_chars} "
                                      "(server option --max-query-chars).")

@@ -92,6 +92,8 @@ def test_post_search_one_query_or_a_batch_with_where(client):
     assert [r["query"] for r in many["results"]] == ["highest mountain", "coffee beans"]
     assert many["results"][0]["hits"][0]["doc_id"] in {"m1", "m2"}
     assert many["results"][1]["hits"][0]["doc_id"] == "es/cafe.html"
+    empty = client.post("/search", json={"queries": ["coffee", "  "]})
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"]
     neither = client.post("/search", json={"k": 1})
     assert neither.status_code == 422 and "exactly one of 'query'" in neither.json()["detail"]
     bad = client.post("/search", json={"query": "x", "where": {"year; DROP TABLE chunks": 1}})
