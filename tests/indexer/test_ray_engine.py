@@ -19,8 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import MULTILINGUAL_DOCS, write_files
-from indexer.build import build_index
+from indexer.build import _Writer, build_index, content_hash
+from indexer.chunking import DEFAULT_OVERLAP_TOKENS
 from indexer.cli import cli
+from indexer.reading import read_corpus
 from store import IndexDir, MissingDependency
 from store.check import check_index
 from store.staging import STAGING_DIR
@@ -83,7 +85,7 @@ def staging_of(index: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_ray_build_equals_local_build_and_embeds_only_changes(ray_cluster, corpus, local, tmp_path):
+def test_ray_build_equals_local_build_and_embeds_only_changes(ray_cluster, corpus, local, tmp_path, monkeypatch):
     local_report, local_chunks = local
     mine = shutil.copytree(corpus, tmp_path / "corpus")
     index = tmp_path / "idx"
@@ -98,15 +100,23 @@ def test_ray_build_equals_local_build_and_embeds_only_changes(ray_cluster, corpu
     assert not staging_of(index).exists()
     assert check_index(index).ok
 
-    # Only new or changed documents go to the cluster.
+    # Only new or changed documents are embedded. A new one whose key the workers take for a
+    # stored version's (a 64-bit collision, forced here) is embedded by the driver instead.
     (mine / "en" / "bees.txt").write_text("Bumblebees pollinate tomatoes by shaking the flowers.", encoding="utf-8")
     (mine / "ru" / "shakhmaty.txt").unlink()
+    (mine / "fr" / "neuf.txt").write_text("Un document nouveau sur les abeilles.", encoding="utf-8")
+    (new,) = [d for d in read_corpus(mine / "fr" / "neuf.txt")]
+    stored_keys = _Writer.stored_keys
+    collision = ("fr/neuf.txt", content_hash(new, CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS))  # the hash ignores ids
+    monkeypatch.setattr(_Writer, "stored_keys", lambda self: stored_keys(self) | {collision})
     again = build_index(mine, index, engine="ray")
-    assert (again.documents_updated, again.documents_removed, again.chunks_embedded) == (1, 1, 1)
+    assert (again.documents_added, again.documents_updated, again.documents_removed) == (1, 1, 1)
     assert again.documents_unchanged == local_report.documents_added - 2
+    assert again.chunks_embedded == 2
     assert not staging_of(index).exists()
     chunks = chunk_set(index)
     assert chunks[("en/bees.txt", 0)][0].startswith("Bumblebees")
+    assert chunks[("fr/neuf.txt", 0)][0].startswith("Un document nouveau")
     assert ("ru/shakhmaty.txt", 0) not in chunks
 
 
