@@ -231,7 +231,9 @@ def memory_report(index: faiss.Index, info: FaissInfo, mapped: bool) -> dict[str
         code = int(ivf.code_size)
     else:
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap) else index
-        code = int(inner.storage.code_size) if isinstance(inner, faiss.IndexHNSW) else int(getattr(inner, "code_size", 0))
+        if isinstance(inner, faiss.IndexHNSW):
+            inner = faiss.downcast_index(inner.storage)
+        code = int(getattr(inner, "code_size", 0))
     memory = info.size
     if mapped and ivf is not None:
         memory = max(0, info.size - int(index.ntotal) * (code + 8))

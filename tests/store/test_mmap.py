@@ -1,0 +1,102 @@
+"""Memory-mapped indexes: same results as in memory, checksum first, bytes per vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from fakes import HashingEmbedder
+
+from indexer.cli import cli
+from indexer.importing import import_vectors
+from indexer.update import reindex
+from search import Index
+from store import CorruptIndex, IndexDir
+from store import vectors as faiss_store
+
+DIM = 32
+N = 1200
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    """``n`` unit vectors float32 ``(n, DIM)`` around 40 fixed centres (seed 0), noise seeded by ``seed``."""
+    centres = np.random.default_rng(0).normal(size=(40, DIM))
+    rng = np.random.default_rng(seed)
+    x = centres[rng.integers(0, 40, n)] + rng.normal(scale=0.4, size=(n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """An index of 1,200 imported clustered vectors (one chunk per document), and 30 queries."""
+    folder = tmp_path_factory.mktemp("mmap")
+    vecs = clustered(N, 1)
+    table = pa.table({"doc_id": [f"d{i}" for i in range(N)], "text": [f"chunk {i}" for i in range(N)],
+                      "lang": ["en"] * N, "vector": pa.array(list(vecs), type=pa.list_(pa.float32()))})
+    pq.write_table(table, folder / "v.parquet")
+    import_vectors([folder / "v.parquet"], folder / "i.idx", model=HashingEmbedder(DIM), check_model=False)
+    return folder / "i.idx", clustered(30, 2)
+
+
+@pytest.mark.parametrize(("kind", "code_bytes"), [
+    ("ivf", 4 * DIM), ("ivf-sq8", DIM), ("ivf-pq", faiss_store.pq_subquantizers(DIM)),
+    ("ivf-opq", faiss_store.pq_subquantizers(DIM)), ("flat", 4 * DIM), ("hnsw", 4 * DIM),
+])
+def test_memory_mapped_index_gives_the_same_results_as_in_memory(big, kind, code_bytes):
+    path, queries = big
+    reindex(path, kind)
+    with Index.open(path) as loaded, Index.open(path, mmap=True) as mapped:
+        for nprobe in (None, 4):
+            a, b = loaded.search_vectors(queries, k=10, nprobe=nprobe), mapped.search_vectors(queries, k=10, nprobe=nprobe)
+            assert [[h.chunk_id for h in hits] for hits in a] == [[h.chunk_id for h in hits] for hits in b]
+            assert np.allclose([[h.score for h in hits] for hits in a], [[h.score for h in hits] for hits in b])
+        s_loaded, s_mapped = loaded.stats(), mapped.stats()
+    assert s_loaded["index_kind"] == kind and s_loaded["code_bytes_per_vector"] == code_bytes
+    assert not s_loaded["mmap"] and s_mapped["mmap"]
+    with IndexDir.open_for_reading(path) as idx:
+        size = idx.faiss_info().size
+    assert s_loaded["memory_bytes"] == size and s_loaded["file_bytes_per_vector"] == round(size / N, 1)
+    # mapped: the codes (and, for IVF, the ids) stay in the file
+    assert s_mapped["memory_bytes"] <= size - N * code_bytes
+
+
+def test_mapped_search_keeps_filters_and_refresh_maps_the_new_version(big):
+    path, queries = big
+    reindex(path, "ivf-pq")
+    with Index.open(path, mmap=True) as index:
+        hits = index.search_vectors(queries[:1], k=5)[0]
+        assert len(hits) == 5
+        reindex(path, "ivf")
+        assert index.refresh() and index.stats()["mmap"] and index.stats()["index_kind"] == "ivf"
+        assert [h.chunk_id for h in index.search_vectors(queries[:1], k=5, nprobe=64)[0]][:3] == \
+               [h.chunk_id for h in Index.open(path).search_vectors(queries[:1], k=5, nprobe=64)[0]][:3]
+
+
+def test_a_damaged_file_is_refused_before_it_is_mapped(big, tmp_path):
+    path, _ = big
+    info = reindex(path, "ivf-sq8")
+    file = path / "faiss" / info.file
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+    try:
+        with pytest.raises(CorruptIndex, match="fails its checksum"):
+            Index.open(path, mmap=True)
+        file.write_bytes(bytes(data[:1000]))
+        with pytest.raises(CorruptIndex, match="truncated or damaged"):
+            Index.open(path, mmap=True)
+    finally:
+        reindex(path, "ivf")  # a fresh version for the other tests
+    with IndexDir.open_for_reading(path) as idx:
+        assert idx.faiss_info().kind == "ivf"
+
+
+def test_cli_stats_shows_bytes_per_vector(big):
+    path, _ = big
+    reindex(path, "ivf-pq")
+    result = CliRunner().invoke(cli, ["stats", "--index", str(path), "--mmap"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("per vector:"))
+    assert line.startswith(f"per vector: {faiss_store.pq_subquantizers(DIM)} B code, ") and "memory-mapped" in line
