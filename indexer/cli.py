@@ -136,7 +136,7 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
 
 
 @cli.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @INDEX_OPTION
 @click.option("--model", default=None, help="The model that made the vectors (required for a new index; default: the "
               "index's). Loaded if available here, to check a sample of vectors and to embed queries later.")
@@ -151,7 +151,7 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
 @click.option("--quiet", "-q", is_flag=True, help="No report.")
 def import_(files, index_path, model, text_field, id_field, vector_field, index_type, no_model_check, precision,
             as_json, quiet):
-    """Index chunks with precomputed vectors from Parquet or JSONL FILES (one row per chunk or document).
+    """Index chunks with precomputed vectors from Parquet or JSONL FILES or folders (one row per chunk or document).
 
     Columns: doc_id, text, vector (required); ord, start, end, lang, source, n_tokens,
     metadata (optional); any other column is document metadata. Importing the same rows

@@ -1,7 +1,8 @@
 """``import_vectors``: index chunks whose vectors were computed elsewhere (Spark, another pipeline).
 
-Input: Parquet (``.parquet``, ``.pq``) or JSON Lines (``.jsonl``, ``.ndjson``) files, one row
-per chunk (or one row per document, which is then its only chunk). Columns:
+Input: Parquet (``.parquet``, ``.pq``) or JSON Lines (``.jsonl``, ``.ndjson``) files, or folders
+of them (such as Spark writes), one row per chunk (or one row per document, which is then its
+only chunk). Columns:
 
 =============  ========  ==================================================================
 column         required  meaning
@@ -146,9 +147,7 @@ def import_vectors(
     other documents are imported.
     """
     started = time.perf_counter()
-    paths = [Path(f) for f in files]
-    if not paths:
-        raise InvalidInput("give at least one Parquet or JSONL file to import.")
+    paths = _expand([Path(f) for f in files])
     for path in paths:
         if not path.is_file():
             raise InvalidInput(f"{path} is not a file; give Parquet (.parquet) or JSON Lines (.jsonl) files.")
@@ -163,6 +162,24 @@ def import_vectors(
             if is_new and idx.model_record() is None:
                 shutil.rmtree(index, ignore_errors=True)  # nothing was recorded: leave no empty index
             raise
+
+
+def _expand(given: list[Path]) -> list[Path]:
+    """The files to read: each file given, and the Parquet/JSONL files of each folder given
+    (sorted, hidden and ``_``-prefixed ones such as Spark's ``_SUCCESS`` left out)."""
+    paths: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES + JSONL_SUFFIXES
+                           and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+            if not found:
+                raise InvalidInput(f"the folder {path} holds no .parquet or .jsonl files to import.")
+            paths += found
+        else:
+            paths.append(path)
+    if not paths:
+        raise InvalidInput("give at least one Parquet or JSONL file (or a folder of them) to import.")
+    return paths
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,16 @@ def test_a_loadable_model_checks_the_vectors_and_embeds_queries(tmp_path, use_mo
     assert not (tmp_path / "j.idx").exists()
 
 
+def test_a_folder_of_part_files_is_read_like_spark_output(tmp_path, hashing):
+    rows = chunk_rows(hashing)
+    (tmp_path / "out").mkdir()
+    write_parquet(tmp_path / "out" / "part-00000.parquet", rows[:4])
+    write_parquet(tmp_path / "out" / "part-00001.parquet", rows[4:])
+    (tmp_path / "out" / "_SUCCESS").write_text("")
+    report = import_vectors([tmp_path / "out"], tmp_path / "i.idx", model=hashing)
+    assert (report.files, report.documents_added, report.chunks_imported) == (2, 4, 8)  # volcano spans both files
+
+
 def test_one_row_per_document_and_metadata_column(tmp_path, hashing):
     texts = {"d1": "Ein Vulkan bricht aus, wenn Magma aufsteigt.", "d2": "La photosynthèse transforme la lumière."}
     rows = [{"doc_id": k, "text": t, "vector": hashing.embed_documents([t])[0].tolist(), "source": f"crawl/{k}.html",
