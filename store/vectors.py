@@ -159,9 +159,11 @@ def build_index(
             m = pq_subquantizers(dimension)
             index, factory = faiss.IndexIVFPQ(quantizer, dimension, nlist, m, 8, faiss.METRIC_INNER_PRODUCT), f"IVF{nlist},PQ{m}"
         elif kind == "ivf-opq":
+            # Built by hand, not with index_factory, which also turns on polysemous training
+            # (slow, and of no use to a search that does not use polysemous codes).
             m = pq_subquantizers(dimension)
-            factory = f"OPQ{m},IVF{nlist},PQ{m}"
-            index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+            ivfpq = faiss.IndexIVFPQ(quantizer, dimension, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            index, factory = faiss.IndexPreTransform(faiss.OPQMatrix(dimension, m), ivfpq), f"OPQ{m},IVF{nlist},PQ{m}"
         else:
             raise InvalidInput(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
         faiss.extract_index_ivf(index).cp.seed = seed
