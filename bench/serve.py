@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import numpy as np
@@ -69,32 +70,59 @@ def start_server(index: Path, extra: list[str], precision: str, log: Path) -> tu
     raise SystemExit(f"the server did not start:\n{log.read_text()}")
 
 
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client for GET requests: the load generator shares the
+    server's two cores, and httpx costs 1.5-3 ms of CPU per request against about 0.2 ms here."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return cls(reader, writer, parts.netloc)
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length")
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def closed_loop(url: str, queries: list[str], clients: int, seconds: float) -> dict:
     """``clients`` concurrent loops of GET /search for ``seconds``: requests/s, latency, errors."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        stop_at = time.perf_counter() + seconds
+    targets = ["/search?" + urlencode({"q": q, "k": 10}) for q in queries]
+    connections = [await Connection.open(url) for _ in range(clients)]
+    stop_at = time.perf_counter() + seconds
 
-        async def loop(seed: int) -> None:
-            nonlocal errors
-            rng = random.Random(seed)
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
-                try:
-                    response = await client.get("/search", params={"q": rng.choice(queries), "k": 10})
-                    ok = response.status_code == 200 and len(response.json()["hits"]) == 10
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
+    async def loop(connection: Connection, seed: int) -> None:
+        nonlocal errors
+        rng = random.Random(seed)
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                status, body = await connection.get(rng.choice(targets))
+                ok = status == 200 and len(json.loads(body)["hits"]) == 10
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(loop(i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c, i) for i, c in enumerate(connections)))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
     ms = np.array(latencies) * 1000
     return {
         "clients": clients, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
