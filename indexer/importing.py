@@ -283,7 +283,7 @@ def _reject(report: ImportReport, where: Skipped) -> None:
 def _resolve_model(idx: IndexDir, recorded: dict[str, Any] | None, model: Any, check_model: bool,
                    precision: str | None) -> tuple[str, Any]:
     """``(model name, loaded embedder or None)``; ModelMismatch if it is not the index's model."""
-    from indexer.embedding import display, is_available, load_embedder, resolve, same_model
+    from indexer.embedding import display, is_available, load_embedder, require_same_model, resolve
 
     if model is None and recorded is None:
         raise InvalidInput(
@@ -305,11 +305,8 @@ def _resolve_model(idx: IndexDir, recorded: dict[str, Any] | None, model: Any, c
                 embedder = None
     else:
         embedder, name = model, model.name
-    if recorded is not None and embedder is not None and recorded.get("probe") and not same_model(recorded, embedder):
-        raise ModelMismatch(
-            f"{idx.path} was built with the model {display(recorded['name'])}, and {display(embedder.name)} gives other "
-            "vectors. Import vectors of the index's model, or import into a new --index."
-        )
+    if recorded is not None and embedder is not None:
+        require_same_model(recorded, embedder, idx.path, "Import vectors of the index's model, or into a new --index.")
     return name, embedder
 
 
