@@ -49,6 +49,8 @@ FLAT_MAX = 20_000
 RETRAIN_GROWTH = 4.0
 """An IVF index is retrained once the collection is this many times what it was trained on."""
 TARGET_RECALL = 0.95
+PLATEAU = 0.002
+"""``tune_nprobe`` stops doubling nprobe once recall@10 grows by less than this."""
 INDEX_TYPES = ("auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "ivf-opq", "hnsw")
 IVF_KINDS = ("ivf", "ivf-sq8", "ivf-pq", "ivf-opq")
 PQ_MIN_VECTORS = 1000
@@ -259,18 +261,24 @@ def memory_report(index: faiss.Index, info: FaissInfo, mapped: bool) -> dict[str
 
 
 def tune_nprobe(index: faiss.Index, stream: VectorSource, queries: np.ndarray, k: int = 10) -> tuple[int, float]:
-    """The smallest nprobe (powers of two) whose recall@k against exact search ≥ 0.95.
+    """The smallest nprobe (powers of two) whose recall@k against exact search ≥ 0.95, or
+    where recall stops growing (doubling nprobe gains less than :data:`PLATEAU`: the codes,
+    not the lists visited, limit it, as with PQ), or all lists.
 
     ``queries`` float32 ``(q, d)`` are stored vectors. Returns ``(nprobe, recall)``.
     """
     truth = exact_search(stream, queries, k)
     nlist = ivf_of(index).nlist
     nprobe, recall = 1, 0.0
+    previous: tuple[int, float] | None = None
     while True:
         _, found = index.search(queries, k, params=ivf_params(index, nprobe))
         recall = recall_at_k(found, truth)
+        if previous is not None and recall - previous[1] < PLATEAU:
+            return previous
         if recall >= TARGET_RECALL or nprobe >= nlist:
             return nprobe, recall
+        previous = (nprobe, recall)
         nprobe = min(nprobe * 2, nlist)
 
 
