@@ -12,6 +12,7 @@ from store import vectors
 from store.errors import BabelIndexError
 from store.index_dir import IndexDir
 from store.metadata import DB_FILE
+from store.staging import STAGING_DIR
 
 
 @dataclass
@@ -172,6 +173,12 @@ def _check_leftovers(idx: IndexDir, info, report: CheckReport) -> None:
     if temporary:
         report.warnings.append(f"leftover temporary files of an interrupted write: {', '.join(temporary)}; "
                                "the next build or `indexer repair` removes them.")
+    staging = idx.path / STAGING_DIR
+    staged = sorted(staging.glob("*/shard-*.parquet")) if staging.is_dir() else []
+    if staged:
+        builds = sorted({p.parent.name for p in staged})
+        report.warnings.append(f"{len(staged)} shards of an interrupted distributed build wait in {STAGING_DIR}/ "
+                               f"({', '.join(builds)}); the next `indexer build --engine ray` merges them.")
     old = sorted(p.name for p in folder.glob("*.faiss") if p.name not in current)
     if len(old) > 1:
         report.warnings.append(f"{len(old)} superseded FAISS versions kept: {', '.join(old)}")

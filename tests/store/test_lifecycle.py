@@ -146,6 +146,16 @@ def test_leftover_temporary_files_are_reported_and_removed(built, use_model):
     assert check_index(built).warnings == []
 
 
+def test_shards_of_an_interrupted_distributed_build_are_reported(built):
+    folder = built / "staging" / "20261122T030000-abcdef12"
+    folder.mkdir(parents=True)
+    (folder / "shard-000000.parquet").write_bytes(b"PAR1")
+    report = check_index(built)
+    assert report.ok
+    assert any("1 shards of an interrupted distributed build" in w and "20261122T030000-abcdef12" in w
+               for w in report.warnings)
+
+
 def test_check_on_a_fresh_index_passes_and_says_so(built):
     result = CliRunner().invoke(cli, ["check", "--index", str(built)])
     assert result.exit_code == 0
