@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -44,7 +45,11 @@ class Hit:
         object.__setattr__(self, "signals", tuple(self.signals))  # a JSON list reads back as a tuple
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list)."""
-        data = asdict(self)
-        data["signals"] = list(self.signals)
-        return data
+        """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list).
+
+        Written out rather than ``dataclasses.asdict``, which costs a tenth of an HTTP search."""
+        return {
+            "score": self.score, "text": self.text, "doc_id": self.doc_id, "chunk_id": self.chunk_id,
+            "source": self.source, "lang": self.lang, "start": self.start, "end": self.end,
+            "metadata": copy.deepcopy(self.metadata) if self.metadata else {}, "signals": list(self.signals),
+        }

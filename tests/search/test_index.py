@@ -131,3 +131,15 @@ def test_searches_go_on_while_refresh_reads_a_new_version(built, tiny_model, mon
     refresher.join()
     assert len(hits) == 3 and waited < 0.5, waited
     assert index.get_document("new") is not None and "new" in {h.doc_id for h in index.search("Tee", k=10)}
+
+
+def test_hit_to_dict_has_every_field_and_copies_the_metadata():
+    from dataclasses import asdict
+
+    hit = Hit(score=0.5, text="t", doc_id="d", chunk_id=3, source="s", lang="de", start=0, end=1,
+              metadata={"tags": ["a"], "year": 2020}, signals=("dense", "lexical"))
+    data = hit.to_dict()
+    assert list(data) == [f.name for f in fields(Hit)]
+    assert data == {**asdict(hit), "signals": ["dense", "lexical"]}
+    data["metadata"]["tags"].append("b")
+    assert hit.metadata == {"tags": ["a"], "year": 2020}
