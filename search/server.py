@@ -108,7 +108,7 @@ class ServerSettings:
     token: str | None = None
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     limits: Limits = field(default_factory=Limits)
-    batch_size: int = 32
+    batch_size: int = 8
     batch_wait_ms: float = 2.0
     refresh_seconds: float = 2.0
     search_threads: int = 2
