@@ -220,6 +220,7 @@ def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path,
     build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
     before = _live_chunks(tmp_path / "i.idx")
     monkeypatch.setattr(build_module, "FLUSH_CHUNKS", 10)
+    monkeypatch.setattr(build_module, "PENDING_CHUNKS", 10)
     calls = {"n": 0}
     real = tiny_model.embed_documents
 
