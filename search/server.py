@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search.batching import QueryBatcher
 from search.filters import parse_where
+from search.hit import Hit
 from search.index import Index
 from store.errors import (
     BabelIndexError,
@@ -132,24 +133,9 @@ class SearchBody(BaseModel):
     group_by: Literal["document"] | None = Field(None, description="'document': the best chunk of each document.")
 
 
-class HitModel(BaseModel):
-    """One passage found; the same fields as the Python :class:`search.Hit`."""
-
-    score: float
-    text: str
-    doc_id: str
-    chunk_id: int
-    source: str
-    lang: str | None
-    start: int
-    end: int
-    metadata: dict[str, Any]
-    signals: list[str]
-
-
 class SearchResult(BaseModel):
     query: str
-    hits: list[HitModel]
+    hits: list[Hit]
 
 
 class SearchResponse(SearchResult):
@@ -345,7 +331,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         deleted = await run_in_threadpool(write, lambda: index.delete(body.ids)) if body.ids else 0
         return {"deleted": deleted}
 
-    @app.get("/chunks/{chunk_id}", response_model=HitModel, tags=["documents"])
+    @app.get("/chunks/{chunk_id}", response_model=Hit, tags=["documents"])
     def get_chunk(chunk_id: int) -> dict[str, Any]:
         """One chunk with its document's fields (``score`` 0, no signals)."""
         hit = index.get_chunk(chunk_id)

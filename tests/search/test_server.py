@@ -150,7 +150,7 @@ def test_health_openapi_and_docs(client):
     spec = client.get("/openapi.json").json()
     assert {"/search", "/documents", "/documents/{doc_id}", "/documents/delete", "/chunks/{chunk_id}", "/stats",
             "/health"} <= set(spec["paths"])
-    assert set(spec["components"]["schemas"]["HitModel"]["properties"]) == HIT_FIELDS
+    assert set(spec["components"]["schemas"]["Hit"]["properties"]) == HIT_FIELDS
     assert client.get("/docs").status_code == 200
 
 
