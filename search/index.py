@@ -12,7 +12,7 @@ import numpy as np
 from search.filters import build_filter
 from search.fusion import rrf
 from search.hit import Hit
-from store import CorruptIndex, IndexDir, InvalidInput, ModelNotAvailable
+from store import IndexDir, InvalidInput, ModelNotAvailable
 from store import lexical as lexical_store
 from store import vectors as faiss_store
 
@@ -342,11 +342,7 @@ class Index:
                 info = self._store.faiss_info()
             if info is None or info == self._info:
                 return False
-            try:
-                loaded = faiss_store.read_version(self.path, info, mmap=self._mmap)
-            except CorruptIndex:  # replaced by a newer version meanwhile: read the setting again
-                with self._lock:
-                    loaded, info = self._store.load_faiss(mmap=self._mmap)
+            loaded, info = self._store.load_faiss(mmap=self._mmap, lock=self._lock)
             with self._lock:
                 self._faiss, self._info = loaded, info
             return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,19 @@ class IndexDir:
         return StagingArea(self.path)
 
     # -- FAISS ------------------------------------------------------------------------------
-    def load_faiss(self, *, mmap: bool = False) -> tuple[faiss.Index | None, FaissInfo | None]:
+    def load_faiss(
+        self, *, mmap: bool = False, lock: AbstractContextManager[Any] | None = None,
+    ) -> tuple[faiss.Index | None, FaissInfo | None]:
         """The current published FAISS index, checksum-verified (``(None, None)`` if none yet).
 
         With ``mmap``, memory-mapped read-only instead of read (see :func:`store.vectors.read_version`).
+        ``lock``, if given, is held while the SQLite connection is read (a connection shared
+        between threads), not while the file is read and verified.
         """
+        guard = lock if lock is not None else nullcontext()
         for attempt in range(3):
-            info = self.faiss_info()
+            with guard:
+                info = self.faiss_info()
             if info is None:
                 return None, None
             try:
@@ -130,7 +137,9 @@ class IndexDir:
             except CorruptIndex:
                 # A writer may have published a newer version and removed this one between
                 # our reading the setting and the file: read the setting again.
-                if attempt == 2 or self.faiss_info() == info:
+                with guard:
+                    unchanged = self.faiss_info() == info
+                if attempt == 2 or unchanged:
                     raise
         raise AssertionError("unreachable")
 
