@@ -138,9 +138,10 @@ CREATING_SUFFIX = ".new"
 
 
 def _create_database(path: Path) -> None:
-    """Create ``path`` with its whole schema, atomically: built under a temporary name, fsynced,
-    then renamed. A process killed on the way leaves no ``meta.db`` at all (SQLite creates its
-    file on connect, before any table exists), so no half-made index is ever seen."""
+    """Create ``path`` with its schema and version, atomically: built under a temporary name,
+    fsynced, then renamed. A process killed on the way leaves no ``meta.db`` at all (SQLite
+    creates its file on connect, before any table exists), so no half-made index is ever seen.
+    The full-text table follows when :class:`MetaStore` opens it (``_ensure_fts``, itself atomic)."""
     tmp = path.with_name(path.name + CREATING_SUFFIX)
     for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
         leftover.unlink(missing_ok=True)
@@ -149,8 +150,6 @@ def _create_database(path: Path) -> None:
         conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file's header
         crash_point("create-db")
         conn.executescript(_SCHEMA_TRANSACTION)
-        if sqlite3.sqlite_version_info >= FTS_MIN_SQLITE:
-            conn.executescript("BEGIN IMMEDIATE;" + ";".join(_FTS_SCHEMA) + "; COMMIT;")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
