@@ -207,10 +207,10 @@ def import_(files, index_path, model, text_field, id_field, vector_field, index_
 def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision, mmap):
     """Find the passages that best match QUERY, in any language."""
     from search import Index
-    from search.filters import parse_where
+    from search.filters import parse_langs, parse_where
 
     try:
-        langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
+        langs = parse_langs(lang)
         with Index.open(index_path, precision=precision, mmap=mmap) as index:
             hits = index.search(query, k=k, nprobe=nprobe, lang=langs, source=source, where=parse_where(where),
                                 mode=mode, group_by=group_by)

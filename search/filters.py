@@ -132,6 +132,12 @@ def _scalar(key: str, value: Any) -> Any:
     )
 
 
+def parse_langs(text: str | None) -> list[str] | None:
+    """The ``lang`` filter from comma-separated codes (``"de, fr"`` → ``["de", "fr"]``), as the
+    CLI's ``--lang`` and the HTTP API's ``lang=`` take it; ``None`` stays ``None``."""
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
 def parse_where(expressions: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The ``where`` dict of CLI conditions such as ``year>=2020``, ``tag in a,b``.
 

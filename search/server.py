@@ -53,7 +53,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.batching import QueryBatcher
-from search.filters import parse_where
+from search.filters import parse_langs, parse_where
 from search.hit import Hit
 from search.index import Index
 from store.errors import (
@@ -262,7 +262,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     ) -> JSONResponse:
         """One query, with its filters as query parameters."""
         started = time.perf_counter()
-        langs = [x.strip() for x in lang.split(",") if x.strip()] if lang is not None else None
+        langs = parse_langs(lang)
         hits, version = await run_search(
             [q], k, nprobe=nprobe, mode=mode, lang=langs, source=source,
             where=parse_where(where) if where else None, group_by=group_by,
