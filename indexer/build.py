@@ -13,8 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,23 +224,8 @@ def chunk_quietly(blas: ThreadpoolController, doc: Document, embedder: Embedder,
     otherwise spin for a while after each call and slow the model that runs next by about
     10% on two cores (measured with bench/build.py).
     """
-    with _one_blas_thread(blas):
+    with blas.limit(limits=1, user_api="blas"):
         return chunk_document(doc, embedder, settings["chunk_tokens"], settings["overlap_tokens"])
-
-
-@contextmanager
-def _one_blas_thread(blas: ThreadpoolController) -> Iterator[None]:
-    """Like ``blas.limit(limits=1, user_api="blas")``, without its survey of every loaded
-    library on each call (7% of a build's own time, once per document)."""
-    controllers = [c for c in blas.lib_controllers if c.user_api == "blas"]
-    before = [c.num_threads for c in controllers]
-    for c in controllers:
-        c.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for c, n in zip(controllers, before, strict=True):
-            c.set_num_threads(n)
 
 
 def _usable(chunks: list[StoredChunk]) -> list[StoredChunk] | None:
