@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
-from indexer.build import build_index, chunk_document
+from indexer.build import build_index
 from indexer.chunking import DEFAULT_OVERLAP_TOKENS
 from indexer.embedding import load_embedder
 from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
 from indexer.reading import Document, read_corpus
+from indexer.writer import Chunker
 from store import IndexDir
+from store.records import IndexSettings
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 TASKS = ["deu", "fra", "spa", "rus", "cmn", "ara", "jpn", "ita"]
@@ -103,8 +105,8 @@ def main() -> None:
     # Pure embedding runs once before and once after the build, on the chunks the build
     # makes, and the build is compared with their mean: drift on a shared machine then
     # weighs on both sides alike.
-    probe_texts = [c.text for doc in read_corpus(work / "corpus") if isinstance(doc, Document)
-                   for c in chunk_document(doc, embedder, args.chunk_tokens, DEFAULT_OVERLAP_TOKENS)]
+    chunker = Chunker(embedder, IndexSettings(chunk_tokens=args.chunk_tokens, overlap_tokens=DEFAULT_OVERLAP_TOKENS))
+    probe_texts = [c.text for doc in read_corpus(work / "corpus") if isinstance(doc, Document) for c in chunker(doc)]
     before_s = timed(embedder.embed_documents, probe_texts)
     inside = TimedEmbedder(embedder)
     report = build_index(work / "corpus", work / "bench.idx", model=inside, chunk_tokens=args.chunk_tokens)

@@ -44,7 +44,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from store import vectors as faiss_store
+from store import faiss_files, faiss_index, index_types, records
 
 BATCH = 50_000
 SUBSPACE = 64
@@ -89,7 +89,7 @@ def stream_of(data: np.ndarray):
 
 def latencies(index: faiss.Index, queries: np.ndarray, nprobe: int) -> dict[str, float]:
     """p50 and p99 milliseconds of one-query searches (k=10) at ``nprobe``."""
-    params = faiss_store.ivf_params(index, nprobe)
+    params = faiss_index.ivf_params(index, nprobe)
     times = []
     for q in queries:
         t = time.perf_counter()
@@ -107,7 +107,7 @@ def build_kind(kind: str, data: np.ndarray, centroids: np.ndarray, assign: np.nd
     """An index of ``kind`` over ``data`` on the shared coarse centroids; (index, train s, add s)."""
     n, dim = data.shape
     nlist = len(centroids)
-    m = faiss_store.pq_subquantizers(dim)
+    m = faiss_index.pq_subquantizers(dim)
     t = time.perf_counter()
     opq = None
     if kind == "ivf-opq":
@@ -150,11 +150,11 @@ def measure_ivf(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     stream = stream_of(data)
 
     t = time.perf_counter()
-    truth = faiss_store.exact_search(stream, queries, 10)
+    truth = faiss_index.exact_search(stream, queries, 10)
     exact_s = time.perf_counter() - t
     log(f"exact top-10 of {len(queries)} queries in {exact_s:.0f} s")
 
-    nlist = faiss_store.choose_nlist(n)
+    nlist = index_types.choose_nlist(n)
     rng = np.random.default_rng(args.seed + 2)
     train_ids = np.sort(rng.choice(n, size=min(n, args.train_per_list * nlist), replace=False))
     t = time.perf_counter()
@@ -181,30 +181,30 @@ def measure_ivf(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         index, train_s, add_s = build_kind(kind, data, centroids, assign, codec_sample)
         log(f"{kind}: codes trained in {train_s:.0f} s, {n:,} vectors added in {add_s:.0f} s")
         t = time.perf_counter()
-        nprobe, tuned = faiss_store.tune_nprobe(index, stream, tune_queries)
+        nprobe, tuned = faiss_index.tune_nprobe(index, stream, tune_queries)
         tune_s = time.perf_counter() - t
-        found = index.search(queries, 10, params=faiss_store.ivf_params(index, nprobe))[1]
-        recall = faiss_store.recall_at_k(found, truth)
-        found64 = index.search(queries, 10, params=faiss_store.ivf_params(index, 64))[1]
+        found = index.search(queries, 10, params=faiss_index.ivf_params(index, nprobe))[1]
+        recall = faiss_index.recall_at_k(found, truth)
+        found64 = index.search(queries, 10, params=faiss_index.ivf_params(index, 64))[1]
         loaded = latencies(index, queries, nprobe)
-        (work / faiss_store.FAISS_DIR).mkdir(exist_ok=True)
-        path = work / faiss_store.FAISS_DIR / f"{kind}.faiss"
+        (work / faiss_files.FAISS_DIR).mkdir(exist_ok=True)
+        path = work / faiss_files.FAISS_DIR / f"{kind}.faiss"
         faiss.write_index(index, str(path))
-        ivf = faiss_store.ivf_of(index)
+        ivf = faiss_index.ivf_of(index)
         code = int(ivf.code_size)
         del index, ivf
         gc.collect()
         size = path.stat().st_size
         t = time.perf_counter()
-        sha = faiss_store._sha256_file(path)
+        sha = faiss_files.sha256_file(path)
         hash_s = time.perf_counter() - t
-        info = faiss_store.FaissInfo(version=1, file=path.name, sha256=sha, size=size, ntotal=n, kind=kind, factory="")
+        info = records.FaissInfo(version=1, file=path.name, sha256=sha, size=size, ntotal=n, kind=kind, factory="")
         rss_before = _rss()
         t = time.perf_counter()
-        mapped = faiss_store.read_version(work, info, mmap=True)  # verifies the sha256, then maps
+        mapped = faiss_files.read_version(work, info, mmap=True)  # verifies the sha256, then maps
         open_s = time.perf_counter() - t
         mapped_lat = latencies(mapped, queries, nprobe)
-        mem = faiss_store.memory_report(mapped, info, True)
+        mem = faiss_index.memory_report(mapped, info, True)
         rss_growth = _rss() - rss_before
         del mapped
         gc.collect()
@@ -212,7 +212,7 @@ def measure_ivf(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results[kind] = {
             "build_s": round(coarse_s + assign_s + train_s + add_s, 1), "code_train_s": round(train_s, 1),
             "add_s": round(add_s, 1), "nprobe": nprobe, "tuned_recall": round(tuned, 3), "tune_s": round(tune_s, 1),
-            "recall_at_10": round(recall, 4), "recall_at_10_nprobe64": round(faiss_store.recall_at_k(found64, truth), 4),
+            "recall_at_10": round(recall, 4), "recall_at_10_nprobe64": round(faiss_index.recall_at_k(found64, truth), 4),
             "code_bytes_per_vector": code, "file_bytes_per_vector": round(size / n, 1),
             "mmap_memory_bytes_per_vector": mem["memory_bytes_per_vector"], "file_mb": round(size / 1e6, 1),
             "loaded": loaded, "mmap": mapped_lat, "mmap_open_s": round(open_s, 2), "sha256_s": round(hash_s, 2),

@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build import sentences, write_corpus
+
 from indexer.build import build_index
 from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import sentencex
 
+from store.records import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
+
 TokenCounter = Callable[[Sequence[str]], list[int]]
-DEFAULT_CHUNK_TOKENS = 256
-DEFAULT_OVERLAP_TOKENS = 32
 
 
 @dataclass(frozen=True)

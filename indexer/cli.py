@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES, PRECISIONS
 from store.errors import BabelIndexError
 
 INDEX_OPTION = click.option(
@@ -23,17 +24,13 @@ INDEX_OPTION = click.option(
     type=click.Path(file_okay=False, path_type=Path), help="Index directory.",
 )
 
-
-INDEX_TYPES = ["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "ivf-opq", "hnsw"]
-"""As store.vectors.INDEX_TYPES (not imported here: that would load FAISS for every command)."""
-
 MMAP_OPTION = click.option(
     "--mmap", is_flag=True, help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
     "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
 )
 
 PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None, envvar="BABELINDEX_PRECISION",
+    "--precision", type=click.Choice(PRECISIONS), default=None, envvar="BABELINDEX_PRECISION",
     show_envvar=True, help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
     "measured once and cached), fp32, bf16 or int8.",
 )
@@ -95,7 +92,7 @@ def cli() -> None:
                    "then ivf). Default: as recorded, else auto.")
 @click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
 @click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="Where to read, chunk and embed: this process, or a Ray cluster (pip install 'babelindex[ray]').")
 @click.option("--ray-address", default=None, metavar="ADDRESS",
               help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
@@ -194,14 +191,14 @@ def import_(files, index_path, model, text_field, id_field, vector_field, index_
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Number of hits.")
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
-@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]), default="dense", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True,
               help="dense: embeddings (cosine); lexical: full-text (bm25); hybrid: both, fused by rank.")
 @click.option("--lang", default=None, help="Only chunks in these languages, comma-separated (e.g. de,fr).")
 @click.option("--source", default=None, help="Only documents whose source matches this glob ('docs/*.md') or prefix ('docs/').")
 @click.option("--where", "where", multiple=True, metavar="COND",
               help="Metadata condition, repeatable: KEY OP VALUE with OP one of = != < <= > >= (e.g. 'year>=2020'), "
               "or 'KEY in A,B'.")
-@click.option("--group-by", type=click.Choice(["document"]), default=None, help="Best chunk of each of k documents.")
+@click.option("--group-by", type=click.Choice(GROUP_BY), default=None, help="Best chunk of each of k documents.")
 @PRECISION_OPTION
 @MMAP_OPTION
 def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision, mmap):
@@ -325,9 +322,10 @@ def remove(sources, index_path, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check(index_path, verify_model, as_json):
     """Verify an index: SQLite integrity, FAISS checksum, ids, vectors, model. Exits 1 on a problem."""
+    from indexer.embedding import verify_model as load_and_compare
     from store.check import check_index
 
-    report = check_index(index_path, verify_model=verify_model)
+    report = check_index(index_path, verify_model=load_and_compare if verify_model else None)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

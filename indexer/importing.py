@@ -44,6 +44,7 @@ way), while :meth:`search.Index.search_vectors` works without it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -56,9 +57,13 @@ from typing import Any
 import numpy as np
 
 from indexer import language
-from indexer.build import FLUSH_CHUNKS, BuildReport, Progress, _settings, _Writer
+from indexer.embedding import Embedder
+from indexer.jsonl import read_jsonl
 from indexer.reading import Document, Skipped
-from store import DimensionMismatch, IndexDir, InvalidInput, ModelError, ModelMismatch, StoredChunk
+from indexer.writer import FLUSH_CHUNKS, BuildReport, EmbeddedDocument, Writer, resolve_settings
+from store.errors import DimensionMismatch, InvalidInput, ModelError, ModelMismatch
+from store.index_dir import IndexDir
+from store.records import ModelRecord, StoredChunk
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -120,7 +125,7 @@ def import_vectors(
     files: Sequence[str | Path],
     index: str | Path,
     *,
-    model: Any = None,
+    model: str | Embedder | None = None,
     text_field: str = "text",
     id_field: str = "doc_id",
     vector_field: str = "vector",
@@ -189,13 +194,13 @@ class _Fields:
     vector: str
 
 
-def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: Any, index_type: str | None,
+def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: str | Embedder | None, index_type: str | None,
             check_model: bool, precision: str | None, started: float) -> ImportReport:
     recorded = idx.model_record()
     name, embedder = _resolve_model(idx, recorded, model, check_model, precision)
-    dimension = int(recorded["dimension"]) if recorded else None
+    dimension = recorded.dimension if recorded else None
     report = ImportReport(index=str(idx.path), model=name, files=len(paths))
-    settings = _settings(idx, None, None, index_type)
+    settings = resolve_settings(idx, index_type=index_type)
 
     # Pass 1: check every row; tally each document's rows and content hash.
     tallies: dict[str, _DocTally] = {}
@@ -220,7 +225,7 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: Any, index
         got = ", ".join(str(w) for w in sorted(widths))
         raise DimensionMismatch(
             f"the vectors have {got} dimensions, but {idx.path} holds {dimension}-dimensional vectors of the model "
-            f"{recorded['name']!r}. Import vectors of that model, or import into a new --index."
+            f"{recorded.name!r}. Import vectors of that model, or import into a new --index."
         )
     if not any(not t.rejected for t in tallies.values()):
         first = report.rejected[0] if report.rejected else {"source": ", ".join(map(str, paths)), "reason": "no rows"}
@@ -233,7 +238,7 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: Any, index
     if recorded is None:
         _record_model(idx, name, embedder, dimension)
 
-    writer = _Writer(idx, embedder, settings, None, report, Progress())
+    writer = Writer(idx, embedder, settings, report)
     todo: dict[str, int] = {}
     for doc_id, tally in tallies.items():
         if tally.rejected:
@@ -245,7 +250,7 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: Any, index
     # Pass 2: gather the rows of documents to write; write each once all its rows are read.
     if todo:
         open_docs: dict[str, list[_Row]] = {}
-        batch: list[tuple[Document, str, int, list[StoredChunk]]] = []
+        batch: list[EmbeddedDocument] = []
         batch_chunks = 0
         for item in _rows(paths, fields, dimension, {}):
             if isinstance(item, tuple) or item.doc_id not in todo:
@@ -259,16 +264,14 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: Any, index
             if doc is None:
                 continue
             batch.append(doc)
-            batch_chunks += len(doc[3])
-            report.chunks_imported += len(doc[3])
+            batch_chunks += len(doc.chunks)
+            report.chunks_imported += len(doc.chunks)
             if batch_chunks >= FLUSH_CHUNKS:
                 writer.write_embedded(batch)
                 batch, batch_chunks = [], 0
         writer.write_embedded(batch)
     writer.finish()
-    info = idx.publish(settings["index_type"], dimension)
-    report.index_type = info.factory if info else ""
-    report.chunks_total = idx.meta.count("chunks")
+    writer.publish(dimension=dimension)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -280,8 +283,8 @@ def _reject(report: ImportReport, where: Skipped) -> None:
 
 
 # -- the model ----------------------------------------------------------------------------
-def _resolve_model(idx: IndexDir, recorded: dict[str, Any] | None, model: Any, check_model: bool,
-                   precision: str | None) -> tuple[str, Any]:
+def _resolve_model(idx: IndexDir, recorded: ModelRecord | None, model: str | Embedder | None, check_model: bool,
+                   precision: str | None) -> tuple[str, Embedder | None]:
     """``(model name, loaded embedder or None)``; ModelMismatch if it is not the index's model."""
     from indexer.embedding import display, is_available, load_embedder, require_same_model, resolve
 
@@ -291,13 +294,17 @@ def _resolve_model(idx: IndexDir, recorded: dict[str, Any] | None, model: Any, c
             "local directory): queries will be embedded with it, so that they compare with the imported vectors."
         )
     if model is None or isinstance(model, str):
-        name = model or recorded["name"]
-        if recorded is not None and resolve(name) != resolve(recorded["name"]):
+        if model is not None:
+            name = model
+        else:
+            assert recorded is not None  # a new index without a model was refused above
+            name = recorded.name
+        if recorded is not None and resolve(name) != resolve(recorded.name):
             raise ModelMismatch(
-                f"{idx.path} holds vectors of the model {display(recorded['name'])}, not {display(name)}. "
-                f"Import vectors of {recorded['name']!r} (omit --model), or import into a new --index."
+                f"{idx.path} holds vectors of the model {display(recorded.name)}, not {display(name)}. "
+                f"Import vectors of {recorded.name!r} (omit --model), or import into a new --index."
             )
-        embedder = None
+        embedder: Embedder | None = None
         if check_model and is_available(name):
             try:
                 embedder = load_embedder(name, precision=precision)
@@ -310,7 +317,7 @@ def _resolve_model(idx: IndexDir, recorded: dict[str, Any] | None, model: Any, c
     return name, embedder
 
 
-def _check_sample(embedder: Any, sample: list[_Row], name: str) -> float:
+def _check_sample(embedder: Embedder, sample: list[_Row], name: str) -> float:
     """Median cosine between the sample rows' vectors and their texts embedded by ``embedder``."""
     from indexer.embedding import display
 
@@ -332,17 +339,14 @@ def _check_sample(embedder: Any, sample: list[_Row], name: str) -> float:
     return round(cosine, 4)
 
 
-def _record_model(idx: IndexDir, name: str, embedder: Any, dimension: int) -> None:
+def _record_model(idx: IndexDir, name: str, embedder: Embedder | None, dimension: int) -> None:
     from indexer.embedding import describe, resolve
 
     if embedder is not None:
-        record = describe(embedder)
+        record = dataclasses.replace(describe(embedder), imported=True)
     else:
-        record = {"name": name, "source": resolve(name), "backend": "imported", "revision": None,
-                  "pooling": None, "max_tokens": None, "dimension": dimension}
-    record["imported"] = True
-    with idx.meta.transaction():
-        idx.meta.set_setting("model", record)
+        record = ModelRecord(name=name, source=resolve(name), backend="imported", dimension=dimension, imported=True)
+    idx.record_model(record)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -400,30 +404,20 @@ def _parquet_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict], 
         first += batch.num_rows
 
 
-def _jsonl_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict], list[Any], list[int]]]:
-    records: list[Any] = []
+def _jsonl_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict[str, Any]], list[Any], list[int]]]:
+    """Batches of ``(records as dicts, vectors or None, line numbers)``; a line that is not a
+    JSON object gives ``{"__error__": reason}``."""
+    records: list[dict[str, Any]] = []
     vectors: list[Any] = []
     numbers: list[int] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue  # blank lines are not rows
-            vector = None
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                record = {"__error__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
-            else:
-                if isinstance(record, dict):
-                    vector = record.pop(fields.vector, None)
-                else:
-                    record = {"__error__": "not a JSON object"}
-            records.append(record)
-            vectors.append(vector)
-            numbers.append(number)
-            if len(records) == BATCH_ROWS:
-                yield records, vectors, numbers
-                records, vectors, numbers = [], [], []
+    for line in read_jsonl(path, errors="replace"):
+        record = line.record if line.record is not None else {"__error__": line.problem}
+        vectors.append(None if line.record is None else record.pop(fields.vector, None))
+        records.append(record)
+        numbers.append(line.number)
+        if len(records) == BATCH_ROWS:
+            yield records, vectors, numbers
+            records, vectors, numbers = [], [], []
     if records:
         yield records, vectors, numbers
 
@@ -518,8 +512,8 @@ def _row_digest(row: _Row) -> int:
 
 
 # -- writing -------------------------------------------------------------------------------
-def _document(writer: _Writer, rows: list[_Row], tally: _DocTally,
-              embedder: Any) -> tuple[Document, str, int, list[StoredChunk]] | None:
+def _document(writer: Writer, rows: list[_Row], tally: _DocTally,
+              embedder: Embedder | None) -> EmbeddedDocument | None:
     """The document of ``rows`` (all of them) ready for ``write_embedded``, or None if skipped."""
     first = rows[0]
     if any(r.ord is not None for r in rows):
@@ -546,4 +540,4 @@ def _document(writer: _Writer, rows: list[_Row], tally: _DocTally,
     ]
     n_chars = max(e for _, e in offsets)
     doc = Document(doc_id=first.doc_id, source=first.source, text="", metadata=first.metadata)
-    return doc, f"import:{tally.digest:064x}", n_chars, chunks
+    return EmbeddedDocument(doc, f"import:{tally.digest:064x}", n_chars, chunks)

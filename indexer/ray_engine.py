@@ -5,14 +5,14 @@ corpus and hands the file list to one Ray Data pipeline: an actor pool, each act
 the model, loaded by the same spec as a local build (:func:`~indexer.embedding.load_embedder`);
 one actor per GPU where the cluster has GPUs, else one per CPU. Each actor reads and extracts
 its files (:func:`~indexer.reading.read_path`), hashes each document as a local build does
-(:func:`~indexer.build.content_hash`), and chunks and embeds only those whose version the
+(:func:`~indexer.writer.content_hash`), and chunks and embeds only those whose version the
 index does not hold yet (the driver sends the stored versions' keys along). An actor that
 dies is restarted and its batch retried by Ray.
 
 The embedded chunks stream back to the driver, which writes them as Parquet shards of whole
 documents into ``<index>/staging/<build id>/`` (temporary name, fsync, rename; see
 :mod:`store.staging`). Then the driver triages everything read with the local build's own
-:meth:`~indexer.build._Writer.triage`, in the corpus's order (duplicates, unchanged, stored,
+:meth:`~indexer.writer.Writer.triage`, in the corpus's order (duplicates, unchanged, stored,
 skipped: the same decisions and report as a local build), merges the shards' documents
 into SQLite as pending writes, and the caller publishes FAISS with the same publish and
 checksum rules. A build whose driver died leaves its complete shards; the next build merges
@@ -38,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import FLUSH_CHUNKS, BuildReport, Progress, _Writer, chunk_quietly, content_hash
 from indexer.embedding import Embedder, load_embedder
 from indexer.reading import Document, RecordFields, Skipped, read_path, walk
-from store import IndexDir, MissingDependency, StoredChunk
+from indexer.writer import FLUSH_CHUNKS, BuildReport, Chunker, EmbeddedDocument, Progress, Writer, content_hash
+from store.errors import MissingDependency
 from store.faults import crash_point
+from store.index_dir import IndexDir
+from store.records import IndexSettings, StoredChunk
 from store.staging import StagedBuild
 
 MAX_BATCH_FILES = 64
@@ -68,10 +70,11 @@ def require_ray() -> Any:
     return ray
 
 
-def run(idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: Path, fields: RecordFields,
+def run(idx: IndexDir, embedder: Embedder, settings: IndexSettings, corpus: Path, fields: RecordFields,
         report: BuildReport, progress: Progress, *, model: str | Embedder | None,
-        ray_address: str | None = None) -> None:
-    """Steps 1 to 3 of the module docstring, up to the pending writes (the caller publishes).
+        ray_address: str | None = None) -> Writer:
+    """Steps 1 to 3 of the module docstring, up to the pending writes; returns the writer,
+    whose :meth:`~indexer.writer.Writer.publish` the caller calls.
 
     ``model`` is what the actors load: a name or directory (each actor loads it, with the
     precision the driver's ``embedder`` runs at), or a loaded :class:`Embedder`, which is sent
@@ -98,20 +101,21 @@ def run(idx: IndexDir, embedder: Embedder, settings: dict[str, Any], corpus: Pat
 
         _merge_leftovers(idx, embedder, settings)
         step("merge_leftovers")
-        writer = _Writer(idx, embedder, settings, corpus_root, report, progress)
+        writer = Writer(idx, embedder, settings, report, corpus=corpus_root, progress=progress)
         staged = idx.staging().new_build({
             "corpus": corpus_root, "fingerprint": embedder.fingerprint(), "dimension": embedder.dimension,
-            "chunk_tokens": settings["chunk_tokens"], "overlap_tokens": settings["overlap_tokens"],
+            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.overlap_tokens,
         })
         items, walk_skips, files = _run_pipeline(ray, idx, writer, corpus, fields, staged, embedder, settings, model,
                                                  report, progress)
         step("read_embed")
         keep, missing = _triage(writer, items, walk_skips, len(files) + len(walk_skips), progress)
-        _merge(staged, writer, keep)
+        _merge(staged, writer, embedder.dimension, keep)
         _embed_here(writer, files, missing, fields)
         writer.finish()
         staged.remove()
         step("merge")
+        return writer
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
@@ -131,8 +135,8 @@ def _connect(ray: Any, address: str | None) -> bool:
 
 
 # -- steps 1 and 2: one Ray Data pipeline ------------------------------------------------------
-def _run_pipeline(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fields: RecordFields,
-                  staged: StagedBuild, embedder: Embedder, settings: dict[str, Any], model: str | Embedder | None,
+def _run_pipeline(ray: Any, idx: IndexDir, writer: Writer, corpus: Path, fields: RecordFields,
+                  staged: StagedBuild, embedder: Embedder, settings: IndexSettings, model: str | Embedder | None,
                   report: BuildReport, progress: Progress,
                   ) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
     """Read, hash, chunk and embed on the cluster; write embedded documents as shards.
@@ -170,7 +174,7 @@ def _run_pipeline(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fields
             compute=ray.data.ActorPoolStrategy(size=actors),
             fn_constructor_kwargs={
                 "model": spec, "precision": precision, "device": "cuda" if gpus else "cpu",
-                "settings": dict(settings), "fields": (fields.text_field, fields.id_field), "known": known,
+                "settings": settings, "fields": (fields.text_field, fields.id_field), "known": known,
             },
             batch_format="numpy", batch_size=per_batch, num_cpus=1, num_gpus=1 if gpus else 0,
             max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
@@ -201,7 +205,7 @@ def _run_pipeline(ray: Any, idx: IndexDir, writer: _Writer, corpus: Path, fields
     return items, walk_skips, files
 
 
-def _triage(writer: _Writer, items: list[dict[str, Any]], walk_skips: dict[int, Skipped], n_files: int,
+def _triage(writer: Writer, items: list[dict[str, Any]], walk_skips: dict[int, Skipped], n_files: int,
             progress: Progress) -> tuple[set[int], list[int]]:
     """The local build's triage over everything read, in the corpus's order.
 
@@ -228,7 +232,7 @@ def _triage(writer: _Writer, items: list[dict[str, Any]], walk_skips: dict[int, 
     return merge, missing
 
 
-def _embed_here(writer: _Writer, files: list[dict[str, Any]], keys: list[int], fields: RecordFields) -> None:
+def _embed_here(writer: Writer, files: list[dict[str, Any]], keys: list[int], fields: RecordFields) -> None:
     """Embed on the driver the documents ``keys`` the workers skipped (see :func:`_triage`)."""
     by_file: dict[int, set[int]] = {}
     for key in keys:
@@ -238,8 +242,7 @@ def _embed_here(writer: _Writer, files: list[dict[str, Any]], keys: list[int], f
         f = paths[file_no]
         for item_no, item in enumerate(read_path(Path(f["path"]), f["rel"], fields)):
             if item_no in wanted and isinstance(item, Document):
-                writer.embed_and_write(item, content_hash(item, writer.settings["chunk_tokens"],
-                                                          writer.settings["overlap_tokens"]))
+                writer.embed_and_write(item, content_hash(item, writer.settings))
 
 
 def _key64(doc_id: str, digest: str) -> int:
@@ -257,13 +260,11 @@ class ChunkEmbedActor:
     vector, so that the driver sees the whole corpus.
     """
 
-    def __init__(self, model: str | Embedder, precision: str | None, device: str, settings: dict[str, Any],
+    def __init__(self, model: str | Embedder, precision: str | None, device: str, settings: IndexSettings,
                  fields: tuple[str, str | None], known: np.ndarray):
-        from threadpoolctl import ThreadpoolController
-
         self.embedder = _load_model(model, precision, device)
         self.settings, self.fields, self.known = settings, RecordFields(*fields), known
-        self.blas = ThreadpoolController()
+        self.chunker = Chunker(self.embedder, settings)
 
     def _is_known(self, doc_id: str, digest: str) -> bool:
         key = np.uint64(_key64(doc_id, digest))
@@ -275,18 +276,17 @@ class ChunkEmbedActor:
         rows = _Rows()
         todo: list[tuple[int, Document, str, list[StoredChunk]]] = []
         queued = 0
-        chunking = (self.settings["chunk_tokens"], self.settings["overlap_tokens"])
         for file_no, path, rel in zip(batch["file"], batch["path"], batch["rel"], strict=True):
             for item_no, item in enumerate(read_path(Path(str(path)), str(rel), self.fields)):
                 key = (int(file_no) << 32) | item_no
                 if isinstance(item, Skipped):
                     rows.info(key, None, item.source, item.reason, item.line, None)
                     continue
-                digest = content_hash(item, *chunking)
+                digest = content_hash(item, self.settings)
                 if self._is_known(item.doc_id, digest):
                     rows.info(key, item.doc_id, item.source, None, None, digest)
                     continue
-                chunks = chunk_quietly(self.blas, item, self.embedder, self.settings)
+                chunks = self.chunker(item)
                 todo.append((key, item, digest, chunks))
                 queued += len(chunks)
                 if queued >= FLUSH_CHUNKS:
@@ -393,16 +393,16 @@ def _write(staged: StagedBuild, tables: list[Any]) -> None:
     staged.write_shard(pa.concat_tables(tables).combine_chunks())
 
 # -- step 3: merge ----------------------------------------------------------------------------
-def _merge(staged: StagedBuild, writer: _Writer, keys: set[int] | None = None) -> None:
+def _merge(staged: StagedBuild, writer: Writer, dimension: int, keys: set[int] | None = None) -> None:
     """Write the shards' documents (those with ``keys``, default all) into SQLite, pending,
     as a local build writes them."""
     for path in staged.shards():
-        docs = _shard_documents(staged.read_shard(path), writer.embedder.dimension)
-        writer.write_embedded([doc for key, *doc in docs if keys is None or key in keys])
+        docs = _shard_documents(staged.read_shard(path), dimension)
+        writer.write_embedded([doc for key, doc in docs if keys is None or key in keys])
 
 
-def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[int, Document, str, int, list[StoredChunk]]]:
-    """``(key, document without text, content hash, n_chars, chunks with vectors)`` of a shard, in order."""
+def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[int, EmbeddedDocument]]:
+    """``(key, document without its text, with chunks and vectors)`` of a shard, in order."""
     vectors = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     vectors = vectors.astype(np.float32, copy=False).reshape(-1, dimension)
     cols = table.drop_columns(["vector"]).to_pydict()
@@ -418,11 +418,11 @@ def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[int, Document
             for i in range(lo, hi)
         ]
         at += len(chunks)
-        yield cols["key"][lo], doc, cols["content_hash"][lo], cols["n_chars"][lo], chunks
+        yield cols["key"][lo], EmbeddedDocument(doc, cols["content_hash"][lo], cols["n_chars"][lo], chunks)
         lo = hi
 
 
-def _merge_leftovers(idx: IndexDir, embedder: Embedder, settings: dict[str, Any]) -> None:
+def _merge_leftovers(idx: IndexDir, embedder: Embedder, settings: IndexSettings) -> None:
     """Merge the complete shards of builds whose driver died, then remove them.
 
     Their documents become pending rows, as an interrupted local build leaves them, so the
@@ -434,5 +434,5 @@ def _merge_leftovers(idx: IndexDir, embedder: Embedder, settings: dict[str, Any]
         info = staged.info
         if info.get("fingerprint") == fingerprint and info.get("dimension") == embedder.dimension:
             scratch = BuildReport(index=str(idx.path), model=embedder.name)
-            _merge(staged, _Writer(idx, embedder, settings, info.get("corpus"), scratch, Progress()))
+            _merge(staged, Writer(idx, embedder, settings, scratch, corpus=info.get("corpus")), embedder.dimension)
         staged.remove()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.decoding import NotText, decode
+from indexer.jsonl import parse_lines
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -216,15 +216,8 @@ def _pdf_text(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """``(line number, record or error message)`` for each non-blank line."""
-    for number, line in enumerate(io.StringIO(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, f"invalid JSON ({exc.msg})"
-            continue
-        yield number, record if isinstance(record, dict) else "not a JSON object"
+    for line in parse_lines(io.StringIO(text)):
+        yield line.number, line.record if line.record is not None else str(line.problem)
 
 
 def _csv_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:

@@ -1,7 +1,8 @@
 """Changing an index without a corpus folder: upsert, delete, remove, reindex, repair.
 
-Each call takes the writer lock, writes its changes as pending, and publishes them before
-it returns: once it has returned, no reader is served a deleted chunk.
+Each call takes the writer lock, writes its changes through the ingestion engine
+(:mod:`indexer.writer`) as pending, and publishes them before it returns: once it has
+returned, no reader is served a deleted chunk.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.build import BuildReport, Progress, _embedder_for, _settings, _Writer
 from indexer.embedding import Embedder
 from indexer.reading import Document
-from store import IndexDir, InvalidInput
-from store.vectors import FaissInfo
+from indexer.writer import BuildReport, Writer, open_model, publish, resolve_settings
+from store.errors import InvalidInput
+from store.index_dir import IndexDir
+from store.records import FaissInfo
 
 DocumentLike = Document | Mapping[str, Any]
 
@@ -25,7 +27,7 @@ def _open(index: str | Path) -> IndexDir:
     return IndexDir.open_for_writing(index, must_exist=True)
 
 
-def _as_document(item: DocumentLike) -> Document:
+def as_document(item: DocumentLike) -> Document:
     """A :class:`Document` from a Document or a mapping ``{"id", "text", "metadata"?, "source"?}``."""
     if isinstance(item, Document):
         return item
@@ -42,7 +44,8 @@ def _as_document(item: DocumentLike) -> Document:
     return Document(doc_id=str(doc_id), source=str(item.get("source") or doc_id), text=text, metadata=dict(metadata))
 
 
-def upsert_documents(index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None) -> BuildReport:
+def upsert_documents(index: str | Path, documents: Iterable[DocumentLike], *,
+                     model: str | Embedder | None = None) -> BuildReport:
     """Add or replace documents given as data (no files), and publish.
 
     Each document is a :class:`~indexer.reading.Document` or a mapping with ``id``,
@@ -51,16 +54,15 @@ def upsert_documents(index: str | Path, documents: Iterable[DocumentLike], *, mo
     written. Returns the report (``documents_added``, ``documents_updated``, …).
     """
     started = time.perf_counter()
-    docs = [_as_document(d) for d in documents]
+    docs = [as_document(d) for d in documents]
     with _open(index) as idx:
-        embedder = _embedder_for(idx, model)
-        settings = _settings(idx, None, None, None)
+        embedder = open_model(idx, model)
         report = BuildReport(index=str(index), model=embedder.name)
-        writer = _Writer(idx, embedder, settings, None, report, Progress())
+        writer = Writer(idx, embedder, resolve_settings(idx), report)
         for doc in docs:
             writer.add(doc)
         writer.finish()
-        _publish(idx, settings, embedder.dimension, report)
+        writer.publish()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -69,7 +71,7 @@ def delete_documents(index: str | Path, doc_ids: Sequence[str]) -> int:
     """Delete documents by id, and publish; returns how many existed."""
     with _open(index) as idx:
         deleted = idx.meta.delete_documents([str(d) for d in doc_ids])
-        _publish(idx, idx.meta.get_setting("build", {}), None)
+        publish(idx, idx.settings())
     return deleted
 
 
@@ -86,17 +88,17 @@ def remove_sources(index: str | Path, sources: Sequence[str]) -> RemoveReport:
     with _open(index) as idx:
         found = idx.meta.doc_ids_of_sources([str(s) for s in sources])
         idx.meta.delete_documents(sorted({d for ids in found.values() for d in ids}))
-        _publish(idx, idx.meta.get_setting("build", {}), None)
+        publish(idx, idx.settings())
     return RemoveReport(removed={s: ids for s, ids in found.items() if ids},
                         missing=[s for s, ids in found.items() if not ids])
 
 
-def reindex(index: str | Path, index_type: str) -> FaissInfo:
-    """Switch the FAISS index type (``flat``, ``ivf``, ``ivf-sq8``, ``ivf-pq``, ``hnsw``) from
-    the stored vectors, without re-embedding; the type is recorded for later builds."""
+def reindex(index: str | Path, index_type: str) -> FaissInfo | None:
+    """Switch the FAISS index type (one of ``indexer.choices.INDEX_TYPES``) from the stored
+    vectors, without re-embedding; the type is recorded for later builds. ``None`` for an
+    index that has no chunks yet."""
     with _open(index) as idx:
-        settings = _settings(idx, None, None, index_type)
-        return _publish(idx, settings, None, rebuild=True)
+        return publish(idx, resolve_settings(idx, index_type=index_type), rebuild=True)
 
 
 def repair(index: str | Path) -> FaissInfo | None:
@@ -106,14 +108,4 @@ def repair(index: str | Path) -> FaissInfo | None:
     ones, and removes leftover temporary files.
     """
     with _open(index) as idx:
-        return _publish(idx, idx.meta.get_setting("build", {}), None, rebuild=True)
-
-
-def _publish(idx: IndexDir, settings: Mapping[str, Any], dimension: int | None, report: BuildReport | None = None,
-             *, rebuild: bool = False) -> FaissInfo | None:
-    dimension = dimension or int(idx.model_record()["dimension"])
-    info = idx.publish(settings.get("index_type", "auto"), dimension, rebuild=rebuild)
-    if report is not None:
-        report.index_type = info.factory if info else ""
-        report.chunks_total = idx.meta.count("chunks")
-    return info
+        return publish(idx, idx.settings(), rebuild=True)

@@ -33,19 +33,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexer.jsonl import read_jsonl
+from store.atomic import atomic_write
 from store.errors import InvalidInput, ModelMismatch
+from store.index_types import require_index_type
 
 K = 10
 """Documents ranked per query: the metrics are @1 and @10."""
@@ -159,18 +161,12 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return dict(qrels)
 
 
-def _jsonl(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}:{number}: invalid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict):
-                raise InvalidInput(f"{path}:{number}: not a JSON object.")
-            yield number, record
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a task file; InvalidInput naming the first bad line."""
+    for line in read_jsonl(path):
+        if line.record is None:
+            raise InvalidInput(f"{path}:{line.number}: {line.problem}.")
+        yield line.number, line.record
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -211,11 +207,10 @@ def _mean(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 
 # -- where the index lives ------------------------------------------------------------------
 def cache_root() -> Path:
-    """``$BABELINDEX_CACHE``, else ``$XDG_CACHE_HOME/babelindex``, else ``~/.cache/babelindex``."""
-    if os.environ.get("BABELINDEX_CACHE"):
-        return Path(os.environ["BABELINDEX_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "babelindex"
+    """babelindex's cache folder (see :func:`indexer.embedding.precision.cache_dir`)."""
+    from indexer.embedding.precision import cache_dir
+
+    return cache_dir()
 
 
 def default_index_path(task_dir: str | Path, model_name: str) -> Path:
@@ -246,9 +241,7 @@ def _prepared_corpus(task: Task) -> Path:
     data = ("\n".join(lines) + "\n").encode()
     if not target.is_file() or target.read_bytes() != data:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(target, data)
     return target
 
 
@@ -282,10 +275,9 @@ def evaluate(
     """
     from indexer.build import build_index
     from indexer.embedding import DEFAULT_MODEL, load_embedder
-    from store.vectors import choose_kind
 
     started = time.perf_counter()
-    choose_kind(0, index_type)  # an unknown type fails before anything is built
+    require_index_type(index_type)  # an unknown type fails before anything is built
     task = load_task(task_dir)
     embedder = load_embedder(model or DEFAULT_MODEL) if model is None or isinstance(model, str) else model
     default = index is None
@@ -346,11 +338,11 @@ def _embed_queries(embedder: Any, texts: list[str]) -> np.ndarray:
 
 def _exact_doc_ids(store: Any, dimension: int, queries: np.ndarray, n: int) -> list[list[str]]:
     """Document ids of the exact top-``n`` chunks by inner product over the vectors in SQLite."""
-    from store.vectors import exact_search
+    from store.faiss_index import exact_search
 
     ids = exact_search(lambda: store.meta.iter_vectors(dimension), queries, n)
     rows = store.meta.hits(np.unique(ids[ids >= 0]))
-    return [[rows[int(i)]["doc_id"] for i in row if i >= 0] for row in ids]
+    return [[rows[int(i)].doc_id for i in row if i >= 0] for row in ids]
 
 
 def _rank(search: Callable[[np.ndarray, int], list[list[str]]], vectors: np.ndarray, total: int) -> list[list[str]]:

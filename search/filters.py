@@ -1,8 +1,8 @@
-"""Search filters: language, source path and document metadata, turned into SQL.
+"""Search filters: language, source path and document metadata, checked and parsed.
 
-A :class:`Filter` becomes one SQL condition over the aliases ``c`` (chunks) and ``d``
-(documents) with bound parameters: filter values never enter SQL text, and metadata keys go
-in only as bound JSON paths (``json_extract(d.metadata, ?)``) after matching :data:`KEY`.
+:func:`build_filter` checks what a caller gives and returns the store's
+:class:`~store.filtering.Filter`, which the store turns into SQL with bound parameters
+(metadata keys must match :data:`KEY`; values never enter SQL text).
 
 ``where`` is a dict of metadata conditions, all of which must hold::
 
@@ -19,56 +19,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from store.errors import InvalidInput
+from store.filtering import Filter
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 """Metadata keys: identifiers, dotted for nested objects (``author.name``)."""
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in")
 _SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ALLOWED = "operators are " + ", ".join(OPERATORS)
-_GLOB_CHARS = re.compile(r"[*?\[]")
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 _CLI_IN = re.compile(r"\s*([^\s<>=!]+)\s+in\s+(.*)\Z", re.DOTALL)
 _CLI_OP = re.compile(r"\s*([^\s<>=!]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*)\Z", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """One search's restrictions; :meth:`sql` gives the condition and its parameters."""
-
-    langs: tuple[str, ...] | None = None
-    source: str | None = None
-    where: tuple[tuple[str, str, Any], ...] = ()
-
-    def sql(self) -> tuple[str, list[Any]]:
-        """``(condition, parameters)`` over ``c`` (chunks) and ``d`` (documents)."""
-        parts: list[str] = []
-        params: list[Any] = []
-        if self.langs is not None:
-            parts.append(f"coalesce(c.lang, d.lang) IN ({','.join('?' * len(self.langs))})")
-            params += self.langs
-        if self.source is not None:
-            if _GLOB_CHARS.search(self.source) and not self.source.endswith("/"):
-                parts.append("d.source GLOB ?")
-                params.append(self.source)
-            else:
-                parts.append("substr(d.source, 1, ?) = ?")
-                params += [len(self.source), self.source]
-        for key, op, value in self.where:
-            path = "$." + key
-            if op == "in":
-                parts.append(f"json_extract(d.metadata, ?) IN ({','.join('?' * len(value))})")
-                params += [path, *value]
-            elif value is None:
-                parts.append(f"json_extract(d.metadata, ?) IS {'NOT ' if op == '!=' else ''}NULL")
-                params.append(path)
-            else:
-                parts.append(f"json_extract(d.metadata, ?) {op} ?")
-                params += [path, value]
-        return " AND ".join(parts) or "1", params
 
 
 def build_filter(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from store.records import ChunkRow
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class Hit:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signals", tuple(self.signals))  # a JSON list reads back as a tuple
+
+    @classmethod
+    def from_row(cls, row: ChunkRow, score: float, signals: Sequence[str] = ("dense",)) -> Hit:
+        """The hit of a stored chunk with its ``score`` (see the class doc) and ``signals``."""
+        return cls(score=score, text=row.text, doc_id=row.doc_id, chunk_id=row.chunk_id, source=row.source,
+                   lang=row.lang, start=row.start, end=row.end, metadata=dict(row.metadata), signals=tuple(signals))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list).

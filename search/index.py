@@ -5,19 +5,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from search.choices import GROUP_BY, MODES
 from search.filters import build_filter
 from search.fusion import rrf
 from search.hit import Hit
-from store import IndexDir, InvalidInput, ModelNotAvailable
-from store import lexical as lexical_store
-from store import vectors as faiss_store
+from store import faiss_index
+from store.errors import DimensionMismatch, IndexNotReady, InvalidInput, ModelNotAvailable
+from store.filtering import Filter
+from store.index_dir import IndexDir
+from store.records import ModelRecord
+
+if TYPE_CHECKING:
+    from indexer.embedding import Embedder
+    from indexer.writer import BuildReport
 
 MAX_K = 10_000
-MODES = ("dense", "lexical", "hybrid")
 HYBRID_DEPTH = 4
 """Hybrid search fuses this many times ``k`` candidates from each ranking."""
 EXACT_MAX = 2_000
@@ -35,22 +41,27 @@ class Index:
     published by a writer since this one was loaded.
     """
 
-    def __init__(self, store: IndexDir, model: Any = None, precision: str | None = None, *, mmap: bool = False):
+    def __init__(self, store: IndexDir, model: Embedder | None = None, precision: str | None = None, *,
+                 mmap: bool = False):
         self._store = store
         self._precision = precision
         self._mmap = mmap
-        self._lock = threading.Lock()  # guards the SQLite connection and the loaded version
-        self._refresh_lock = threading.Lock()
-        self._model_record = store.model_record()
+        self._model_lock = threading.Lock()  # one thread loads the model
+        self._refresh_lock = threading.Lock()  # one refresh at a time
+        record = store.model_record()
+        faiss, info = store.load_faiss(mmap=mmap)
+        if record is None or faiss is None or info is None:
+            raise IndexNotReady(f"{store.path} has no published index yet; run `indexer build` to finish it.")
+        self._model_record = record
         self._embedder = model
-        self._faiss, self._info = store.load_faiss(mmap=mmap)
-        if self._model_record is None or self._faiss is None:
-            raise InvalidInput(f"{store.path} has no published index yet; run `indexer build` to finish it.")
-        if model is not None and not isinstance(model, str):
+        # The loaded version, replaced as one tuple by refresh(): a search reads it once.
+        self._loaded = (faiss, info)
+        if model is not None:
             self._check_model(model)
 
     @classmethod
-    def open(cls, path: str | Path, *, model: Any = None, precision: str | None = None, mmap: bool = False) -> Index:
+    def open(cls, path: str | Path, *, model: str | Embedder | None = None, precision: str | None = None,
+             mmap: bool = False) -> Index:
         """Open the index at ``path``.
 
         ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
@@ -87,15 +98,20 @@ class Index:
     @property
     def model_name(self) -> str:
         """The name of the model the index was built with."""
-        return self._model_record["name"]
+        return self._model_record.name
+
+    @property
+    def model_record(self) -> ModelRecord:
+        """The model the index records (name, dimension, fingerprint, probe embedding)."""
+        return self._model_record
 
     @property
     def dimension(self) -> int:
-        return int(self._model_record["dimension"])
+        return self._model_record.dimension
 
     def __len__(self) -> int:
         """Chunks in the loaded FAISS version."""
-        return int(self._faiss.ntotal)
+        return int(self._loaded[0].ntotal)
 
     # -- search -----------------------------------------------------------------------------
     @overload
@@ -134,8 +150,8 @@ class Index:
             raise InvalidInput(f"nprobe must be a positive integer, not {nprobe!r}.")
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
-        if group_by not in (None, "document"):
-            raise InvalidInput(f"group_by must be None or 'document', not {group_by!r}.")
+        if group_by is not None and group_by not in GROUP_BY:
+            raise InvalidInput(f"group_by must be None or one of {', '.join(map(repr, GROUP_BY))}, not {group_by!r}.")
         filt = build_filter(lang, source, where)
         if query_vectors is not None:
             query_vectors = self._checked_vectors(query_vectors)
@@ -148,10 +164,7 @@ class Index:
                 vectors = [None] * len(queries)
             else:
                 vectors = self.embed(queries) if query_vectors is None else query_vectors
-            allowed = None
-            if filt is not None:
-                with self._lock:
-                    allowed = self._store.meta.live_chunk_ids_where(*filt.sql())
+            allowed = None if filt is None else self._store.meta.live_chunk_ids(filt)
             results = [
                 self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)
                 for q, v in zip(queries, vectors, strict=True)
@@ -165,59 +178,60 @@ class Index:
     def _checked_vectors(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
-            from store import DimensionMismatch
-
             raise DimensionMismatch(f"query vectors must have shape (q, {self.dimension}), not {vectors.shape}.")
         return vectors
 
     def _search_vectors(self, vectors: np.ndarray, k: int, nprobe: int | None) -> list[list[Hit]]:
-        nprobe = nprobe or self._info.nprobe
+        index, info = self._loaded
+        nprobe = nprobe or info.nprobe
         fetch = k
         while True:
-            scores, ids = faiss_store.search(self._faiss, vectors, fetch, nprobe)
-            with self._lock:
-                rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
+            scores, ids = faiss_index.search(index, vectors, fetch, nprobe)
+            rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
             results = [
-                [Hit(score=float(s), **rows[int(i)]) for s, i in zip(srow, irow, strict=True) if i >= 0 and int(i) in rows][:k]
+                [Hit.from_row(rows[int(i)], float(s)) for s, i in zip(srow, irow, strict=True)
+                 if i >= 0 and int(i) in rows][:k]
                 for srow, irow in zip(scores, ids, strict=True)
             ]
             # Chunks deleted since this version was loaded are dropped; fetch more if needed.
             short = any(len(r) < k and (irow >= 0).sum() == fetch for r, irow in zip(results, ids, strict=True))
-            if not short or fetch >= len(self):
+            if not short or fetch >= index.ntotal:
                 return results
-            fetch = min(fetch * 2, len(self))
+            fetch = min(fetch * 2, int(index.ntotal))
 
-    def _search_one(self, query, vector, k, nprobe, mode, filt, allowed, group_by) -> list[Hit]:
+    def _search_one(self, query: str, vector: np.ndarray | None, k: int, nprobe: int | None, mode: str,
+                    filt: Filter | None, allowed: np.ndarray | None, group_by: str | None) -> list[Hit]:
         """One query in any mode, filtered and grouped: fetch more until ``k`` hits or exhausted."""
         fetch = k
         while True:
             ranked, exhausted = self._rank(query, vector, fetch, nprobe, mode, filt, allowed)
-            with self._lock:
-                rows = self._store.meta.hits([i for i, _, _ in ranked])
-            hits, seen = [], set()
+            rows = self._store.meta.hits([i for i, _, _ in ranked])
+            hits: list[Hit] = []
+            seen: set[str] = set()
             for chunk_id, score, signals in ranked:
                 row = rows.get(chunk_id)
-                if row is None or (group_by and row["doc_id"] in seen):
+                if row is None or (group_by and row.doc_id in seen):
                     continue
-                seen.add(row["doc_id"])
-                hits.append(Hit(score=score, signals=signals, **row))
+                seen.add(row.doc_id)
+                hits.append(Hit.from_row(row, score, signals))
                 if len(hits) == k:
                     return hits
             if exhausted:
                 return hits
             fetch *= 2
 
-    def _rank(self, query, vector, fetch, nprobe, mode, filt, allowed) -> tuple[list, bool]:
+    def _rank(self, query: str, vector: np.ndarray | None, fetch: int, nprobe: int | None, mode: str,
+              filt: Filter | None, allowed: np.ndarray | None) -> tuple[list[tuple[int, float, tuple[str, ...]]], bool]:
         """``([(chunk id, score, signals)], exhausted)`` of up to ``fetch`` candidates."""
         if mode == "dense":
+            assert vector is not None
             dense, done = self._dense(vector, fetch, nprobe, allowed)
             return [(i, s, ("dense",)) for i, s in dense], done
-        condition, params = filt.sql() if filt is not None else ("1", [])
         depth = fetch if mode == "lexical" else HYBRID_DEPTH * fetch
-        with self._lock:
-            lexical = lexical_store.search(self._store.meta.conn, query, depth, condition, params)
+        lexical = self._store.meta.lexical_search(query, depth, filt)
         if mode == "lexical":
             return [(i, s, ("lexical",)) for i, s in lexical], len(lexical) < depth
+        assert vector is not None
         dense, done = self._dense(vector, depth, nprobe, allowed)
         found = {i for i, _ in dense}
         # Lexical matches the dense search did not reach are ranked by their cosine too (from
@@ -225,8 +239,7 @@ class Index:
         # outranks a chunk found by one signal only, whatever k (no ties decided by order).
         unseen = [i for i, _ in lexical if i not in found]
         if unseen:
-            with self._lock:
-                stored = self._store.meta.vectors(unseen, self.dimension)
+            stored = self._store.meta.vectors(unseen, self.dimension)
             cosines = stored @ vector
             dense = sorted(dense + [(i, float(c)) for i, c in zip(unseen, cosines, strict=True)], key=lambda p: -p[1])
         fused = rrf({"dense": [i for i, _ in dense], "lexical": [i for i, _ in lexical]})
@@ -234,28 +247,32 @@ class Index:
         exhausted = done and len(lexical) < depth
         return (fused if exhausted else fused[:fetch]), exhausted
 
-    def _dense(self, vector, fetch, nprobe, allowed) -> tuple[list[tuple[int, float]], bool]:
-        """Up to ``fetch`` ``(chunk id, cosine)`` nearest ``vector`` among ``allowed`` ids (all if
-        ``None``), and whether that is all there is. Small allowed sets are searched exactly."""
-        total = len(self) if allowed is None else len(allowed)
+    def _dense(self, vector: np.ndarray, fetch: int, nprobe: int | None,
+               allowed: np.ndarray | None) -> tuple[list[tuple[int, float]], bool]:
+        """Up to ``fetch`` ``(chunk id, cosine)`` nearest ``vector`` (float32 ``(d,)``) among
+        ``allowed`` ids (all if ``None``), and whether that is all there is. Small allowed sets
+        are searched exactly."""
+        index, info = self._loaded
+        size = int(index.ntotal)
+        total = size if allowed is None else len(allowed)
         fetch = min(fetch, total)
         if fetch == 0:
             return [], True
         query = vector[None, :]
-        exact = allowed is not None and (len(allowed) < EXACT_MAX or len(allowed) < EXACT_FRACTION * len(self))
+        exact = allowed is not None and (len(allowed) < EXACT_MAX or len(allowed) < EXACT_FRACTION * size)
         if not exact:
             # IVF visits only nprobe lists, which may hold fewer matching ids: then all lists.
-            probes = [nprobe or self._info.nprobe]
-            if allowed is not None and self._info.nlist and probes[0] and probes[0] < self._info.nlist:
-                probes.append(self._info.nlist)
+            probes = [nprobe or info.nprobe]
+            if allowed is not None and info.nlist and probes[0] and probes[0] < info.nlist:
+                probes.append(info.nlist)
             for probe in probes:
-                scores, ids = faiss_store.search(self._faiss, query, fetch, probe, ids=allowed)
+                scores, ids = faiss_index.search(index, query, fetch, probe, ids=allowed)
                 pairs = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
                 if allowed is None or len(pairs) == fetch:
                     return pairs, fetch >= total
-        with self._lock:
-            stored = self._store.meta.vectors(allowed, self.dimension)
-        scores, ids = faiss_store.exact_subset(stored, allowed, query, fetch)
+        assert allowed is not None
+        stored = self._store.meta.vectors(allowed, self.dimension)
+        scores, ids = faiss_index.exact_subset(stored, allowed, query, fetch)
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)], fetch >= total
 
     def embed(self, queries: Sequence[str]) -> np.ndarray:
@@ -264,14 +281,14 @@ class Index:
         ``query_vectors`` to embed once and search several ways."""
         queries = list(queries)
         if self._embedder is None:
-            with self._lock:
+            with self._model_lock:
                 if self._embedder is None:
                     from indexer.embedding import load_embedder
 
                     try:
                         embedder = load_embedder(self.model_name, precision=self._precision)
                     except ModelNotAvailable as exc:
-                        if not self._model_record.get("imported"):
+                        if not self._model_record.imported:
                             raise
                         raise ModelNotAvailable(
                             f"{exc} This index holds imported vectors: searching it by text needs the model "
@@ -289,7 +306,7 @@ class Index:
             )
         return vectors
 
-    def _check_model(self, embedder: Any) -> None:
+    def _check_model(self, embedder: Embedder) -> None:
         from indexer.embedding import require_same_model
 
         require_same_model(self._model_record, embedder, self.path, "Search with the index's own model (omit the "
@@ -297,23 +314,24 @@ class Index:
 
     # -- lookups ----------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> dict[str, Any] | None:
-        """A live document and its chunks (see :meth:`store.MetaStore.document`), or ``None``."""
-        with self._lock:
-            return self._store.meta.document(str(doc_id))
+        """A live document and its chunks, or ``None``: ``{"doc_id", "source", "lang",
+        "metadata", "n_chars", "updated_at", "chunks": [{"chunk_id", "ord", "text", "start",
+        "end", "lang"}]}``; offsets are characters in the document's text."""
+        row = self._store.meta.document(str(doc_id))
+        return None if row is None else row.to_dict()
 
     def get_chunk(self, chunk_id: int) -> Hit | None:
         """A live chunk as a :class:`Hit` (``score`` 0.0, no signals), or ``None``."""
-        with self._lock:
-            row = self._store.meta.hits([int(chunk_id)]).get(int(chunk_id))
-        return None if row is None else Hit(score=0.0, signals=(), **row)
+        row = self._store.meta.hits([int(chunk_id)]).get(int(chunk_id))
+        return None if row is None else Hit.from_row(row, 0.0, ())
 
     @property
     def version(self) -> int:
         """The FAISS version this view serves (grows by one with every publish)."""
-        return int(self._info.version)
+        return int(self._loaded[1].version)
 
     # -- changes --------------------------------------------------------------------------
-    def upsert(self, documents) -> Any:
+    def upsert(self, documents: Sequence[Any]) -> BuildReport:
         """Add or replace documents given as data: mappings with ``id``, ``text`` and optional
         ``metadata`` and ``source``. Takes the writer lock, publishes, and refreshes this
         view, so the next search sees them. Returns the ``BuildReport``."""
@@ -323,7 +341,7 @@ class Index:
         self.refresh()
         return report
 
-    def delete(self, doc_ids) -> int:
+    def delete(self, doc_ids: str | Sequence[str]) -> int:
         """Delete documents by id (takes the writer lock and publishes); returns how many
         existed. Once this returns, no search of any reader returns their chunks."""
         from indexer.update import delete_documents
@@ -338,13 +356,13 @@ class Index:
 
         Searches go on with the loaded version while the new file is read and verified."""
         with self._refresh_lock:
-            with self._lock:
-                info = self._store.faiss_info()
-            if info is None or info == self._info:
+            info = self._store.faiss_info()
+            if info is None or info == self._loaded[1]:
                 return False
-            loaded, info = self._store.load_faiss(mmap=self._mmap, lock=self._lock)
-            with self._lock:
-                self._faiss, self._info = loaded, info
+            loaded, info = self._store.load_faiss(mmap=self._mmap)
+            if loaded is None or info is None:
+                return False
+            self._loaded = (loaded, info)
             return True
 
     def stats(self) -> dict[str, Any]:
@@ -352,25 +370,26 @@ class Index:
         vector costs (see :func:`store.vectors.memory_report`: ``code_bytes_per_vector``,
         ``file_bytes_per_vector``, ``memory_bytes``, ``memory_bytes_per_vector``, ``mmap``)."""
         meta = self._store.meta
-        with self._lock:
-            info = self._info
-            return {
-                "path": str(self.path),
-                "documents": meta.count("documents"),
-                "chunks": meta.count("chunks"),
-                "model": self.model_name,
-                "dimension": self.dimension,
-                "index_type": info.factory,
-                "index_kind": info.kind,
-                "imported_vectors": bool(self._model_record.get("imported")),
-                **faiss_store.memory_report(self._faiss, info, self._mmap),
-                "nlist": info.nlist,
-                "nprobe": info.nprobe,
-                "faiss_version": info.version,
-                "languages": meta.languages(),
-                "build": meta.get_setting("build", {}),
-                "size_bytes": self._store.disk_usage(),
-            }
+        index, info = self._loaded
+        with meta.lock:  # the counts of one moment
+            documents, chunks, languages = meta.count("documents"), meta.count("chunks"), meta.languages()
+        return {
+            "path": str(self.path),
+            "documents": documents,
+            "chunks": chunks,
+            "model": self.model_name,
+            "dimension": self.dimension,
+            "index_type": info.factory,
+            "index_kind": info.kind,
+            "imported_vectors": self._model_record.imported,
+            **faiss_index.memory_report(index, info, self._mmap),
+            "nlist": info.nlist,
+            "nprobe": info.nprobe,
+            "faiss_version": info.version,
+            "languages": languages,
+            "build": meta.get_setting("build", {}),
+            "size_bytes": self._store.disk_usage().to_dict(),
+        }
 
     def close(self) -> None:
         self._store.close()
@@ -382,4 +401,4 @@ class Index:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Index({str(self.path)!r}, model={self.model_name!r}, chunks={len(self)}, type={self._info.factory!r})"
+        return f"Index({str(self.path)!r}, model={self.model_name!r}, chunks={len(self)}, type={self._loaded[1].factory!r})"

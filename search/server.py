@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -53,6 +53,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.batching import QueryBatcher
+from search.choices import GroupBy, Mode
 from search.filters import parse_langs, parse_where
 from search.hit import Hit
 from search.index import Index
@@ -62,7 +63,9 @@ from store.errors import (
     DimensionMismatch,
     IndexLocked,
     IndexNotFound,
+    IndexNotReady,
     InvalidInput,
+    MissingDependency,
     ModelError,
 )
 
@@ -124,13 +127,13 @@ class SearchBody(BaseModel):
     queries: list[str] | None = Field(None, description="Several query texts (answered in order).")
     k: int = Field(10, ge=1, description="Hits per query (at most the server's max_k).")
     nprobe: int | None = Field(None, ge=1, description="IVF lists to visit (default: tuned at build).")
-    mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    mode: Mode = "dense"
     lang: str | list[str] | None = Field(None, description="Language code(s) of the chunks to search.")
     source: str | None = Field(None, description="Glob ('docs/*.md') or prefix ('docs/') of the source.")
     where: dict[str, Any] | None = Field(
         None, description='Metadata conditions, e.g. {"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}.'
     )
-    group_by: Literal["document"] | None = Field(None, description="'document': the best chunk of each document.")
+    group_by: GroupBy | None = Field(None, description="'document': the best chunk of each document.")
 
 
 class SearchResult(BaseModel):
@@ -187,14 +190,18 @@ class DocumentModel(BaseModel):
 
 
 # -- the application ------------------------------------------------------------------------
-STATUS = {
+STATUS: dict[type[BabelIndexError], int] = {
     IndexNotFound: 404,
     IndexLocked: 409,
     InvalidInput: 400,
     DimensionMismatch: 400,
     CorruptIndex: 503,
+    IndexNotReady: 503,
     ModelError: 503,
+    MissingDependency: 501,
 }
+"""The HTTP status of each library error: 4xx for what the client sent, 5xx for the server's
+own state (a damaged or unfinished index, a model that cannot be loaded, a missing library)."""
 
 
 def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
@@ -252,12 +259,12 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     async def search_get(
         q: Annotated[str, Query(description="The query text, in any language.")],
         k: Annotated[int, Query(ge=1, description="Hits (at most the server's max_k).")] = 10,
-        mode: Literal["dense", "lexical", "hybrid"] = "dense",
+        mode: Mode = "dense",
         lang: Annotated[str | None, Query(description="Comma-separated language codes: de,fr.")] = None,
         source: Annotated[str | None, Query(description="Glob or prefix of the source.")] = None,
         where: Annotated[list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, "
                                                              "'tag in a,b'.")] = None,
-        group_by: Literal["document"] | None = None,
+        group_by: GroupBy | None = None,
         nprobe: Annotated[int | None, Query(ge=1)] = None,
     ) -> JSONResponse:
         """One query, with its filters as query parameters."""

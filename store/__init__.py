@@ -1,4 +1,14 @@
-"""Persistence of an index directory: SQLite metadata, FAISS files, locking, checksums."""
+"""Persistence of an index directory: SQLite metadata, FAISS files, locking, checksums.
+
+The bottom layer: it imports nothing from ``indexer`` or ``search``. Its names load lazily,
+so ``import store.errors`` (or ``from store import InvalidInput``) loads neither FAISS nor
+sqlite-utils; ``from store import IndexDir`` loads them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from store.errors import (
     BabelIndexError,
@@ -6,6 +16,7 @@ from store.errors import (
     DimensionMismatch,
     IndexLocked,
     IndexNotFound,
+    IndexNotReady,
     InvalidInput,
     MissingDependency,
     ModelError,
@@ -14,21 +25,46 @@ from store.errors import (
     SchemaVersionError,
     UnsafeFilesystem,
 )
-from store.index_dir import IndexDir
-from store.metadata import StoredChunk, StoredDocument
+
+if TYPE_CHECKING:
+    from store.index_dir import IndexDir
+    from store.records import FaissInfo, IndexSettings, ModelRecord, StoredChunk, StoredDocument
+
+_LAZY = {
+    "IndexDir": "store.index_dir",
+    "FaissInfo": "store.records",
+    "IndexSettings": "store.records",
+    "ModelRecord": "store.records",
+    "StoredChunk": "store.records",
+    "StoredDocument": "store.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BabelIndexError",
     "CorruptIndex",
     "DimensionMismatch",
+    "FaissInfo",
     "IndexDir",
     "IndexLocked",
     "IndexNotFound",
+    "IndexNotReady",
+    "IndexSettings",
     "InvalidInput",
     "MissingDependency",
     "ModelError",
     "ModelMismatch",
     "ModelNotAvailable",
+    "ModelRecord",
     "SchemaVersionError",
     "StoredChunk",
     "StoredDocument",

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import faiss
 import numpy as np
 
-from store import vectors
+from store import faiss_files, faiss_index
 from store.errors import BabelIndexError
 from store.index_dir import IndexDir
-from store.metadata import DB_FILE
+from store.records import FaissInfo, ModelRecord
+from store.schema import DB_FILE
 from store.staging import STAGING_DIR
+
+ModelVerifier = Callable[[ModelRecord], bool]
+"""Loads the recorded model and says whether it still gives the recorded probe embedding;
+raises a :class:`BabelIndexError` when the model cannot be loaded. Given by the caller
+(the store knows no models): the CLI passes :func:`indexer.embedding.verify_model`."""
 
 
 @dataclass
@@ -27,14 +36,15 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "passed": self.passed, "problems": self.problems, "warnings": self.warnings}
 
 
 REPAIR = "run `indexer repair` to rebuild the FAISS index from the vectors stored in meta.db"
+REBUILD = "rebuild the index with `indexer build` into a new --index"
 
 
-def check_index(path: str | Path, *, verify_model: bool = False) -> CheckReport:
+def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) -> CheckReport:
     """Verify SQLite integrity, the FAISS file's size and checksum, that the ids in FAISS are
     exactly the live chunks, the vectors' shape and norms, and the recorded model (with
     ``verify_model``, also that loading it now gives the recorded probe embedding)."""
@@ -46,42 +56,28 @@ def check_index(path: str | Path, *, verify_model: bool = False) -> CheckReport:
         report.problems.append(str(exc))
         return report
     with idx:
-        conn = idx.meta.conn
         try:
-            integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-            foreign = conn.execute("PRAGMA foreign_key_check").fetchall()
+            integrity = idx.meta.integrity_problems()
         except sqlite3.DatabaseError as exc:
             report.problems.append(f"{DB_FILE} cannot be read ({exc}); rebuild the index with `indexer build`.")
             return report
-        if integrity != ["ok"] or foreign:
-            report.problems.append(f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity[:3])}); "
+        if integrity:
+            report.problems.append(f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity)}); "
                                    "rebuild the index from its corpus with `indexer build` into a new --index.")
             return report
         report.passed.append(f"{DB_FILE}: SQLite integrity")
 
         model = idx.model_record()
         if model is None:
-            if conn.execute("SELECT count(*) FROM documents").fetchone()[0]:
-                report.problems.append("documents are stored but no model is recorded; rebuild the index with "
-                                       "`indexer build` into a new --index.")
+            if idx.meta.has_documents():
+                report.problems.append(f"documents are stored but no model is recorded; {REBUILD}.")
             else:
                 report.warnings.append("the index is empty: its first build stopped before it began; run `indexer build`.")
             return report
-        dimension = int(model["dimension"])
-        imported = ", imported vectors" if model.get("imported") else ""
-        report.passed.append(f"model recorded: {model['name']} ({dimension} dimensions, {model.get('pooling')} pooling{imported})")
-        if model.get("imported") and not model.get("probe"):
-            report.warnings.append(f"the vectors were imported while the model {model['name']} could not be loaded: no "
-                                   "probe embedding is recorded, so the model that embeds queries is checked by its "
-                                   "dimension only.")
-        elif len(model.get("probe", [])) != dimension:
-            report.problems.append("the recorded model fingerprint is incomplete (no probe embedding of the "
-                                   "model's dimension); rebuild the index with `indexer build` into a new --index.")
-        elif verify_model:
-            _verify_model(model, report)
+        _check_model(model, verify_model, report)
 
         live = idx.meta.chunk_ids()
-        _check_vectors(idx, live, dimension, report)
+        _check_vectors(idx, live, model.dimension, report)
 
         info = idx.faiss_info()
         if info is None:
@@ -91,44 +87,47 @@ def check_index(path: str | Path, *, verify_model: bool = False) -> CheckReport:
                 report.warnings.append("nothing is published yet: the first build did not finish; run `indexer build`.")
         else:
             try:
-                index = vectors.read_version(path, info)
+                index = faiss_files.read_version(path, info)
             except BabelIndexError as exc:
                 report.problems.append(str(exc))
-                index = None
-            except RuntimeError as exc:  # faiss could not deserialise it
-                report.problems.append(f"the FAISS file {info.file} cannot be loaded ({exc}); {REPAIR}.")
-                index = None
-            if index is not None:
+            else:
                 report.passed.append(f"FAISS file {info.file}: size {info.size} bytes and sha256 match")
-                _check_ids(index, live, dimension, info, report)
+                _check_ids(index, live, model.dimension, info, report)
         _check_leftovers(idx, info, report)
-        pending = conn.execute("SELECT count(*) FROM documents WHERE pending = 1 OR retired = 1").fetchone()[0]
+        pending = idx.meta.unpublished_changes()
         if pending:
             report.warnings.append(f"{pending} document changes of an interrupted build or update wait to be "
                                    "published; run `indexer build` again (or `indexer repair`) to finish them.")
     return report
 
 
-def _verify_model(model: dict, report: CheckReport) -> None:
-    from indexer.embedding import load_embedder, same_model
-
-    try:
-        embedder = load_embedder(model["name"])
-    except BabelIndexError as exc:
-        report.warnings.append(f"could not load the model to verify it: {exc}")
-        return
-    if same_model(model, embedder):
-        report.passed.append(f"model {model['name']} loads and gives the recorded probe embedding")
-    else:
-        report.problems.append(f"the model {model['name']} now gives other vectors than the index was built "
-                               "with (its files changed); rebuild the index with `indexer build` into a new --index.")
+def _check_model(model: ModelRecord, verify: ModelVerifier | None, report: CheckReport) -> None:
+    imported = ", imported vectors" if model.imported else ""
+    report.passed.append(f"model recorded: {model.name} ({model.dimension} dimensions, {model.pooling} pooling{imported})")
+    if model.imported and not model.probe:
+        report.warnings.append(f"the vectors were imported while the model {model.name} could not be loaded: no "
+                               "probe embedding is recorded, so the model that embeds queries is checked by its "
+                               "dimension only.")
+    elif len(model.probe) != model.dimension:
+        report.problems.append("the recorded model fingerprint is incomplete (no probe embedding of the "
+                               f"model's dimension); {REBUILD}.")
+    elif verify is not None:
+        try:
+            same = verify(model)
+        except BabelIndexError as exc:
+            report.warnings.append(f"could not load the model to verify it: {exc}")
+            return
+        if same:
+            report.passed.append(f"model {model.name} loads and gives the recorded probe embedding")
+        else:
+            report.problems.append(f"the model {model.name} now gives other vectors than the index was built "
+                                   f"with (its files changed); {REBUILD}.")
 
 
 def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: CheckReport) -> None:
-    conn = idx.meta.conn
-    missing = conn.execute("SELECT count(*) FROM chunks c LEFT JOIN vectors v ON v.chunk = c.id WHERE v.chunk IS NULL").fetchone()[0]
+    missing = idx.meta.chunks_without_vector()
     if missing:
-        report.problems.append(f"{missing} chunks have no stored vector; rebuild the index with `indexer build` into a new --index.")
+        report.problems.append(f"{missing} chunks have no stored vector; {REBUILD}.")
         return
     bad = 0
     for _ids, vecs in _stream(idx, dimension, report):
@@ -140,15 +139,15 @@ def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: Chec
         report.passed.append(f"{len(live)} live chunks, each with a finite unit vector of {dimension} float32")
 
 
-def _stream(idx: IndexDir, dimension: int, report: CheckReport):
+def _stream(idx: IndexDir, dimension: int, report: CheckReport) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     try:
         yield from idx.meta.iter_vectors(dimension)
     except BabelIndexError as exc:
         report.problems.append(str(exc))
 
 
-def _check_ids(index, live: np.ndarray, dimension: int, info, report: CheckReport) -> None:
-    have = vectors.index_ids(index)
+def _check_ids(index: faiss.Index, live: np.ndarray, dimension: int, info: FaissInfo, report: CheckReport) -> None:
+    have = faiss_index.index_ids(index)
     extra = np.setdiff1d(have, live)
     missing = np.setdiff1d(live, have)
     if index.d != dimension:
@@ -164,21 +163,18 @@ def _check_ids(index, live: np.ndarray, dimension: int, info, report: CheckRepor
         report.passed.append(f"FAISS ids = live chunk ids ({len(live)}), {info.factory}")
 
 
-def _check_leftovers(idx: IndexDir, info, report: CheckReport) -> None:
-    folder = idx.path / vectors.FAISS_DIR
-    if not folder.is_dir():
+def _check_leftovers(idx: IndexDir, info: FaissInfo | None, report: CheckReport) -> None:
+    if not (idx.path / faiss_files.FAISS_DIR).is_dir():
         return
-    current = {info.file} if info else set()
-    temporary = sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+    temporary = faiss_files.leftover_temporaries(idx.path)
     if temporary:
         report.warnings.append(f"leftover temporary files of an interrupted write: {', '.join(temporary)}; "
                                "the next build or `indexer repair` removes them.")
-    staging = idx.path / STAGING_DIR
-    staged = sorted(staging.glob("*/shard-*.parquet")) if staging.is_dir() else []
+    staged = idx.staging().staged_shards()
     if staged:
         builds = sorted({p.parent.name for p in staged})
         report.warnings.append(f"{len(staged)} shards of an interrupted distributed build wait in {STAGING_DIR}/ "
                                f"({', '.join(builds)}); the next `indexer build --engine ray` merges them.")
-    old = sorted(p.name for p in folder.glob("*.faiss") if p.name not in current)
+    old = [name for name in faiss_files.version_files(idx.path) if info is None or name != info.file]
     if len(old) > 1:
         report.warnings.append(f"{len(old)} superseded FAISS versions kept: {', '.join(old)}")

@@ -9,12 +9,15 @@ message says what happened and what to do next, so the CLI can print it as it is
     ├── CorruptIndex         a file of the index fails its checksum or cannot be read
     ├── SchemaVersionError   the index was written by a newer babelindex
     ├── UnsafeFilesystem     the index is on a network filesystem with unreliable locks
+    ├── IndexNotReady        the index exists but cannot answer this yet (nothing published,
+    │                        no full-text table): its own state, not the caller's input
     ├── ModelError
     │   ├── ModelNotAvailable    the model is neither cached nor reachable
     │   ├── ModelMismatch        the index was built with another model
     │   └── DimensionMismatch    vectors of the wrong width
     ├── InvalidInput         a bad argument or option value
-    └── MissingDependency    an optional extra (e.g. ``babelindex[ray]``) is not installed
+    └── MissingDependency    an optional extra (e.g. ``babelindex[ray]``) or a newer library
+                             (SQLite, FAISS) is needed for this
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ class SchemaVersionError(BabelIndexError):
 
 class UnsafeFilesystem(BabelIndexError):
     """The index directory is on a filesystem where file locks cannot be trusted."""
+
+
+class IndexNotReady(BabelIndexError):
+    """The index exists but is not in a state to answer this (e.g. its first build has not
+    published anything yet); the message says which command brings it there."""
 
 
 class ModelError(BabelIndexError):
@@ -74,6 +82,7 @@ __all__ = [
     "DimensionMismatch",
     "IndexLocked",
     "IndexNotFound",
+    "IndexNotReady",
     "InvalidInput",
     "MissingDependency",
     "ModelError",

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
-from store import vectors
+from store import faiss_files, faiss_index
+from store.database import CREATING_SUFFIX, MetaStore
 from store.errors import CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesystem
 from store.faults import crash_point
 from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
+from store.index_types import UPDATABLE_KINDS, choose_kind
 from store.lock import LOCK_FILE, WriterLock
-from store.metadata import CREATING_SUFFIX, DB_FILE, MetaStore
+from store.records import DiskUsage, FaissInfo, IndexParams, IndexSettings, ModelRecord
+from store.schema import DB_FILE
 from store.staging import StagingArea
-from store.vectors import FaissInfo
+
+ADD_BATCH = 8192
+"""Vectors fetched from SQLite and added to FAISS at a time when a version is updated."""
 
 
 def _require_index(path: Path) -> None:
@@ -69,7 +73,7 @@ class IndexDir:
         if path.exists() and not path.is_dir():
             raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
         # What a writer killed before meta.db was complete leaves behind:
-        ours = {LOCK_FILE, vectors.FAISS_DIR, DB_FILE + CREATING_SUFFIX}
+        ours = {LOCK_FILE, faiss_files.FAISS_DIR, DB_FILE + CREATING_SUFFIX}
         if path.is_dir() and any(p.name not in ours for p in path.iterdir()) and not (path / DB_FILE).exists():
             raise InvalidInput(
                 f"{path} is a non-empty directory that is not a babelindex index; "
@@ -106,40 +110,51 @@ class IndexDir:
 
     # -- recorded settings ------------------------------------------------------------------
     def faiss_info(self) -> FaissInfo | None:
+        """The current FAISS version's record (``None`` before the first publish)."""
         data = self.meta.get_setting("faiss")
-        return None if data is None else FaissInfo.from_dict(data)
+        return None if data is None else FaissInfo.from_json(data)
 
-    def model_record(self) -> dict[str, Any] | None:
-        return self.meta.get_setting("model")
+    def model_record(self) -> ModelRecord | None:
+        """The model the index was built with (``None`` before the first build recorded it)."""
+        data = self.meta.get_setting("model")
+        return None if data is None else ModelRecord.from_json(data)
+
+    def record_model(self, record: ModelRecord) -> None:
+        """Record the index's model (once, when it is created)."""
+        with self.meta.transaction():
+            self.meta.set_setting("model", record.to_json())
+
+    def settings(self) -> IndexSettings:
+        """The recorded chunking and index type (the defaults where nothing is recorded)."""
+        return IndexSettings.from_json(self.meta.get_setting("build"))
+
+    def record_settings(self, settings: IndexSettings) -> None:
+        """Record the chunking and index type that later builds keep."""
+        with self.meta.transaction():
+            self.meta.set_setting("build", settings.to_json())
 
     def staging(self) -> StagingArea:
         """The staging area where distributed builds put embedded chunks before the merge."""
         return StagingArea(self.path)
 
     # -- FAISS ------------------------------------------------------------------------------
-    def load_faiss(
-        self, *, mmap: bool = False, lock: AbstractContextManager[Any] | None = None,
-    ) -> tuple[faiss.Index | None, FaissInfo | None]:
+    def load_faiss(self, *, mmap: bool = False) -> tuple[faiss.Index | None, FaissInfo | None]:
         """The current published FAISS index, checksum-verified (``(None, None)`` if none yet).
 
-        With ``mmap``, memory-mapped read-only instead of read (see :func:`store.vectors.read_version`).
-        ``lock``, if given, is held while the SQLite connection is read (a connection shared
-        between threads), not while the file is read and verified.
+        With ``mmap``, memory-mapped read-only instead of read (see
+        :func:`store.faiss_files.read_version`). Safe beside a writer: a version replaced
+        between reading its record and its file is read again.
         """
-        guard = lock if lock is not None else nullcontext()
         for attempt in range(3):
-            with guard:
-                info = self.faiss_info()
+            info = self.faiss_info()
             if info is None:
                 return None, None
             try:
-                return vectors.read_version(self.path, info, mmap=mmap), info
+                return faiss_files.read_version(self.path, info, mmap=mmap), info
             except CorruptIndex:
                 # A writer may have published a newer version and removed this one between
                 # our reading the setting and the file: read the setting again.
-                with guard:
-                    unchanged = self.faiss_info() == info
-                if attempt == 2 or unchanged:
+                if attempt == 2 or self.faiss_info() == info:
                     raise
         raise AssertionError("unreachable")
 
@@ -148,38 +163,39 @@ class IndexDir:
 
         Updates the current version (adds new ids, removes retired ones) or builds anew (no
         current version, a damaged one, another kind requested, ``rebuild``, or an IVF index
-        whose collection grew :data:`~store.vectors.RETRAIN_GROWTH` times past its training).
+        whose collection grew :data:`~store.faiss_index.RETRAIN_GROWTH` times past its training).
         The new file is written and fsynced first; then one SQLite transaction records it
         and applies the pending changes, so readers see either the old state or the new one.
         Returns the current info (``None`` for an index that has nothing yet).
         """
         target = self.meta.chunk_ids(target=True)
-        kind = vectors.choose_kind(len(target), requested_kind)
+        kind = choose_kind(len(target), requested_kind)
         old = self.faiss_info()
         index = None
         if old is not None and old.kind == kind and not rebuild:
             try:
-                index = vectors.read_version(self.path, old)
+                index = faiss_files.read_version(self.path, old)
             except CorruptIndex:
                 index = None
-            if index is not None and vectors.needs_retraining(old, len(target)):
+            if index is not None and faiss_index.needs_retraining(old, len(target)):
                 index = None
 
-        def stream():
+        def stream() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             return self.meta.iter_vectors(dimension, target=True)
 
         def fetch(ids: np.ndarray) -> np.ndarray:
             return self.meta.vectors(ids, dimension)
 
-        if index is None:
-            index, params = vectors.build_index(kind, dimension, target, stream, fetch)
+        params: IndexParams
+        if index is None or old is None:
+            index, params = faiss_index.build_index(kind, dimension, target, stream, fetch)
         else:
-            params = {k: v for k, v in old.to_dict().items() if k in vectors.PARAM_KEYS}
-            have = vectors.index_ids(index)
+            params = old.params()
+            have = faiss_index.index_ids(index)
             stale = np.setdiff1d(have, target)
             missing = np.setdiff1d(target, have)
-            if len(stale) and old.kind not in vectors.UPDATABLE_KINDS:
-                index, params = vectors.build_index(kind, dimension, target, stream, fetch)
+            if len(stale) and old.kind not in UPDATABLE_KINDS:
+                index, params = faiss_index.build_index(kind, dimension, target, stream, fetch)
                 stale = missing = np.empty(0, dtype=np.int64)
             elif not len(stale) and not len(missing):
                 if self.meta.has_unpublished_changes():
@@ -188,25 +204,27 @@ class IndexDir:
                 return old
             if len(stale):
                 index.remove_ids(faiss.IDSelectorBatch(stale))
-            for lo in range(0, len(missing), 8192):
-                part = missing[lo : lo + 8192]
+            for lo in range(0, len(missing), ADD_BATCH):
+                part = missing[lo : lo + ADD_BATCH]
                 index.add_with_ids(fetch(part), part)
         version = int(self.meta.get_setting("faiss_next_version", 1))
-        name, sha256, size = vectors.write_version(self.path, version, index)
-        info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal), **params)
+        name, sha256, size = faiss_files.write_version(self.path, version, index)
+        info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal),
+                         kind=params.kind, factory=params.factory, nlist=params.nlist, nprobe=params.nprobe,
+                         trained_on=params.trained_on, tuned_recall=params.tuned_recall)
         crash_point("publish")
         with self.meta.transaction():
             self.meta.apply_publish()
-            self.meta.set_setting("faiss", info.to_dict())
+            self.meta.set_setting("faiss", info.to_json())
             self.meta.set_setting("faiss_next_version", version + 1)
         # Keep the previous version for readers that are about to load it.
-        vectors.remove_old_versions(self.path, keep={name} | ({old.file} if old else set()))
+        faiss_files.remove_old_versions(self.path, keep={name} | ({old.file} if old else set()))
         return info
 
     # -- sizes ------------------------------------------------------------------------------
-    def disk_usage(self) -> dict[str, int]:
-        """Bytes on disk: ``meta_db`` (with its WAL), ``faiss`` (all versions), ``total``."""
+    def disk_usage(self) -> DiskUsage:
+        """Bytes on disk of ``meta.db`` (with its WAL) and of every FAISS version kept."""
         meta = sum(p.stat().st_size for p in self.path.glob(DB_FILE + "*") if p.is_file())
-        folder = self.path / vectors.FAISS_DIR
+        folder = self.path / faiss_files.FAISS_DIR
         faiss_bytes = sum(p.stat().st_size for p in folder.glob("*.faiss")) if folder.is_dir() else 0
-        return {"meta_db": meta, "faiss": faiss_bytes, "total": meta + faiss_bytes}
+        return DiskUsage(meta_db=meta, faiss=faiss_bytes)

@@ -6,15 +6,16 @@ white space; each term of three or more characters is a quoted phrase, and a chu
 if it contains any term. Scores are ``-bm25`` (higher is better). When every term is shorter
 than three characters the trigram index cannot help: chunks containing a term (``LIKE``,
 case-insensitive for ASCII only) are ranked by how many of the terms they contain.
+Call it through :meth:`store.database.MetaStore.lexical_search`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
-from store.errors import InvalidInput
-from store.metadata import FTS_MIN_SQLITE, LIVE
+from store.errors import IndexNotReady, MissingDependency
+from store.filtering import Filter, sql_of
+from store.schema import FTS_MIN_SQLITE, LIVE
 
 MIN_TERM = 3
 """The trigram tokenizer indexes 3-character substrings: shorter terms need ``LIKE``."""
@@ -25,17 +26,11 @@ def terms(query: str) -> list[str]:
     return list(dict.fromkeys(query.split()))
 
 
-def search(
-    conn: sqlite3.Connection, query: str, limit: int, condition: str = "1", params: list[Any] | None = None,
-) -> list[tuple[int, float]]:
-    """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query``, best first.
-
-    ``condition`` is an extra SQL condition over ``c`` (chunks) and ``d`` (documents) with
-    its bound ``params`` (see :mod:`search.filters`).
-    """
+def search(conn: sqlite3.Connection, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:
+    """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query`` and ``filt``, best first."""
     words = terms(query)
     long = [t for t in words if len(t) >= MIN_TERM]
-    params = list(params or [])
+    condition, params = sql_of(filt)
     if not long:
         likes = " + ".join("(instr(lower(c.text), lower(?)) > 0)" for _ in words)
         rows = conn.execute(
@@ -45,17 +40,14 @@ def search(
             [*words, *params, limit],
         ).fetchall()
         return [(int(i), float(s)) for i, s in rows]
-    try:
-        has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
-    except sqlite3.Error:  # pragma: no cover
-        has_fts = None
+    has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
     if not has_fts and sqlite3.sqlite_version_info < FTS_MIN_SQLITE:
-        raise InvalidInput(
+        raise MissingDependency(
             f"lexical search needs SQLite 3.34 or newer (for the FTS5 trigram tokenizer); this Python has "
             f"SQLite {sqlite3.sqlite_version}. Use mode='dense', or a Python built with a newer SQLite."
         )
     if not has_fts:
-        raise InvalidInput(
+        raise IndexNotReady(
             "this index has no full-text table yet (it was written by an older babelindex); "
             "open it for writing once, e.g. with `indexer build` or `indexer repair`, to add it."
         )

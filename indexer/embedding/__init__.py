@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from indexer.choices import PRECISIONS
 from indexer.embedding.base import Embedder, describe, same_model
-from indexer.embedding.precision import PRECISIONS
 from indexer.embedding.registry import DEFAULT_NAME as DEFAULT_MODEL
 from indexer.embedding.registry import REGISTRY, ModelSpec, display, list_models, resolve
 from indexer.embedding.use_multilingual import NAME as USE_MULTILINGUAL
+from store.records import ModelRecord
 
 
 def is_available(name: str) -> bool:
@@ -44,7 +45,7 @@ def load_embedder(name: str | None = None, *, precision: str | None = None) -> E
     return TransformerEmbedder(name, precision=wanted, source=resolve(name))
 
 
-def require_same_model(recorded: dict, embedder: Embedder, index: object, advice: str) -> None:
+def require_same_model(recorded: ModelRecord, embedder: Embedder, index: object, advice: str) -> None:
     """Raise ``ModelMismatch`` naming both models and ``advice`` (the way out) unless
     ``embedder`` gives the vectors of the model ``recorded`` in the index at ``index``."""
     if same_model(recorded, embedder):
@@ -52,12 +53,18 @@ def require_same_model(recorded: dict, embedder: Embedder, index: object, advice
     from store.errors import ModelMismatch
 
     raise ModelMismatch(
-        f"{index} was built with the model {display(recorded['name'])} ({recorded['dimension']} dimensions), "
+        f"{index} was built with the model {display(recorded.name)} ({recorded.dimension} dimensions), "
         f"but {display(embedder.name)} ({embedder.dimension} dimensions) gives other vectors. {advice}"
     )
 
 
+def verify_model(recorded: ModelRecord) -> bool:
+    """Load the recorded model now and say whether it still gives the recorded probe embedding
+    (``indexer check --verify-model``); raises ``ModelNotAvailable`` when it cannot be loaded."""
+    return same_model(recorded, load_embedder(recorded.name))
+
+
 __all__ = [
     "DEFAULT_MODEL", "PRECISIONS", "REGISTRY", "USE_MULTILINGUAL", "Embedder", "ModelSpec", "describe", "display",
-    "is_available", "list_models", "load_embedder", "require_same_model", "resolve", "same_model",
+    "is_available", "list_models", "load_embedder", "require_same_model", "resolve", "same_model", "verify_model",
 ]

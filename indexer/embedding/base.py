@@ -7,6 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from store.records import ModelRecord
+
 PROBE_TEXT = "babelindex probe: The quick brown fox jumps over the lazy dog. 敏捷的棕色狐狸。"
 """A fixed text whose embedding is recorded in each index, to recognise the model later."""
 PROBE_MIN_COSINE = 0.99
@@ -65,25 +67,24 @@ def token_budget_batches(counts: Sequence[int], budget: int, max_batch: int) -> 
     return batches
 
 
-def describe(embedder: Embedder) -> dict[str, Any]:
+def describe(embedder: Embedder) -> ModelRecord:
     """The model record stored in an index: the fingerprint plus a probe embedding."""
-    record = dict(embedder.fingerprint())
-    record["probe"] = [round(float(x), 6) for x in embedder.embed_documents([PROBE_TEXT])[0]]
-    return record
+    probe = [round(float(x), 6) for x in embedder.embed_documents([PROBE_TEXT])[0]]
+    return ModelRecord.from_fingerprint(embedder.fingerprint(), probe)
 
 
-def same_model(recorded: dict[str, Any], embedder: Embedder) -> bool:
+def same_model(recorded: ModelRecord, embedder: Embedder) -> bool:
     """True if ``embedder`` produces the vectors the index was built with.
 
     An index of imported vectors whose model could not be loaded at import records no probe
     embedding: then only the dimension can be compared (``indexer import`` documents this).
     """
     mine = embedder.fingerprint()
-    if recorded.get("imported") and not recorded.get("probe"):
-        return mine.get("dimension") == recorded.get("dimension")
-    if mine.get("dimension") != recorded.get("dimension") or mine.get("backend") != recorded.get("backend"):
+    if recorded.imported and not recorded.probe:
+        return bool(mine.get("dimension") == recorded.dimension)
+    if mine.get("dimension") != recorded.dimension or mine.get("backend") != recorded.backend:
         return False
-    probe = np.asarray(recorded.get("probe", []), dtype=np.float32)
+    probe = recorded.probe_vector
     if probe.shape != (embedder.dimension,):
         return False
     now = embedder.embed_documents([PROBE_TEXT])[0]

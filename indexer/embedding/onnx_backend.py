@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from store.atomic import atomic_rename
 
 OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -55,7 +56,7 @@ def export_int8(body: Any, input_names: Sequence[str], target: Path) -> Path:
                 output_names=["token_embeddings"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-        os.replace(int8, target)
+        atomic_rename(int8, target)
     return target
 
 

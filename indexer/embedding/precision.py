@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from indexer.choices import PRECISIONS
+from store.atomic import atomic_write
 from store.errors import InvalidInput
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AGREEMENT_MEAN = 0.999
 """``auto`` keeps a precision only if its vectors' mean cosine to fp32 is at least this..."""
 AGREEMENT_MIN = 0.99
@@ -268,7 +269,5 @@ def save_decision(key: str, trials: Sequence[Trial], about: dict[str, Any]) -> d
     }
     folder = cache_dir() / "models" / key
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"precision.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, folder / "precision.json")
+    atomic_write(folder / "precision.json", json.dumps(record, indent=1, default=str).encode())
     return record

@@ -29,9 +29,9 @@ def make_distilbert(
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
-    from indexer.embedding.transformer import _quiet_libraries
+    from indexer.embedding.transformer import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     shape = dict(shape or TINY_SHAPE)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -196,7 +196,7 @@ def _load(source: str, device: str, name: str):
 
     Returns the ``SentenceTransformer`` and the folder its files are in.
     """
-    _quiet_libraries()
+    quiet_libraries()
     from sentence_transformers import SentenceTransformer
 
     folder = Path(source) if os.path.isdir(source) else local_snapshot(source)
@@ -230,7 +230,7 @@ def _load_folder(folder: Path, device: str):
     return SentenceTransformer(modules=[body, pooling], device=device)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Silence the loaders' own progress bars and notices: babelindex reports progress itself."""
     import huggingface_hub.utils
     import transformers

@@ -7,11 +7,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import write_files
 from indexer.build import build_index
 from search import Index
 from store import IndexDir, InvalidInput, ModelMismatch
-from store.vectors import index_ids
+from store.faiss_index import index_ids
+from tests.helpers import write_files
 
 
 def _live_chunks(index_path):
@@ -38,7 +38,7 @@ def test_build_stores_documents_chunks_vectors_and_a_matching_faiss_index(tmp_pa
         np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
         assert idx.meta.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         model = idx.model_record()
-        assert model["dimension"] == 32 and model["pooling"] == "mean" and len(model["probe"]) == 32
+        assert model.dimension == 32 and model.pooling == "mean" and len(model.probe) == 32
         docs = dict(idx.meta.conn.execute("SELECT doc_id, lang FROM documents").fetchall())
     assert docs == {"en/bees.txt": "en", "de/vulkan.md": "de", "fr/photosynthese.txt": "fr",
                     "es/cafe.html": "es", "ja/kaiyo.txt": "ja", "ru/shakhmaty.txt": "ru"}
@@ -116,7 +116,7 @@ def test_bad_files_are_reported_and_good_ones_indexed(tmp_path, tiny_model):
         ("image.txt", "binary file (PNG image)"),
         ("empty.md", "empty file"),
         ("data.bin", "unsupported file type .bin"),
-        ("records.jsonl:2", "invalid JSON (Expecting value)"),
+        ("records.jsonl:2", "invalid JSON (Expecting value at column 1)"),
         ("records.jsonl:3", "no field 'text' (fields: body)"),
     }
     assert {doc for doc, _ in _live_chunks(tmp_path / "i.idx").values()} == {"good.txt", "records.jsonl#1"}
@@ -215,7 +215,7 @@ def test_a_model_that_fails_to_load_leaves_no_empty_index_behind(tmp_path, multi
 
 
 def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path, multilingual_corpus, tiny_model, monkeypatch):
-    from indexer import build as build_module
+    from indexer import writer as build_module
 
     build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
     before = _live_chunks(tmp_path / "i.idx")

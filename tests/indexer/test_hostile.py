@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import eval_texts
 from indexer.build import build_index
 from search import Index
 from store import IndexDir
 from store.check import check_index
+from tests.helpers import eval_texts
 
 BIG_MB = 50
 RUN_BUILD = """

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from conftest import eval_texts
 from indexer import language
 from store.errors import ModelNotAvailable
+from tests.helpers import eval_texts
 
 TASKS = {"deu": "de", "fra": "fr", "spa": "es", "rus": "ru", "cmn": "zh", "ara": "ar", "jpn": "ja", "ita": "it"}
 

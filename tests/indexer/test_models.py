@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import fake_hub
 from indexer.cli import cli
 from indexer.embedding import REGISTRY, describe, display, is_available, load_embedder, resolve
 from search import Index, ModelMismatch, ModelNotAvailable, build_index
+from tests.helpers import fake_hub
 
 COMMIT = "feedfacefeedfacefeedfacefeedfacefeedface"
 NAMES = ["distilmbert", "mbert", "distilbert-en", "distiluse", "minilm-multi", "use-multilingual"]
@@ -127,7 +127,7 @@ def test_opening_an_index_with_another_model_names_both(hub, multilingual_corpus
 def test_the_recorded_fingerprint_names_the_source_and_revision(hub, multilingual_corpus, tmp_path):
     build_index(multilingual_corpus, tmp_path / "idx", model="distiluse")
     with Index.open(tmp_path / "idx") as index:
-        record = index._model_record
+        record = index.model_record.to_json()
     assert {k: record[k] for k in ("name", "source", "backend", "revision", "pooling", "dimension")} == {
         "name": "distiluse", "source": "sentence-transformers/distiluse-base-multilingual-cased-v2",
         "backend": "sentence-transformers", "revision": COMMIT, "pooling": "cls", "dimension": 16,

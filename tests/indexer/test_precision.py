@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import eval_texts
 from indexer.embedding import load_embedder
 from indexer.embedding import precision as prec
 from indexer.embedding.precision import Trial, agreement, choose
 from indexer.embedding.transformer import TOKEN_BUDGET
 from store import InvalidInput
+from tests.helpers import eval_texts
 
 
 @pytest.fixture

@@ -18,14 +18,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import MULTILINGUAL_DOCS, write_files
-from indexer.build import _Writer, build_index, content_hash
+from indexer.build import build_index
 from indexer.chunking import DEFAULT_OVERLAP_TOKENS
 from indexer.cli import cli
 from indexer.reading import read_corpus
+from indexer.writer import Writer, content_hash
 from store import IndexDir, MissingDependency
 from store.check import check_index
+from store.records import IndexSettings
 from store.staging import STAGING_DIR
+from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 MODEL = "use-multilingual"
 CHUNK_TOKENS = 64
@@ -106,9 +108,10 @@ def test_ray_build_equals_local_build_and_embeds_only_changes(ray_cluster, corpu
     (mine / "ru" / "shakhmaty.txt").unlink()
     (mine / "fr" / "neuf.txt").write_text("Un document nouveau sur les abeilles.", encoding="utf-8")
     (new,) = [d for d in read_corpus(mine / "fr" / "neuf.txt")]
-    stored_keys = _Writer.stored_keys
-    collision = ("fr/neuf.txt", content_hash(new, CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS))  # the hash ignores ids
-    monkeypatch.setattr(_Writer, "stored_keys", lambda self: stored_keys(self) | {collision})
+    stored_keys = Writer.stored_keys
+    settings = IndexSettings(chunk_tokens=CHUNK_TOKENS, overlap_tokens=DEFAULT_OVERLAP_TOKENS)
+    collision = ("fr/neuf.txt", content_hash(new, settings))  # the hash ignores ids
+    monkeypatch.setattr(Writer, "stored_keys", lambda self: stored_keys(self) | {collision})
     again = build_index(mine, index, engine="ray")
     assert (again.documents_added, again.documents_updated, again.documents_removed) == (1, 1, 1)
     assert again.documents_unchanged == local_report.documents_added - 2

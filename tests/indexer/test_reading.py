@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from conftest import write_files
 from indexer.reading import SUPPORTED, Document, RecordFields, Skipped, read_corpus, walk
+from tests.helpers import write_files
 
 SUPPORTED_LIST = ".csv .htm .html .jsonl .markdown .md .ndjson .pdf .rst .text .txt .xhtml"
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import EVAL, eval_texts
 from indexer.cli import cli
 from search import evaluate as ev
 from store.errors import InvalidInput, ModelMismatch
+from tests.helpers import EVAL, eval_texts
 
 
 @pytest.fixture(autouse=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import HashingEmbedder
 
 import search.index as search_index
-from conftest import write_files
 from indexer.build import build_index
 from search import Index, InvalidInput
 from search.filters import parse_where
+from tests.fakes import HashingEmbedder
+from tests.helpers import write_files
 
 MODEL = HashingEmbedder()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from fakes import HashingEmbedder
 
-from conftest import write_files
 from indexer.build import build_index
 from search import Index, InvalidInput
 from search.fusion import rrf
 from store import IndexDir
+from tests.fakes import HashingEmbedder
+from tests.helpers import write_files
 
 MODEL = HashingEmbedder(dimension=8)  # so few buckets that dense search is weak on purpose
 WORDS = ["river", "stone", "cloud", "garden", "window", "bridge", "candle", "forest", "market", "letter", "engine", "winter"]

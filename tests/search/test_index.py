@@ -8,9 +8,9 @@ from dataclasses import FrozenInstanceError, fields
 
 import pytest
 
-from conftest import MULTILINGUAL_DOCS
 from indexer.build import build_index
 from search import Hit, Index, IndexNotFound, InvalidInput
+from tests.helpers import MULTILINGUAL_DOCS
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_importing_search_does_not_import_torch():
 
 
 def test_nprobe_is_per_call_and_refresh_sees_new_versions(tmp_path, tiny_model):
-    from conftest import write_files
+    from tests.helpers import write_files
 
     corpus = write_files(tmp_path / "c", {f"d{i}.txt": f"Document {i} is about subject {i * 31 % 97}." for i in range(160)})
     build_index(corpus, tmp_path / "i.idx", model=tiny_model, index_type="ivf")
@@ -108,20 +108,20 @@ def test_searches_go_on_while_refresh_reads_a_new_version(built, tiny_model, mon
     import time
 
     from indexer.update import upsert_documents
-    from store import vectors
+    from store import faiss_files
 
     index = Index.open(built, model=tiny_model)
     vector = index.embed(["Kaffee"])
     upsert_documents(built, [{"id": "new", "text": "Ein neues Dokument über Tee."}], model=tiny_model)
     reading = threading.Event()
-    real_read = vectors.read_version
+    real_read = faiss_files.read_version
 
     def slow_read(*args, **kwargs):
         reading.set()
         time.sleep(1.0)
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(vectors, "read_version", slow_read)
+    monkeypatch.setattr(faiss_files, "read_version", slow_read)
     refresher = threading.Thread(target=index.refresh)
     refresher.start()
     assert reading.wait(10)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MULTILINGUAL_DOCS, write_files
 from search import Index, build_index
 from search.hit import Hit
 from search.rag import ELLIPSIS, MIN_PART, context, format_context
 from store.errors import BabelIndexError, InvalidInput
+from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 HEADER = re.compile(r"^\[(\d+)\] source: (\S+) \| doc_id: (\S+) \| chars (\d+)-(\d+)(?: \| lang: (\w+))? \| score: (-?\d\.\d{3})$")
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import MULTILINGUAL_DOCS, write_files
 from indexer.build import build_index
 from indexer.cli import cli
 from search.snippet import columns, match_spans, snippet
+from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 RECORDS = [{"id": f"r{y}", "text": f"Report of the year {y} on volcanoes.", "year": y, "tag": "ab"[y % 2]}
            for y in range(2017, 2024)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MULTILINGUAL_DOCS, write_files
 from indexer.build import build_index
 from search import Index
+from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 # Each query is in a language other than its relevant document's.
 CROSS_LINGUAL = [

@@ -22,7 +22,7 @@ HIT_FIELDS = {"score", "text", "doc_id", "chunk_id", "source", "lang", "start", 
 
 @pytest.fixture(scope="module")
 def index_path(tmp_path_factory, use_model):
-    from conftest import MULTILINGUAL_DOCS, write_files
+    from tests.helpers import MULTILINGUAL_DOCS, write_files
 
     root = tmp_path_factory.mktemp("server")
     corpus = write_files(root / "corpus", MULTILINGUAL_DOCS)

@@ -67,7 +67,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, use_model):
-    from conftest import MULTILINGUAL_DOCS, write_files
+    from tests.helpers import MULTILINGUAL_DOCS, write_files
 
     root = tmp_path_factory.mktemp("served")
     build_index(write_files(root / "corpus", MULTILINGUAL_DOCS), root / "idx", model=use_model)

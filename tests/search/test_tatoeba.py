@@ -7,8 +7,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from conftest import EVAL, eval_texts
 from indexer.cli import cli
+from tests.helpers import EVAL, eval_texts
 
 
 def test_german_queries_find_the_aligned_english_sentence_first(tmp_path, use_model):

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import HashingEmbedder
 
-from conftest import eval_texts
 from indexer.update import delete_documents, upsert_documents
 from search import Index
 from store import IndexDir
+from tests.fakes import HashingEmbedder
+from tests.helpers import eval_texts
 
 READER = """
 import importlib.util, json, sys, time

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import HashingEmbedder
 
-from conftest import eval_texts
 from indexer.build import build_index
 from search import Index
 from store import IndexDir
 from store.check import check_index
+from tests.fakes import HashingEmbedder
+from tests.helpers import eval_texts
 
 TARGETED = ["create-db:1", "embed:1", "embed:3", "commit:1", "commit:5", "faiss-write:1", "rename:1", "publish:1"]
 """Crash points during a first build (see store/faults.py)."""

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from fakes import HashingEmbedder
 
 from indexer.cli import cli
 from indexer.importing import import_vectors
 from search import Index
 from store import DimensionMismatch, IndexDir, InvalidInput, ModelMismatch, ModelNotAvailable
 from store.check import check_index
+from tests.fakes import HashingEmbedder
 
 DOCS = {
     "bees": ["Honeybees carry pollen from flower to flower.", "A bee brushes against the stamens while collecting nectar."],
@@ -85,7 +85,7 @@ def test_parquet_chunks_are_imported_normalised_and_searchable(tmp_path, hashing
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         vecs = idx.meta.vectors(idx.meta.chunk_ids(), 64)
         assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
-        assert idx.model_record()["imported"] is True
+        assert idx.model_record().imported is True
     assert check_index(tmp_path / "i.idx").ok
 
 
@@ -130,7 +130,7 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_imported(tmp_path, hash
         f"{path}:6": "the vector has 63 values; the index's vectors have 64",
         f"{path}:7": "no text in 'text'; choose the text field with --text-field",
         f"{path}:9": "the vector has 2 values; the index's vectors have 64",
-        f"{path}:10": "not valid JSON (Expecting value at column 1)",
+        f"{path}:10": "invalid JSON (Expecting value at column 1)",
         f"{path}:11": "no 'doc_id' (fields: text); choose the id field with --id-field",
     }
     assert (report.rows_read, report.rows_rejected) == (11, 7)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import eval_texts, write_files
 from indexer.build import build_index
 from indexer.cli import cli
 from indexer.update import reindex, remove_sources, repair, upsert_documents
 from search import CorruptIndex, Index, InvalidInput, UnsafeFilesystem
 from store import IndexDir
 from store.check import check_index
-from store.vectors import exact_search, recall_at_k
+from store.faiss_index import exact_search, recall_at_k
+from tests.helpers import eval_texts, write_files
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from fakes import HashingEmbedder
 
 from indexer.cli import cli
 from indexer.importing import import_vectors
 from indexer.update import reindex
 from search import Index
-from store import CorruptIndex, IndexDir
-from store import vectors as faiss_store
+from store import CorruptIndex, IndexDir, faiss_files, faiss_index
+from tests.fakes import HashingEmbedder
 
 DIM = 32
 N = 1200
@@ -41,8 +40,8 @@ def big(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("kind", "code_bytes"), [
-    ("ivf", 4 * DIM), ("ivf-sq8", DIM), ("ivf-pq", faiss_store.pq_subquantizers(DIM)),
-    ("ivf-opq", faiss_store.pq_subquantizers(DIM)), ("flat", 4 * DIM), ("hnsw", 4 * DIM),
+    ("ivf", 4 * DIM), ("ivf-sq8", DIM), ("ivf-pq", faiss_index.pq_subquantizers(DIM)),
+    ("ivf-opq", faiss_index.pq_subquantizers(DIM)), ("flat", 4 * DIM), ("hnsw", 4 * DIM),
 ])
 def test_memory_mapped_index_gives_the_same_results_as_in_memory(big, kind, code_bytes):
     path, queries = big
@@ -99,7 +98,7 @@ def test_cli_stats_shows_bytes_per_vector(big):
     result = CliRunner().invoke(cli, ["stats", "--index", str(path), "--mmap"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("per vector:"))
-    assert line.startswith(f"per vector: {faiss_store.pq_subquantizers(DIM)} B code, ") and "memory-mapped" in line
+    assert line.startswith(f"per vector: {faiss_index.pq_subquantizers(DIM)} B code, ") and "memory-mapped" in line
 
 
 def test_tuned_nprobe_stops_where_recall_stops_growing(big):
@@ -107,13 +106,13 @@ def test_tuned_nprobe_stops_where_recall_stops_growing(big):
     1M benchmark's ivf-pq went to all 4,000 lists, 59 ms a query, for the recall of 64)."""
     path, _ = big
     info = reindex(path, "ivf-pq")
-    assert info.tuned_recall < faiss_store.TARGET_RECALL and info.nprobe < info.nlist
+    assert info.tuned_recall < faiss_index.TARGET_RECALL and info.nprobe < info.nlist
     with IndexDir.open_for_reading(path) as idx:
         ids = idx.meta.chunk_ids()
         vecs = idx.meta.vectors(ids, DIM)
-    index = faiss_store.read_version(path, info)
+    index = faiss_files.read_version(path, info)
     queries = vecs[np.random.default_rng(1).choice(len(ids), 500, replace=False)]
-    truth = faiss_store.exact_search(lambda: iter([(ids, vecs)]), queries, 10)
-    everything = index.search(queries, 10, params=faiss_store.ivf_params(index, info.nlist))[1]
-    tuned = index.search(queries, 10, params=faiss_store.ivf_params(index, info.nprobe))[1]
-    assert faiss_store.recall_at_k(tuned, truth) >= faiss_store.recall_at_k(everything, truth) - 0.02
+    truth = faiss_index.exact_search(lambda: iter([(ids, vecs)]), queries, 10)
+    everything = index.search(queries, 10, params=faiss_index.ivf_params(index, info.nlist))[1]
+    tuned = index.search(queries, 10, params=faiss_index.ivf_params(index, info.nprobe))[1]
+    assert faiss_index.recall_at_k(tuned, truth) >= faiss_index.recall_at_k(everything, truth) - 0.02

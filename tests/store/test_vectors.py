@@ -6,9 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from conftest import eval_texts
-from store import vectors
+from store import faiss_files, faiss_index, index_types, records
 from store.errors import CorruptIndex, InvalidInput
+from tests.helpers import eval_texts
 
 
 def _stream_of(ids, vecs, batch=700):
@@ -24,20 +24,20 @@ def _fetch_of(ids, vecs):
 
 
 def test_choose_kind_auto_switches_at_flat_max():
-    assert vectors.choose_kind(vectors.FLAT_MAX, "auto") == "flat"
-    assert vectors.choose_kind(vectors.FLAT_MAX + 1, "auto") == "ivf"
-    assert vectors.choose_kind(10, "ivf") == "ivf"
-    assert vectors.choose_kind(999, "ivf-pq") == "flat"  # too few vectors to train PQ code books
-    assert vectors.choose_kind(1000, "ivf-pq") == "ivf-pq"
+    assert index_types.choose_kind(index_types.FLAT_MAX, "auto") == "flat"
+    assert index_types.choose_kind(index_types.FLAT_MAX + 1, "auto") == "ivf"
+    assert index_types.choose_kind(10, "ivf") == "ivf"
+    assert index_types.choose_kind(999, "ivf-pq") == "flat"  # too few vectors to train PQ code books
+    assert index_types.choose_kind(1000, "ivf-pq") == "ivf-pq"
     with pytest.raises(InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw"):
-        vectors.choose_kind(10, "lsh")
+        index_types.choose_kind(10, "lsh")
 
 
 def test_nlist_follows_the_square_root_rule_and_has_training_points():
-    assert vectors.choose_nlist(100) == 2  # capped by n / 39
-    assert vectors.choose_nlist(10_000) == 256  # capped by n / 39 = 256 < 4·√n = 400
-    assert vectors.choose_nlist(1_000_000) == 4000
-    assert vectors.choose_nlist(10) == 1
+    assert index_types.choose_nlist(100) == 2  # capped by n / 39
+    assert index_types.choose_nlist(10_000) == 256  # capped by n / 39 = 256 < 4·√n = 400
+    assert index_types.choose_nlist(1_000_000) == 4000
+    assert index_types.choose_nlist(10) == 1
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +51,27 @@ def real_vectors(use_model):
 
 def test_ivf_recall_at_10_against_exact_search_is_at_least_095(real_vectors):
     ids, vecs = real_vectors
-    index, params = vectors.build_index("ivf", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
-    assert params["kind"] == "ivf"
-    assert params["factory"] == f"IVF{params['nlist']},Flat"
-    assert params["nlist"] == vectors.choose_nlist(len(ids))
-    assert params["trained_on"] == len(ids)
+    index, params = faiss_index.build_index("ivf", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
+    assert params.kind == "ivf"
+    assert params.factory == f"IVF{params.nlist},Flat"
+    assert params.nlist == index_types.choose_nlist(len(ids))
+    assert params.trained_on == len(ids)
     rng = np.random.default_rng(1)
     queries = vecs[rng.choice(len(ids), 200, replace=False)] + rng.normal(0, 0.02, (200, vecs.shape[1])).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    exact = vectors.exact_search(_stream_of(ids, vecs), queries, 10)
-    _, found = vectors.search(index, queries, 10, params["nprobe"])
-    assert vectors.recall_at_k(found, exact) >= 0.95
-    assert params["tuned_recall"] >= 0.95
-    assert set(vectors.index_ids(index).tolist()) == set(ids.tolist())
+    exact = faiss_index.exact_search(_stream_of(ids, vecs), queries, 10)
+    _, found = faiss_index.search(index, queries, 10, params.nprobe)
+    assert faiss_index.recall_at_k(found, exact) >= 0.95
+    assert params.tuned_recall >= 0.95
+    assert set(faiss_index.index_ids(index).tolist()) == set(ids.tolist())
 
 
 def test_flat_search_is_exact_and_returns_chunk_ids(real_vectors):
     ids, vecs = real_vectors
     ids, vecs = ids[:500], vecs[:500]
-    index, params = vectors.build_index("flat", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
-    assert params == {"kind": "flat", "factory": "IDMap2,Flat"}
-    scores, found = vectors.search(index, vecs[:5], 3, None)
+    index, params = faiss_index.build_index("flat", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
+    assert params == records.IndexParams(kind="flat", factory="IDMap2,Flat")
+    scores, found = faiss_index.search(index, vecs[:5], 3, None)
     assert found[:, 0].tolist() == ids[:5].tolist()  # each vector finds itself first
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
     brute = np.argsort(-(vecs[:5] @ vecs.T), axis=1)[:, :3]
@@ -82,17 +82,17 @@ def test_written_version_roundtrips_and_damage_is_detected(tmp_path, real_vector
     ids, vecs = real_vectors
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vecs.shape[1]))
     index.add_with_ids(vecs[:50], ids[:50])
-    name, sha, size = vectors.write_version(tmp_path, 7, index)
+    name, sha, size = faiss_files.write_version(tmp_path, 7, index)
     assert name == "v000007.faiss"
-    info = vectors.FaissInfo(version=7, file=name, sha256=sha, size=size, ntotal=50, kind="flat", factory="IDMap2,Flat")
-    loaded = vectors.read_version(tmp_path, info)
-    assert sorted(vectors.index_ids(loaded).tolist()) == sorted(ids[:50].tolist())
+    info = records.FaissInfo(version=7, file=name, sha256=sha, size=size, ntotal=50, kind="flat", factory="IDMap2,Flat")
+    loaded = faiss_files.read_version(tmp_path, info)
+    assert sorted(faiss_index.index_ids(loaded).tolist()) == sorted(ids[:50].tolist())
     path = tmp_path / "faiss" / name
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptIndex, match="fails its checksum"):
-        vectors.read_version(tmp_path, info)
+        faiss_files.read_version(tmp_path, info)
     path.unlink()
     with pytest.raises(CorruptIndex, match="is missing"):
-        vectors.read_version(tmp_path, info)
+        faiss_files.read_version(tmp_path, info)

@@ -1,147 +1,66 @@
-"""The SQLite metadata store: the source of truth of an index.
+"""The SQLite metadata store, ``meta.db``: the source of truth of an index.
 
-``meta.db`` (WAL mode) holds the documents, their chunks, every chunk's vector (float32
-BLOB, little-endian, ``dimension * 4`` bytes) and the settings (model fingerprint, chunking,
-the current FAISS version). The FAISS files are derived from it and can always be rebuilt
-from it without re-embedding.
-
-Chunk ids come from ``INTEGER PRIMARY KEY AUTOINCREMENT``: a counter that only grows, so an
-id is never reused after a delete. FAISS ids are these chunk ids.
+It holds the documents, their chunks, every chunk's vector and the settings (see
+:mod:`store.schema`); the FAISS files are derived from it and can always be rebuilt from it
+without re-embedding. :class:`MetaStore` owns its connection: every method takes the
+store's lock, so one store may be shared between threads (a server's request threads).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import sqlite_utils
 
+from store import lexical
+from store.atomic import atomic_rename
 from store.errors import CorruptIndex, SchemaVersionError
 from store.faults import crash_point
-from store.vectors import fsync_dir
-
-SCHEMA_VERSION = 1
-DB_FILE = "meta.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL                 -- JSON
-);
-CREATE TABLE IF NOT EXISTS documents (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id       TEXT NOT NULL,         -- the user's id: a relative path, a record id
-    pending      INTEGER NOT NULL,      -- 1: written, waiting for the next publish; 0: live
-    complete     INTEGER NOT NULL,      -- 1: all its chunks and vectors are stored
-    retired      INTEGER NOT NULL DEFAULT 0,  -- live, but the next publish removes it
-    source       TEXT NOT NULL,         -- the file it came from, relative to its corpus root
-    corpus       TEXT,                  -- absolute corpus root it was read from (NULL: API)
-    content_hash TEXT NOT NULL,         -- sha256 of text, metadata and chunking
-    lang         TEXT,                  -- ISO 639-1, detected
-    metadata     TEXT NOT NULL,         -- JSON object
-    n_chars      INTEGER NOT NULL,
-    updated_at   TEXT NOT NULL,
-    UNIQUE (doc_id, pending)
-);
-CREATE INDEX IF NOT EXISTS documents_corpus_source ON documents (corpus, source);
-CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
-CREATE TABLE IF NOT EXISTS chunks (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    document  INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
-    ord       INTEGER NOT NULL,         -- position of the chunk in its document
-    text      TEXT NOT NULL,
-    start     INTEGER NOT NULL,         -- character offsets in the document text
-    "end"     INTEGER NOT NULL,
-    n_tokens  INTEGER NOT NULL,         -- counted with the model's tokenizer
-    lang      TEXT
-);
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
-CREATE TABLE IF NOT EXISTS vectors (
-    chunk  INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
-    vector BLOB NOT NULL                -- float32, L2-normalised
-);
-"""
-
-_FTS_SCHEMA = (
-    # Full text of the chunks (an external-content FTS5 table over ``chunks``), kept in step
-    # by triggers; chunk texts are never updated in place.
-    """CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
-        text, content = 'chunks', content_rowid = 'id', tokenize = 'trigram')""",
-    """CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-        INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text); END""",
-    """CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-        INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END""",
+from store.filtering import Filter, sql_of
+from store.records import (
+    ChunkRow,
+    DocumentChunk,
+    DocumentRow,
+    DocumentState,
+    StoredChunk,
+    StoredDocument,
 )
-FTS_MIN_SQLITE = (3, 34, 0)
-"""The trigram tokenizer (substring matching, also for CJK) needs SQLite 3.34."""
-
-LIVE = "d.pending = 0"
-"""Rows readers see: exactly the chunks of the current FAISS version."""
-TARGET = "((d.pending = 1 AND d.complete = 1) OR (d.pending = 0 AND d.retired = 0))"
-"""Rows the next publish makes live: finished new versions, and live rows not retired."""
-
-
-@dataclass(frozen=True)
-class DocumentState:
-    """What the store holds for one doc_id: the live version and a pending one, if any."""
-
-    live_hash: str | None = None
-    live_retired: bool = False
-    pending_hash: str | None = None
-    pending_complete: bool = False
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk ready to be written: its text, offsets, token count, language and vector.
-
-    ``vector`` is float32 of shape ``(dimension,)``, L2-normalised.
-    """
-
-    text: str
-    start: int
-    end: int
-    n_tokens: int
-    lang: str | None
-    vector: np.ndarray
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """A document ready to be written, with all of its chunks."""
-
-    doc_id: str
-    source: str
-    corpus: str | None
-    content_hash: str
-    lang: str | None
-    metadata: dict[str, Any]
-    n_chars: int
-    chunks: Sequence[StoredChunk]
-
-
-_SCHEMA_TRANSACTION = (
-    "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR IGNORE INTO settings (key, value) "
-    f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
-)
+from store.schema import FTS_MIN_SQLITE, FTS_STATEMENTS, LIVE, LIVE_CHUNKS, SCHEMA_TRANSACTION, SCHEMA_VERSION, TARGET
 
 CREATING_SUFFIX = ".new"
 """A database being created is built under ``meta.db.new`` and renamed into place when complete."""
+ID_BATCH = 900
+"""Ids bound in one ``IN (…)`` (SQLite allows 999 parameters in older builds)."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def locked(method: Callable[Concatenate[MetaStore, P], R]) -> Callable[Concatenate[MetaStore, P], R]:
+    """Run a :class:`MetaStore` method holding the store's lock (re-entrant)."""
+
+    @functools.wraps(method)
+    def run(self: MetaStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 def _create_database(path: Path) -> None:
     """Create ``path`` with its schema and version, atomically: built under a temporary name,
     fsynced, then renamed. A process killed on the way leaves no ``meta.db`` at all (SQLite
     creates its file on connect, before any table exists), so no half-made index is ever seen.
-    The full-text table follows when :class:`MetaStore` opens it (``_ensure_fts``, itself atomic)."""
+    The full-text table follows when :class:`MetaStore` opens it (``ensure_fts``, itself atomic)."""
     tmp = path.with_name(path.name + CREATING_SUFFIX)
     for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
         leftover.unlink(missing_ok=True)
@@ -149,21 +68,20 @@ def _create_database(path: Path) -> None:
     try:
         conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file's header
         crash_point("create-db")
-        conn.executescript(_SCHEMA_TRANSACTION)
+        conn.executescript(SCHEMA_TRANSACTION)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    atomic_rename(tmp, path)
 
 
 class MetaStore:
-    """Reads and writes ``meta.db``. Writers must hold the index's :class:`WriterLock`."""
+    """Reads and writes ``meta.db``. Writers must hold the index's :class:`~store.lock.WriterLock`."""
 
     def __init__(self, path: Path, *, create: bool = False, readonly: bool = False):
         self.path = Path(path)
+        self.lock = threading.RLock()
+        """Held by every method; hold it to run several calls as one step."""
         if create and not self.path.exists():
             _create_database(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -177,8 +95,8 @@ class MetaStore:
                 conn.execute("PRAGMA synchronous = NORMAL")
             if create:
                 # Idempotent; brings an index written by an older babelindex up to date.
-                conn.executescript(_SCHEMA_TRANSACTION)
-                self._ensure_fts()
+                conn.executescript(SCHEMA_TRANSACTION)
+                self.ensure_fts()
             version = self.get_setting("schema_version")
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -198,21 +116,24 @@ class MetaStore:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The raw connection, for the store's own modules and tests; hold :attr:`lock` with it."""
         return self.db.conn
 
+    @locked
     def has_fts(self) -> bool:
         """Whether the full-text table ``chunks_fts`` exists (indexes written before it lack it)."""
-        return self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts')"
-        ).fetchone()[0] == 1
+        return bool(
+            self.conn.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts')").fetchone()[0]
+        )
 
-    def _ensure_fts(self) -> None:
+    @locked
+    def ensure_fts(self) -> None:
         """Create the full-text table and its triggers if missing, and fill it from the chunks."""
         if sqlite3.sqlite_version_info < FTS_MIN_SQLITE or self.has_fts():
             return
         self.conn.execute("BEGIN IMMEDIATE")  # not a crash point: atomic, and done again if lost
         try:
-            for statement in _FTS_SCHEMA:
+            for statement in FTS_STATEMENTS:
                 self.conn.execute(statement)
             self.conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
         except BaseException:
@@ -220,26 +141,61 @@ class MetaStore:
             raise
         self.conn.execute("COMMIT")
 
+    @locked
     def close(self) -> None:
         self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-            crash_point("commit")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error),
+        holding the store's lock throughout."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                crash_point("commit")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # -- checks -----------------------------------------------------------------------------
+    @locked
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's integrity and foreign-key checks find (empty: the file is sound).
+
+        Raises ``sqlite3.DatabaseError`` when the file cannot be read at all."""
+        integrity = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        foreign = self.conn.execute("PRAGMA foreign_key_check").fetchall()
+        problems = [] if integrity == ["ok"] else integrity[:3]
+        if foreign:
+            problems.append(f"{len(foreign)} rows violate foreign keys")
+        return problems
+
+    @locked
+    def chunks_without_vector(self) -> int:
+        """Chunks (of any state) that have no stored vector: a damaged store if not 0."""
+        return int(self.conn.execute(
+            "SELECT count(*) FROM chunks c LEFT JOIN vectors v ON v.chunk = c.id WHERE v.chunk IS NULL"
+        ).fetchone()[0])
+
+    @locked
+    def unpublished_changes(self) -> int:
+        """Document rows an interrupted write left pending or retired (0 after every publish)."""
+        return int(self.conn.execute("SELECT count(*) FROM documents WHERE pending = 1 OR retired = 1").fetchone()[0])
+
+    @locked
+    def has_documents(self) -> bool:
+        """Whether any document row (of any state) is stored."""
+        return self.conn.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is not None
 
     # -- settings ---------------------------------------------------------------------------
+    @locked
     def get_setting(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
+    @locked
     def set_setting(self, key: str, value: Any) -> None:
         """Write a setting; inside :meth:`transaction` it commits with the transaction."""
         self.conn.execute(
@@ -252,6 +208,7 @@ class MetaStore:
     # A write never changes what readers see: new versions are written as pending rows,
     # removals mark live rows retired, and :meth:`apply_publish` makes both take effect in
     # the transaction that records the new FAISS version.
+    @locked
     def document_states(self) -> dict[str, DocumentState]:
         """The :class:`DocumentState` of every doc_id in the store."""
         states: dict[str, DocumentState] = {}
@@ -265,12 +222,13 @@ class MetaStore:
                 states[doc_id] = DocumentState(digest, bool(retired), old.pending_hash, old.pending_complete)
         return states
 
+    @locked
     def documents_of_corpus(self, corpus: str) -> list[tuple[str, str]]:
         """``(doc_id, source)`` of every document read from the corpus root ``corpus``."""
-        return self.conn.execute(
-            "SELECT DISTINCT doc_id, source FROM documents WHERE corpus = ?", (corpus,)
-        ).fetchall()
+        rows = self.conn.execute("SELECT DISTINCT doc_id, source FROM documents WHERE corpus = ?", (corpus,))
+        return [(str(d), str(s)) for d, s in rows]
 
+    @locked
     def doc_ids_of_sources(self, sources: Sequence[str]) -> dict[str, list[str]]:
         """``{source: [doc_id, ...]}`` for documents whose source or doc_id is given."""
         found: dict[str, list[str]] = {}
@@ -319,12 +277,14 @@ class MetaStore:
             "INSERT INTO documents (doc_id, pending, complete, source, corpus, content_hash, lang,"
             " metadata, n_chars, updated_at) VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?)",
             (doc.doc_id, doc.source, doc.corpus, doc.content_hash, doc.lang,
-             json.dumps(doc.metadata, ensure_ascii=False, default=str), doc.n_chars, now),
+             json.dumps(dict(doc.metadata), ensure_ascii=False, default=str), doc.n_chars, now),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
     def _add_chunks(self, row: int, chunks: Sequence[StoredChunk], first: int) -> None:
         for ord_, chunk in enumerate(chunks, start=first):
+            if chunk.vector is None:
+                raise ValueError(f"chunk {ord_} of document row {row} has no vector; embed it before storing it")
             cur = self.conn.execute(
                 'INSERT INTO chunks (document, ord, text, start, "end", n_tokens, lang)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -356,28 +316,33 @@ class MetaStore:
                 ).rowcount
         return retired
 
+    @locked
     def has_unpublished_changes(self) -> bool:
         """Whether any pending, incomplete or retired row waits for a publish."""
-        return self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM documents WHERE pending = 1 OR retired = 1)"
-        ).fetchone()[0] == 1
+        return self.unpublished_changes() > 0
 
+    @locked
     def apply_publish(self) -> None:
         """Inside the publishing transaction: retired and unfinished rows go, pending ones go live."""
         self.conn.execute("DELETE FROM documents WHERE retired = 1 OR (pending = 1 AND complete = 0)")
         self.conn.execute("UPDATE documents SET pending = 0 WHERE pending = 1")
 
     # -- chunks and vectors -----------------------------------------------------------------
+    @locked
     def count(self, table: str) -> int:
-        """Live rows of ``documents`` or ``chunks`` (what readers see), or all rows of another table."""
+        """Live rows of ``documents`` or ``chunks`` (what readers see), or all rows of
+        ``vectors`` or ``settings``."""
         if table == "documents":
             sql = f"SELECT count(*) FROM documents d WHERE {LIVE}"
         elif table == "chunks":
-            sql = f"SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE}"
-        else:
+            sql = f"SELECT count(*) FROM {LIVE_CHUNKS}"
+        elif table in ("vectors", "settings"):
             sql = f"SELECT count(*) FROM {table}"
-        return self.conn.execute(sql).fetchone()[0]
+        else:
+            raise ValueError(f"no table {table!r} to count")
+        return int(self.conn.execute(sql).fetchone()[0])
 
+    @locked
     def chunk_ids(self, target: bool = False) -> np.ndarray:
         """Ids of the live chunks (or, with ``target``, of those the next publish makes live).
 
@@ -389,29 +354,33 @@ class MetaStore:
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def live_chunk_ids_where(self, condition: str, params: Sequence[Any]) -> np.ndarray:
-        """Ids of the live chunks meeting an SQL ``condition`` over ``c`` (chunks) and ``d``
-        (documents) with bound ``params`` (built by :mod:`search.filters`): int64, ascending."""
-        rows = self.conn.execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE} AND ({condition}) ORDER BY c.id",
-            list(params),
-        ).fetchall()
+    @locked
+    def live_chunk_ids(self, filt: Filter | None = None) -> np.ndarray:
+        """Ids of the live chunks that ``filt`` allows (all without it): int64, ascending."""
+        condition, params = sql_of(filt)
+        rows = self.conn.execute(f"SELECT c.id FROM {LIVE_CHUNKS} AND ({condition}) ORDER BY c.id", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def vectors(self, ids: Sequence[int], dimension: int) -> np.ndarray:
+    @locked
+    def lexical_search(self, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:
+        """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query`` by full text
+        (see :mod:`store.lexical`: scores are ``-bm25``, higher is better), best first."""
+        return lexical.search(self.conn, query, limit, filt)
+
+    @locked
+    def vectors(self, ids: Sequence[int] | np.ndarray, dimension: int) -> np.ndarray:
         """Vectors of the given chunk ids, in that order: float32 ``(len(ids), dimension)``."""
         out = np.empty((len(ids), dimension), dtype=np.float32)
-        for lo in range(0, len(ids), 900):
-            part = [int(i) for i in ids[lo : lo + 900]]
+        for lo in range(0, len(ids), ID_BATCH):
+            part = [int(i) for i in ids[lo : lo + ID_BATCH]]
             marks = ",".join("?" * len(part))
-            rows = dict(
-                self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part)
-            )
+            rows = dict(self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part))
             for j, chunk_id in enumerate(part):
                 out[lo + j] = _from_blob(rows[chunk_id], dimension)
         return out
 
-    def iter_vectors(self, dimension: int, batch: int = 8192, target: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(self, dimension: int, batch: int = 8192, target: bool = False,
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream ``(ids int64 (n,), vectors float32 (n, dimension))`` of the live chunks by id.
 
         With ``target``, the chunks the next publish makes live.
@@ -419,12 +388,13 @@ class MetaStore:
         where = TARGET if target else LIVE
         last = -1
         while True:
-            rows = self.conn.execute(
-                f"""SELECT v.chunk, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk
-                    JOIN documents d ON d.id = c.document
-                    WHERE v.chunk > ? AND {where} ORDER BY v.chunk LIMIT ?""",
-                (last, batch),
-            ).fetchall()
+            with self.lock:
+                rows = self.conn.execute(
+                    f"""SELECT v.chunk, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk
+                        JOIN documents d ON d.id = c.document
+                        WHERE v.chunk > ? AND {where} ORDER BY v.chunk LIMIT ?""",
+                    (last, batch),
+                ).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -432,36 +402,30 @@ class MetaStore:
             yield ids, vecs
             last = int(ids[-1])
 
-    def hits(self, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Chunk and document fields of live chunks, keyed by chunk id.
+    @locked
+    def hits(self, chunk_ids: Sequence[int] | np.ndarray) -> dict[int, ChunkRow]:
+        """Live chunks with their documents' fields, keyed by chunk id.
 
         Ids of chunks no longer live (deleted since the FAISS version was loaded) are absent.
         """
         ids = [int(i) for i in chunk_ids]
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang,
-                       d.metadata
-                FROM chunks c JOIN documents d ON d.id = c.document
-                WHERE c.id IN ({marks}) AND {LIVE}""",
-            ids,
-        ).fetchall()
-        return {
-            r[0]: {
-                "chunk_id": r[0], "text": r[1], "start": r[2], "end": r[3], "lang": r[4] or r[7],
-                "doc_id": r[5], "source": r[6], "metadata": json.loads(r[8]),
-            }
-            for r in rows
-        }
+        found: dict[int, ChunkRow] = {}
+        for lo in range(0, len(ids), ID_BATCH):
+            part = ids[lo : lo + ID_BATCH]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang, d.metadata
+                    FROM {LIVE_CHUNKS} AND c.id IN ({marks})""",
+                part,
+            ).fetchall()
+            for r in rows:
+                found[r[0]] = ChunkRow(chunk_id=r[0], text=r[1], start=r[2], end=r[3], lang=r[4] or r[7],
+                                       doc_id=r[5], source=r[6], metadata=json.loads(r[8]))
+        return found
 
-    def document(self, doc_id: str) -> dict[str, Any] | None:
-        """A live document's fields and its chunks in order, or ``None`` if there is none.
-
-        ``{"doc_id", "source", "lang", "metadata", "n_chars", "updated_at", "chunks": [{"chunk_id",
-        "ord", "text", "start", "end", "lang"}]}``; offsets are characters in the document's text.
-        """
+    @locked
+    def document(self, doc_id: str) -> DocumentRow | None:
+        """A live document and its chunks in order, or ``None`` if there is none."""
         row = self.conn.execute(
             f"SELECT d.id, d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at FROM documents d "
             f"WHERE d.doc_id = ? AND {LIVE}", (doc_id,),
@@ -471,28 +435,28 @@ class MetaStore:
         chunks = self.conn.execute(
             'SELECT id, ord, text, start, "end", lang FROM chunks WHERE document = ? ORDER BY ord', (row[0],)
         ).fetchall()
-        return {
-            "doc_id": row[1], "source": row[2], "lang": row[3], "metadata": json.loads(row[4]),
-            "n_chars": row[5], "updated_at": row[6],
-            "chunks": [
-                {"chunk_id": c[0], "ord": c[1], "text": c[2], "start": c[3], "end": c[4], "lang": c[5] or row[3]}
-                for c in chunks
-            ],
-        }
+        return DocumentRow(
+            doc_id=row[1], source=row[2], lang=row[3], metadata=json.loads(row[4]), n_chars=row[5],
+            updated_at=row[6],
+            chunks=tuple(DocumentChunk(chunk_id=c[0], ord=c[1], text=c[2], start=c[3], end=c[4], lang=c[5] or row[3])
+                         for c in chunks),
+        )
 
+    @locked
     def chunk_texts(self, limit: int | None = None) -> list[str]:
         """The text of every live chunk (or the first ``limit``), by id."""
-        sql = f"SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document WHERE {LIVE} ORDER BY c.id"
+        sql = f"SELECT c.text FROM {LIVE_CHUNKS} ORDER BY c.id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self.conn.execute(sql)]
 
+    @locked
     def languages(self) -> dict[str, int]:
         """Live documents per detected language, most frequent first."""
         rows = self.conn.execute(
             f"SELECT coalesce(d.lang, 'unknown'), count(*) FROM documents d WHERE {LIVE} GROUP BY 1 ORDER BY 2 DESC"
         )
-        return dict(rows.fetchall())
+        return {str(lang): int(n) for lang, n in rows.fetchall()}
 
 
 def _to_blob(vector: np.ndarray) -> bytes:

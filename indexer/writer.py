@@ -1,0 +1,391 @@
+"""The ingestion engine: every write path of an index goes through :class:`Writer`.
+
+Builds (:mod:`indexer.build`, also ``--engine ray``), API upserts (:mod:`indexer.update`,
+the HTTP server) and vector imports (:mod:`indexer.importing`) hand their documents to one
+:class:`Writer`, which owns what they share:
+
+1. **triage** against the index: each document's content hash (text, metadata, chunking)
+   says whether it is new, changed, unchanged, a duplicate id, or already stored by an
+   interrupted run (:meth:`Writer.triage`);
+2. **chunking and batching**: new and changed documents are chunked and gathered until
+   :data:`PENDING_CHUNKS` chunks wait, so that the model's batches are long and sorted by
+   length; a document of more than :data:`FLUSH_CHUNKS` chunks is embedded and written in
+   parts, so memory stays bounded;
+3. **embedding** with the index's model, refusing a document whose vectors are not finite
+   (its indexed version, if any, is kept);
+4. **pending writes**: each batch is one SQLite transaction of whole documents, pending
+   until the publish, so readers never see half a change and an interrupted run resumes;
+5. **removals** of a corpus's documents that are gone (:meth:`Writer.finish`);
+6. **publishing** the FAISS version with the report filled in (:meth:`Writer.publish`).
+
+Its settings (:class:`~store.records.IndexSettings`) and the model record
+(:class:`~store.records.ModelRecord`) are typed records, given, else as the index records
+them, else the defaults (:func:`resolve_settings`, :func:`open_model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from indexer import language
+from indexer.chunking import chunk_text
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
+from indexer.reading import Document, Skipped
+from store.errors import InvalidInput
+from store.faults import crash_point
+from store.index_dir import IndexDir
+from store.index_types import require_index_type
+from store.records import DocumentState, FaissInfo, IndexSettings, StoredChunk, StoredDocument
+
+FLUSH_CHUNKS = 512
+"""Chunks of one large document embedded and written together (one SQLite transaction each)."""
+PENDING_CHUNKS = 2048
+"""Chunks of small documents gathered before they are embedded together and written in one
+transaction. A wider window sorts more chunks by length into the model's batches (less
+padding; see bench/RESULTS.md); a build killed meanwhile embeds at most this many chunks
+again when it resumes."""
+MIN_CHUNK_TOKENS = 8
+
+
+@dataclass
+class BuildReport:
+    """What a write did. ``seconds`` is the wall-clock time of the whole call.
+
+    ``skipped``: one ``{"source", "reason"}`` per file or record that gave no document.
+    ``steps``: seconds per step of a distributed build (``read_embed``, ``merge``, ``publish``,
+    …); empty for local builds.
+    """
+
+    index: str
+    model: str
+    index_type: str = ""
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_removed: int = 0
+    documents_unchanged: int = 0
+    documents_skipped: int = 0
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Progress:
+    """Progress callbacks; the CLI passes tqdm bars, the library default does nothing."""
+
+    def document_read(self) -> None: ...
+    def chunks_embedded(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+# -- settings and model -----------------------------------------------------------------------
+def resolve_settings(idx: IndexDir, chunk_tokens: int | None = None, overlap_tokens: int | None = None,
+                     index_type: str | None = None) -> IndexSettings:
+    """Chunking and index type: given, else as the index records them, else the defaults;
+    checked, then recorded for later builds. Raises :class:`InvalidInput` for bad values."""
+    old = idx.settings()
+    new = IndexSettings(
+        chunk_tokens=chunk_tokens or old.chunk_tokens,
+        overlap_tokens=overlap_tokens if overlap_tokens is not None else old.overlap_tokens,
+        index_type=index_type or old.index_type,
+    )
+    if new.chunk_tokens < MIN_CHUNK_TOKENS:
+        raise InvalidInput(f"--chunk-tokens {new.chunk_tokens} is too small; use {MIN_CHUNK_TOKENS} or more (default 256).")
+    if new.overlap_tokens < 0 or new.overlap_tokens >= new.chunk_tokens:
+        raise InvalidInput("--overlap-tokens must be at least 0 and smaller than --chunk-tokens.")
+    require_index_type(new.index_type)
+    idx.record_settings(new)
+    return new
+
+
+def open_model(idx: IndexDir, model: str | Embedder | None, precision: str | None = None) -> Embedder:
+    """The model to write ``idx`` with: ``model`` (a name, directory or loaded embedder), else
+    the one the index records, else the default. A new index records it; an existing one
+    raises ``ModelMismatch`` unless it is the recorded model."""
+    recorded = idx.model_record()
+    if model is None:
+        model = recorded.name if recorded else DEFAULT_MODEL
+    embedder = load_embedder(model, precision=precision) if isinstance(model, str) else model
+    if recorded is None:
+        idx.record_model(describe(embedder))
+    else:
+        require_same_model(recorded, embedder, idx.path,
+                           f"Build with --model {recorded.name!r} (or no --model), or into a new --index.")
+    return embedder
+
+
+def publish(idx: IndexDir, settings: IndexSettings, *, dimension: int | None = None,
+            report: BuildReport | None = None, rebuild: bool = False) -> FaissInfo | None:
+    """Publish what was written (see :meth:`store.index_dir.IndexDir.publish`) and fill in the
+    report's ``index_type`` and ``chunks_total``. ``dimension`` defaults to the recorded model's."""
+    if dimension is None:
+        recorded = idx.model_record()
+        if recorded is None:
+            return None  # nothing was ever written
+        dimension = recorded.dimension
+    info = idx.publish(settings.index_type, dimension, rebuild=rebuild)
+    if report is not None:
+        report.index_type = info.factory if info else ""
+        report.chunks_total = idx.meta.count("chunks")
+    return info
+
+
+# -- documents --------------------------------------------------------------------------------
+def content_hash(doc: Document, settings: IndexSettings) -> str:
+    """sha256 of a document's text, metadata and chunking: a change in any re-indexes it.
+
+    With the chunking inside the hash, a build interrupted while re-chunking after a change
+    of ``--chunk-tokens`` resumes with exactly the documents still to do.
+    """
+    payload = json.dumps([doc.text, doc.metadata, settings.chunk_tokens, settings.overlap_tokens],
+                         ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Chunker:
+    """Chunks documents for a model and settings: offsets, token counts and languages.
+
+    The document's language picks the sentence rules; each chunk's own language is detected
+    too (documents may mix languages), except for a single chunk, which has the document's.
+    Chunking runs with one BLAS thread: idle OpenBLAS threads of language detection's small
+    numpy work otherwise spin for a while after each call and slow the model that runs next
+    (see bench/RESULTS.md).
+    """
+
+    def __init__(self, embedder: Embedder, settings: IndexSettings):
+        self.embedder, self.settings = embedder, settings
+        self._blas = ThreadpoolController()
+
+    def __call__(self, doc: Document) -> list[StoredChunk]:
+        """The chunks of ``doc`` (``vector`` still None), in order; empty for a blank text."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            doc_lang = language.detect(doc.text)
+            spans = chunk_text(
+                doc.text, self.embedder.count_tokens, max_tokens=self.embedder.max_tokens,
+                target_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens, lang=doc_lang,
+            )
+            return [
+                StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
+                            lang=doc_lang if len(spans) == 1 else language.detect(doc.text[s.start : s.end]),
+                            vector=None)
+                for s in spans
+            ]
+
+
+def usable(chunks: list[StoredChunk]) -> list[StoredChunk] | None:
+    """The chunks if every vector is finite, else None (the model gave an unusable vector)."""
+    return chunks if all(c.vector is not None and np.isfinite(c.vector).all() for c in chunks) else None
+
+
+@dataclass(frozen=True)
+class EmbeddedDocument:
+    """A document whose chunks already carry their vectors (a distributed build's shard, an
+    import). Its ``document.text`` may be empty: ``n_chars`` counts its characters."""
+
+    document: Document
+    content_hash: str
+    n_chars: int
+    chunks: list[StoredChunk]
+
+
+class Writer:
+    """Classifies documents (new, changed, unchanged), batches the work, writes it.
+
+    ``corpus`` is the absolute corpus root of a build (its documents that are gone get
+    removed by :meth:`finish`), None for upserts and imports. ``embedder`` may be None only
+    for a writer that is given embedded documents (:meth:`write_embedded`). Writes are
+    pending until :meth:`publish`.
+    """
+
+    def __init__(self, idx: IndexDir, embedder: Embedder | None, settings: IndexSettings, report: BuildReport, *,
+                 corpus: str | None = None, progress: Progress | None = None):
+        self.idx, self.embedder, self.settings = idx, embedder, settings
+        self.corpus, self.report, self.progress = corpus, report, progress or Progress()
+        self.states = idx.meta.document_states()
+        self.seen: set[str] = set()
+        self.keep: list[str] = []
+        self.unreadable_files: set[str] = set()
+        self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
+        self.pending_chunks = 0
+        self._chunker = Chunker(embedder, settings) if embedder is not None else None
+
+    def skip(self, item: Skipped) -> None:
+        """Report a file or record that gives no document, with its reason."""
+        self.report.documents_skipped += 1
+        self.report.skipped.append({"source": item.where, "reason": item.reason})
+        if item.line is None:
+            self.unreadable_files.add(item.source)
+
+    def add(self, doc: Document) -> None:
+        """Triage a document and, if it is new or changed, queue it to be embedded."""
+        digest = content_hash(doc, self.settings)
+        if self.triage(doc.doc_id, doc.source, digest):
+            self.embed_and_write(doc, digest)
+
+    def chunk(self, doc: Document) -> list[StoredChunk]:
+        """The chunks of ``doc`` with this writer's model and settings (no vectors yet)."""
+        if self._chunker is None:
+            raise InvalidInput("this writer has no model to chunk and embed documents with")
+        return self._chunker(doc)
+
+    def embed_and_write(self, doc: Document, digest: str) -> None:
+        """Chunk and queue a document that :meth:`triage` found new or changed; embedded and
+        stored with the next full batch (at once if it is large)."""
+        chunks = self.chunk(doc)
+        if not chunks:
+            self.skip(Skipped(doc.source, "no text to index"))
+            return
+        if len(chunks) > FLUSH_CHUNKS:
+            self.flush()
+            self._write_large(doc, digest, chunks, self._embed)
+            return
+        self.pending.append((doc, digest, chunks))
+        self.pending_chunks += len(chunks)
+        if self.pending_chunks >= PENDING_CHUNKS:
+            self.flush()
+
+    def stored_keys(self) -> set[tuple[str, str]]:
+        """``(doc_id, content hash)`` of the versions :meth:`triage` would not embed again: the
+        live ones and the complete pending ones (a distributed build's workers skip these)."""
+        keys = set()
+        for doc_id, state in self.states.items():
+            if state.live_hash is not None:
+                keys.add((doc_id, state.live_hash))
+            if state.pending_hash is not None and state.pending_complete:
+                keys.add((doc_id, state.pending_hash))
+        return keys
+
+    def triage(self, doc_id: str, source: str, digest: str) -> bool:
+        """Whether a document read from the corpus (content hash ``digest``) must be embedded.
+
+        If not, it is accounted for here: a duplicate id is skipped, an unchanged document
+        counted (and what an interrupted run had started for it undone), one stored complete
+        by an interrupted run counted as added or updated. Distributed builds call this on
+        the driver, so they embed exactly the documents a local build would.
+        """
+        if doc_id in self.seen:
+            self.skip(Skipped(source, f"duplicate document id {doc_id!r}; ids must be unique (see --id-field)"))
+            return False
+        self.seen.add(doc_id)
+        state = self.states.get(doc_id, DocumentState())
+        if state.live_hash == digest:
+            self.report.documents_unchanged += 1
+            if state.live_retired or state.pending_hash is not None:
+                self.keep.append(doc_id)  # undo what an interrupted run had started
+            return False
+        if state.pending_hash == digest and state.pending_complete:
+            self._count(doc_id)  # stored by an interrupted run: nothing to embed
+            return False
+        return True
+
+    def _count(self, doc_id: str) -> None:
+        if self.states.get(doc_id, DocumentState()).live_hash is not None:
+            self.report.documents_updated += 1
+        else:
+            self.report.documents_added += 1
+
+    def _stored(self, doc: Document, digest: str, chunks: list[StoredChunk], n_chars: int | None = None) -> StoredDocument:
+        return StoredDocument(
+            doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
+            lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
+            metadata=doc.metadata, n_chars=len(doc.text) if n_chars is None else n_chars, chunks=chunks,
+        )
+
+    def _embed(self, chunks: list[StoredChunk]) -> list[StoredChunk] | None:
+        """The chunks with their vectors, or None if the model gave an unusable vector."""
+        if self.embedder is None:
+            raise InvalidInput("this writer has no model to embed documents with")
+        vectors = self.embedder.embed_documents([c.text for c in chunks])
+        crash_point("embed")
+        self.report.chunks_embedded += len(chunks)
+        self.progress.chunks_embedded(len(chunks))
+        if not np.isfinite(vectors).all():
+            return None
+        return [StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, v) for c, v in zip(chunks, vectors, strict=True)]
+
+    def flush(self) -> None:
+        """Embed the pending documents together and store them in one transaction."""
+        if not self.pending:
+            return
+        all_chunks = [c for _, _, chunks in self.pending for c in chunks]
+        embedded = self._embed(all_chunks)
+        docs, at = [], 0
+        for doc, digest, chunks in self.pending:
+            mine = None if embedded is None else embedded[at : at + len(chunks)]
+            at += len(chunks)
+            if embedded is None:  # find the culprit document by itself
+                mine = self._embed(chunks)
+            if mine is None:
+                self._unusable(doc)
+                continue
+            docs.append(self._stored(doc, digest, mine))
+            self._count(doc.doc_id)
+        self.idx.meta.write_documents(docs)
+        self.pending, self.pending_chunks = [], 0
+
+    def write_embedded(self, items: Sequence[EmbeddedDocument]) -> None:
+        """Store documents whose chunks already carry their vectors.
+
+        The rules are those of documents embedded here: no chunks or an unusable vector
+        skips the document with its reason; more than :data:`FLUSH_CHUNKS` chunks are
+        written in parts; the rest in one transaction.
+        """
+        docs = []
+        for item in items:
+            doc, digest, n_chars, chunks = item.document, item.content_hash, item.n_chars, item.chunks
+            if not chunks:
+                self.skip(Skipped(doc.source, "no text to index"))
+            elif len(chunks) > FLUSH_CHUNKS:
+                self._write_large(doc, digest, chunks, usable, n_chars=n_chars)
+            elif usable(chunks) is None:
+                self._unusable(doc)
+            else:
+                docs.append(self._stored(doc, digest, chunks, n_chars))
+                self._count(doc.doc_id)
+        self.idx.meta.write_documents(docs)
+
+    def _write_large(self, doc: Document, digest: str, chunks: list[StoredChunk],
+                     embed: Callable[[list[StoredChunk]], list[StoredChunk] | None], *,
+                     n_chars: int | None = None) -> None:
+        """Store a document with many chunks in parts, so memory stays bounded."""
+        row = self.idx.meta.begin_document(self._stored(doc, digest, [], n_chars))
+        for lo in range(0, len(chunks), FLUSH_CHUNKS):
+            part = embed(chunks[lo : lo + FLUSH_CHUNKS])
+            if part is None:
+                self.idx.meta.keep_documents([doc.doc_id])  # drops the unfinished version
+                self._unusable(doc)
+                return
+            self.idx.meta.add_chunks(row, part, first=lo)
+        self.idx.meta.complete_document(row, doc.doc_id)
+        self._count(doc.doc_id)
+
+    def _unusable(self, doc: Document) -> None:
+        self.skip(Skipped(doc.source, f"the model gave no usable vector (NaN, infinite or zero) for "
+                                      f"part of document {doc.doc_id!r}; its indexed version, if any, is kept"))
+
+    def finish(self) -> None:
+        """Write what is pending; in a build, remove the corpus's documents that are gone."""
+        self.flush()
+        if self.keep:
+            self.idx.meta.keep_documents(self.keep)
+        if self.corpus is not None:
+            gone = [doc_id for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
+                    if doc_id not in self.seen and source not in self.unreadable_files]
+            self.report.documents_removed = self.idx.meta.delete_documents(sorted(set(gone)))
+
+    def publish(self, *, dimension: int | None = None) -> FaissInfo | None:
+        """Make everything written live (:func:`publish`), filling in the report."""
+        if dimension is None and self.embedder is not None:
+            dimension = self.embedder.dimension
+        return publish(self.idx, self.settings, dimension=dimension, report=self.report)

