@@ -95,11 +95,14 @@ def main() -> None:
     by_lang = sentences()
     write_corpus(work / "corpus", by_lang, args.docs)
     t0 = time.perf_counter()
-    model_dir = make_distilbert(work / "model", [s for texts in by_lang.values() for s in texts],
-                                shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000)
+    model_dir = make_distilbert(
+        work / "model", [s for texts in by_lang.values() for s in texts], shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000
+    )
     embedder = load_embedder(str(model_dir))
-    print(f"model: DistilmBERT shape {DISTILMBERT_SHAPE}, random weights; made and loaded in "
-          f"{time.perf_counter() - t0:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"model: DistilmBERT shape {DISTILMBERT_SHAPE}, random weights; made and loaded in "
+        f"{time.perf_counter() - t0:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     embedder.embed_documents(["warm-up " * 40] * 16)
 
     # Pure embedding runs once before and once after the build, on the chunks the build
@@ -121,19 +124,34 @@ def main() -> None:
 
     build_cps = len(texts) / report.seconds
     pure_cps = len(texts) / pure_s
-    print(f"corpus: {args.docs} documents in 9 languages -> {len(texts)} chunks, {tokens} tokens "
-          f"({tokens / len(texts):.0f} per chunk, target {args.chunk_tokens})")
-    print(f"build:           {report.seconds:8.1f} s  {build_cps:7.1f} chunks/s  (read, detect, chunk, embed, store, publish;"
-          f" {inside.seconds:.1f} s of it in the model, {report.seconds - inside.seconds:.1f} s around it)")
-    print(f"pure embedding:  {pure_s:8.1f} s  {pure_cps:7.1f} chunks/s  (the same chunks, the same model;"
-          f" mean of {before_s:.1f} s before and {after_s:.1f} s after the build)")
+    print(
+        f"corpus: {args.docs} documents in 9 languages -> {len(texts)} chunks, {tokens} tokens "
+        f"({tokens / len(texts):.0f} per chunk, target {args.chunk_tokens})"
+    )
+    print(
+        f"build:           {report.seconds:8.1f} s  {build_cps:7.1f} chunks/s  (read, detect, chunk, embed, store, publish;"
+        f" {inside.seconds:.1f} s of it in the model, {report.seconds - inside.seconds:.1f} s around it)"
+    )
+    print(
+        f"pure embedding:  {pure_s:8.1f} s  {pure_cps:7.1f} chunks/s  (the same chunks, the same model;"
+        f" mean of {before_s:.1f} s before and {after_s:.1f} s after the build)"
+    )
     print(f"ratio build/pure: {build_cps / pure_cps:.3f}  (target >= 0.9)")
-    print(json.dumps({
-        "chunks": len(texts), "tokens": tokens, "build_seconds": round(report.seconds, 2),
-        "build_chunks_per_s": round(build_cps, 2), "embed_seconds": round(pure_s, 2),
-        "embed_chunks_per_s": round(pure_cps, 2), "ratio": round(build_cps / pure_cps, 3),
-        "build_model_seconds": round(inside.seconds, 2), "build_pipeline_seconds": round(report.seconds - inside.seconds, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "chunks": len(texts),
+                "tokens": tokens,
+                "build_seconds": round(report.seconds, 2),
+                "build_chunks_per_s": round(build_cps, 2),
+                "embed_seconds": round(pure_s, 2),
+                "embed_chunks_per_s": round(pure_cps, 2),
+                "ratio": round(build_cps / pure_cps, 3),
+                "build_model_seconds": round(inside.seconds, 2),
+                "build_pipeline_seconds": round(report.seconds - inside.seconds, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,10 @@ def make_chunks(by_lang: dict[str, list[str]], tokenizer, n: int, seed: int = 0)
     """``n`` chunks, each of one language, joined from sentences and cut to 16–256 tokens."""
     rng = random.Random(seed)
     langs = sorted(by_lang)
-    sizes = {lang: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-             for lang, texts in by_lang.items()}
+    sizes = {
+        lang: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        for lang, texts in by_lang.items()
+    }
     chunks = []
     for i in range(n):
         lang = langs[i % len(langs)]
@@ -116,18 +118,22 @@ def main() -> None:
     model_dir = cache_dir() / "bench" / "distilmbert-shape-v1"
     if not (model_dir / "model.safetensors").exists():
         tmp_dir = Path(work.name) / "model"
-        make_distilbert(tmp_dir, [s for texts in by_lang.values() for s in texts], shape=DISTILMBERT_SHAPE,
-                        tokenizer_vocab=30000)
+        make_distilbert(
+            tmp_dir, [s for texts in by_lang.values() for s in texts], shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000
+        )
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp_dir), model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = make_chunks(by_lang, tokenizer, args.chunks)
     tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"])  # specials included, no padding
-    queries = [q for q in by_lang["deu"] + by_lang["jpn"] + by_lang["spa"]
-               if len(tokenizer.encode(q)) <= 32][: args.queries]
+    queries = [q for q in by_lang["deu"] + by_lang["jpn"] + by_lang["spa"] if len(tokenizer.encode(q)) <= 32][
+        : args.queries
+    ]
     cores = torch.get_num_threads()
-    print(f"corpus: {len(texts)} chunks in {len(by_lang)} languages, {tokens} tokens "
-          f"({tokens / len(texts):.0f} per chunk, 16-256 content tokens); model: DistilmBERT shape, random weights")
+    print(
+        f"corpus: {len(texts)} chunks in {len(by_lang)} languages, {tokens} tokens "
+        f"({tokens / len(texts):.0f} per chunk, 16-256 content tokens); model: DistilmBERT shape, random weights"
+    )
     print(f"cpu: {cores} threads at {ghz():.2f} GHz, flags {' '.join(cpu_flags())}; torch {torch.__version__}")
     print(f"setup (model, chunks): {time.perf_counter() - started:.1f} s; model at {model_dir}")
 
@@ -163,42 +169,64 @@ def main() -> None:
     peak = {p: cores * ghz() * 1e9 * f for p, f in FLOP_PER_CYCLE.items()}
     achieved = tokens / ours_s * MFLOP_PER_TOKEN * 1e6
     result = {
-        "chunks": len(texts), "tokens": tokens,
-        "baseline_seconds": round(base_s, 2), "seconds": round(ours_s, 2), "load_seconds": round(load_s, 2),
-        "baseline_chunks_per_s": round(len(texts) / base_s, 1), "chunks_per_s": round(len(texts) / ours_s, 1),
-        "baseline_tokens_per_s": round(tokens / base_s), "tokens_per_s": round(tokens / ours_s),
+        "chunks": len(texts),
+        "tokens": tokens,
+        "baseline_seconds": round(base_s, 2),
+        "seconds": round(ours_s, 2),
+        "load_seconds": round(load_s, 2),
+        "baseline_chunks_per_s": round(len(texts) / base_s, 1),
+        "chunks_per_s": round(len(texts) / ours_s, 1),
+        "baseline_tokens_per_s": round(tokens / base_s),
+        "tokens_per_s": round(tokens / ours_s),
         "speedup": round(base_s / ours_s, 2),
-        "cos_mean": round(agree.mean, 6), "cos_min": round(agree.min, 6),
-        "cos_mean_centred": round(centred.mean, 4), "cos_min_centred": round(centred.min, 4),
+        "cos_mean": round(agree.mean, 6),
+        "cos_min": round(agree.min, 6),
+        "cos_mean_centred": round(centred.mean, 4),
+        "cos_min_centred": round(centred.min, 4),
         "cos_between_texts": round(between, 4),
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "query_p99_ms": round(float(np.percentile(latencies, 99)), 2),
-        "precision": embedder.precision, "threads": cores,
+        "precision": embedder.precision,
+        "threads": cores,
         "gflops": round(achieved / 1e9, 1),
         "peak_fraction_fp32": round(achieved / peak["fp32"], 3),
         f"peak_fraction_{doc_precision}": round(achieved / peak[doc_precision], 3),
-        "calibration": [{k: t[k] for k in ("precision", "docs_seconds", "query_ms", "cos_mean", "cos_min")}
-                        for t in (embedder.calibration or {}).get("trials", [])],
+        "calibration": [
+            {k: t[k] for k in ("precision", "docs_seconds", "query_ms", "cos_mean", "cos_min")}
+            for t in (embedder.calibration or {}).get("trials", [])
+        ],
         "total_seconds": 0.0,
     }
-    print(f"baseline (SentenceTransformer.encode, batch 32, fp32): {base_s:7.1f} s  "
-          f"{result['baseline_chunks_per_s']:6.1f} chunks/s  {result['baseline_tokens_per_s']:6d} tokens/s")
-    print(f"babelindex (documents {doc_precision}, queries {embedder.precision['queries']}):"
-          f"{' ' * max(1, 12 - len(doc_precision) - len(embedder.precision['queries']))}{ours_s:7.1f} s  "
-          f"{result['chunks_per_s']:6.1f} chunks/s  {result['tokens_per_s']:6d} tokens/s  (model load and "
-          f"precision choice {load_s:.1f} s, once)")
+    print(
+        f"baseline (SentenceTransformer.encode, batch 32, fp32): {base_s:7.1f} s  "
+        f"{result['baseline_chunks_per_s']:6.1f} chunks/s  {result['baseline_tokens_per_s']:6d} tokens/s"
+    )
+    print(
+        f"babelindex (documents {doc_precision}, queries {embedder.precision['queries']}):"
+        f"{' ' * max(1, 12 - len(doc_precision) - len(embedder.precision['queries']))}{ours_s:7.1f} s  "
+        f"{result['chunks_per_s']:6.1f} chunks/s  {result['tokens_per_s']:6d} tokens/s  (model load and "
+        f"precision choice {load_s:.1f} s, once)"
+    )
     print(f"speedup: {result['speedup']:.2f}x  (target >= 3.0)")
-    print(f"agreement with the baseline: cosine mean {agree.mean:.6f}, min {agree.min:.6f}  (target >= 0.999 / 0.99); "
-          f"after removing the mean vector {centred.mean:.4f} / {centred.min:.4f}; "
-          f"two different chunks have cosine {between:.3f} on average (random weights)")
-    print(f"query (one text, <= 32 tokens, {len(latencies)} queries): p50 {result['query_p50_ms']:.1f} ms, "
-          f"p99 {result['query_p99_ms']:.1f} ms  (target p50 <= 15 ms)")
-    print(f"compute: {result['gflops']:.0f} GFLOP/s useful = {result['peak_fraction_fp32']:.0%} of the AVX-512 fp32 "
-          f"peak ({peak['fp32'] / 1e9:.0f} GFLOP/s), {result[f'peak_fraction_{doc_precision}']:.1%} of the "
-          f"{doc_precision} peak ({peak[doc_precision] / 1e9:.0f} GFLOP/s)")
+    print(
+        f"agreement with the baseline: cosine mean {agree.mean:.6f}, min {agree.min:.6f}  (target >= 0.999 / 0.99); "
+        f"after removing the mean vector {centred.mean:.4f} / {centred.min:.4f}; "
+        f"two different chunks have cosine {between:.3f} on average (random weights)"
+    )
+    print(
+        f"query (one text, <= 32 tokens, {len(latencies)} queries): p50 {result['query_p50_ms']:.1f} ms, "
+        f"p99 {result['query_p99_ms']:.1f} ms  (target p50 <= 15 ms)"
+    )
+    print(
+        f"compute: {result['gflops']:.0f} GFLOP/s useful = {result['peak_fraction_fp32']:.0%} of the AVX-512 fp32 "
+        f"peak ({peak['fp32'] / 1e9:.0f} GFLOP/s), {result[f'peak_fraction_{doc_precision}']:.1%} of the "
+        f"{doc_precision} peak ({peak[doc_precision] / 1e9:.0f} GFLOP/s)"
+    )
     for t in result["calibration"]:
-        print(f"  auto measured {t['precision']:4}: calibration docs {t['docs_seconds']} s, query {t['query_ms']} ms, "
-              f"cosine {t['cos_mean']} / {t['cos_min']}")
+        print(
+            f"  auto measured {t['precision']:4}: calibration docs {t['docs_seconds']} s, query {t['query_ms']} ms, "
+            f"cosine {t['cos_mean']} / {t['cos_min']}"
+        )
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     print(f"total: {result['total_seconds']:.0f} s")
     print(json.dumps(result))

@@ -36,8 +36,17 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
-LANGS = {"deu": "de", "fra": "fr", "spa": "es", "rus": "ru", "cmn": "zh", "ara": "ar", "jpn": "ja", "ita": "it",
-         "eng": "en"}
+LANGS = {
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "rus": "ru",
+    "cmn": "zh",
+    "ara": "ar",
+    "jpn": "ja",
+    "ita": "it",
+    "eng": "en",
+}
 PASSAGE_SENTENCES = 5
 
 Detect = Callable[[str], "str | None"]
@@ -168,8 +177,10 @@ def passages(by_lang: dict[str, list[str]]) -> dict[str, list[str]]:
     out = {}
     for code, texts in by_lang.items():
         sep = "" if code in ("zh", "ja") else " "
-        out[code] = [sep.join(texts[i : i + PASSAGE_SENTENCES])
-                     for i in range(0, len(texts) - PASSAGE_SENTENCES + 1, PASSAGE_SENTENCES)]
+        out[code] = [
+            sep.join(texts[i : i + PASSAGE_SENTENCES])
+            for i in range(0, len(texts) - PASSAGE_SENTENCES + 1, PASSAGE_SENTENCES)
+        ]
     return out
 
 
@@ -261,14 +272,21 @@ def main(argv: list[str] | None = None) -> dict | None:
     codes = list(by_lang)
     n_sent = sum(map(len, by_lang.values()))
     n_pass = sum(map(len, passages(by_lang).values()))
-    print(f"{n_sent} sentences ({args.limit} per language: {' '.join(codes)}); "
-          f"{n_pass} passages of {PASSAGE_SENTENCES} sentences", flush=True)
+    print(
+        f"{n_sent} sentences ({args.limit} per language: {' '.join(codes)}); "
+        f"{n_pass} passages of {PASSAGE_SENTENCES} sentences",
+        flush=True,
+    )
 
     results: dict[str, dict] = {}
     for name in names:
         started = time.perf_counter()
-        child = subprocess.run([sys.executable, __file__, "--worker", name, "--limit", str(args.limit)],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--worker", name, "--limit", str(args.limit)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(child.stdout.strip().splitlines()[-1])
         if "missing" in result:
             print(f"  {name}: not installed ({result['missing']}); skipped", file=sys.stderr)
@@ -276,14 +294,20 @@ def main(argv: list[str] | None = None) -> dict | None:
         results[name] = result
         print(f"  {name}: measured in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
-    header = (f"{'detector':14}" + "".join(f"{c:>6}" for c in codes)
-              + f"{'mean':>7}{'5-sent':>8}{'sent/s':>9}{'pass/s':>8}{'load s':>8}{'RSS MB':>8}{'MB':>7}")
+    header = (
+        f"{'detector':14}"
+        + "".join(f"{c:>6}" for c in codes)
+        + f"{'mean':>7}{'5-sent':>8}{'sent/s':>9}{'pass/s':>8}{'load s':>8}{'RSS MB':>8}{'MB':>7}"
+    )
     print(header)
     for name, r in results.items():
         mb = "" if r["install_mb"] is None else f"{r['install_mb']:.1f}"
-        print(f"{name:14}" + "".join(f"{r['accuracy'][c]:6.3f}" for c in codes)
-              + f"{r['accuracy_mean']:7.3f}{r['passage_accuracy_mean']:8.3f}{r['sentences_per_s']:9d}"
-              + f"{r['passages_per_s']:8d}{r['load_s']:8.2f}{r['memory_mb']:8d}{mb:>7}")
+        print(
+            f"{name:14}"
+            + "".join(f"{r['accuracy'][c]:6.3f}" for c in codes)
+            + f"{r['accuracy_mean']:7.3f}{r['passage_accuracy_mean']:8.3f}{r['sentences_per_s']:9d}"
+            + f"{r['passages_per_s']:8d}{r['load_s']:8.2f}{r['memory_mb']:8d}{mb:>7}"
+        )
     out = {"sentences": n_sent, "passages": n_pass, "per_language": args.limit, "detectors": results}
     print(json.dumps(out))
     return out

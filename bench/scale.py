@@ -84,6 +84,7 @@ def stream_of(data: np.ndarray):
     def stream():
         for lo in range(0, len(data), BATCH):
             yield np.arange(lo, min(lo + BATCH, len(data)), dtype=np.int64), np.ascontiguousarray(data[lo : lo + BATCH])
+
     return stream
 
 
@@ -103,7 +104,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_kind(kind: str, data: np.ndarray, centroids: np.ndarray, assign: np.ndarray, codec_sample: np.ndarray) -> tuple[faiss.Index, float, float]:
+def build_kind(
+    kind: str, data: np.ndarray, centroids: np.ndarray, assign: np.ndarray, codec_sample: np.ndarray
+) -> tuple[faiss.Index, float, float]:
     """An index of ``kind`` over ``data`` on the shared coarse centroids; (index, train s, add s)."""
     n, dim = data.shape
     nlist = len(centroids)
@@ -120,7 +123,9 @@ def build_kind(kind: str, data: np.ndarray, centroids: np.ndarray, assign: np.nd
     if kind == "ivf":
         ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     elif kind == "ivf-sq8":
-        ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
     else:
         ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     ivf.train(codec_sample)  # the quantizer is trained: only the codes are
@@ -158,7 +163,9 @@ def measure_ivf(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed + 2)
     train_ids = np.sort(rng.choice(n, size=min(n, args.train_per_list * nlist), replace=False))
     t = time.perf_counter()
-    kmeans = faiss.Kmeans(dim, nlist, niter=10, seed=args.seed, spherical=False, max_points_per_centroid=args.train_per_list)
+    kmeans = faiss.Kmeans(
+        dim, nlist, niter=10, seed=args.seed, spherical=False, max_points_per_centroid=args.train_per_list
+    )
     kmeans.train(np.ascontiguousarray(data[train_ids]))
     coarse_s = time.perf_counter() - t
     centroids = kmeans.centroids
@@ -210,19 +217,37 @@ def measure_ivf(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         gc.collect()
         path.unlink()
         results[kind] = {
-            "build_s": round(coarse_s + assign_s + train_s + add_s, 1), "code_train_s": round(train_s, 1),
-            "add_s": round(add_s, 1), "nprobe": nprobe, "tuned_recall": round(tuned, 3), "tune_s": round(tune_s, 1),
-            "recall_at_10": round(recall, 4), "recall_at_10_nprobe64": round(faiss_index.recall_at_k(found64, truth), 4),
-            "code_bytes_per_vector": code, "file_bytes_per_vector": round(size / n, 1),
-            "mmap_memory_bytes_per_vector": mem["memory_bytes_per_vector"], "file_mb": round(size / 1e6, 1),
-            "loaded": loaded, "mmap": mapped_lat, "mmap_open_s": round(open_s, 2), "sha256_s": round(hash_s, 2),
+            "build_s": round(coarse_s + assign_s + train_s + add_s, 1),
+            "code_train_s": round(train_s, 1),
+            "add_s": round(add_s, 1),
+            "nprobe": nprobe,
+            "tuned_recall": round(tuned, 3),
+            "tune_s": round(tune_s, 1),
+            "recall_at_10": round(recall, 4),
+            "recall_at_10_nprobe64": round(faiss_index.recall_at_k(found64, truth), 4),
+            "code_bytes_per_vector": code,
+            "file_bytes_per_vector": round(size / n, 1),
+            "mmap_memory_bytes_per_vector": mem["memory_bytes_per_vector"],
+            "file_mb": round(size / 1e6, 1),
+            "loaded": loaded,
+            "mmap": mapped_lat,
+            "mmap_open_s": round(open_s, 2),
+            "sha256_s": round(hash_s, 2),
             "mmap_rss_growth_mb": round(rss_growth / 1e6, 1),
         }
         log(f"{kind}: {json.dumps(results[kind])}")
     return {
-        "n": n, "dim": dim, "centres": args.centres, "queries": len(queries), "nlist": nlist,
-        "train_vectors": len(train_ids), "generate_s": round(gen_s, 1), "exact_s": round(exact_s, 1),
-        "coarse_kmeans_s": round(coarse_s, 1), "assign_s": round(assign_s, 1), "kinds": results,
+        "n": n,
+        "dim": dim,
+        "centres": args.centres,
+        "queries": len(queries),
+        "nlist": nlist,
+        "train_vectors": len(train_ids),
+        "generate_s": round(gen_s, 1),
+        "exact_s": round(exact_s, 1),
+        "coarse_kmeans_s": round(coarse_s, 1),
+        "assign_s": round(assign_s, 1),
+        "kinds": results,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }
 
@@ -238,7 +263,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--centres", type=int, default=2_000, help="cluster centres of the synthetic data")
     parser.add_argument("--queries", type=int, default=1_000)
-    parser.add_argument("--train-per-list", type=int, default=40, help="coarse k-means sample: this many vectors per list")
+    parser.add_argument(
+        "--train-per-list", type=int, default=40, help="coarse k-means sample: this many vectors per list"
+    )
     parser.add_argument("--kinds", default="ivf,ivf-sq8,ivf-pq,ivf-opq", type=lambda s: s.split(","))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-ray", action="store_true", help="skip part (a), the Ray engine's throughput")
@@ -261,20 +288,28 @@ def main() -> None:
         out["ivf"] = measure_ivf(args, Path(tmp))
 
     r = out["ivf"]
-    print(f"{r['n']:,} vectors × {r['dim']}, nlist {r['nlist']} (coarse k-means on {r['train_vectors']:,} vectors "
-          f"{r['coarse_kmeans_s']:.0f} s, assignment {r['assign_s']:.0f} s, shared), {r['queries']} queries")
-    print("| type | build s | bytes/vector code / file / mmap RAM | nprobe | recall@10 | recall@10 nprobe 64 "
-          "| p50 / p99 ms loaded | p50 / p99 ms mmap | sha256 s |")
+    print(
+        f"{r['n']:,} vectors × {r['dim']}, nlist {r['nlist']} (coarse k-means on {r['train_vectors']:,} vectors "
+        f"{r['coarse_kmeans_s']:.0f} s, assignment {r['assign_s']:.0f} s, shared), {r['queries']} queries"
+    )
+    print(
+        "| type | build s | bytes/vector code / file / mmap RAM | nprobe | recall@10 | recall@10 nprobe 64 "
+        "| p50 / p99 ms loaded | p50 / p99 ms mmap | sha256 s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for kind, k in r["kinds"].items():
-        print(f"| {kind} | {k['build_s']:.0f} | {k['code_bytes_per_vector']} / {k['file_bytes_per_vector']:g} / "
-              f"{k['mmap_memory_bytes_per_vector']:g} | {k['nprobe']} | {k['recall_at_10']:.3f} | "
-              f"{k['recall_at_10_nprobe64']:.3f} | {k['loaded']['p50_ms']} / {k['loaded']['p99_ms']} | "
-              f"{k['mmap']['p50_ms']} / {k['mmap']['p99_ms']} | {k['sha256_s']} |")
+        print(
+            f"| {kind} | {k['build_s']:.0f} | {k['code_bytes_per_vector']} / {k['file_bytes_per_vector']:g} / "
+            f"{k['mmap_memory_bytes_per_vector']:g} | {k['nprobe']} | {k['recall_at_10']:.3f} | "
+            f"{k['recall_at_10_nprobe64']:.3f} | {k['loaded']['p50_ms']} / {k['loaded']['p99_ms']} | "
+            f"{k['mmap']['p50_ms']} / {k['mmap']['p99_ms']} | {k['sha256_s']} |"
+        )
     if "local_chunks_per_s" in out["ray"]:
         ray = out["ray"]
-        print(f"ray: {ray['ray_chunks_per_s']:.1f} chunks/s vs local {ray['local_chunks_per_s']:.1f} "
-              f"(ratio {ray['ratio']:.2f})")
+        print(
+            f"ray: {ray['ray_chunks_per_s']:.1f} chunks/s vs local {ray['local_chunks_per_s']:.1f} "
+            f"(ratio {ray['ratio']:.2f})"
+        )
     print(json.dumps(out))
 
 

@@ -43,15 +43,20 @@ def distilmbert_shape_model(by_lang: dict[str, list[str]]) -> Path:
     model_dir = cache_dir() / "bench" / "distilmbert-shape-v1"
     if not (model_dir / "model.safetensors").exists():
         tmp = Path(tempfile.mkdtemp(prefix="babelindex-model-"))
-        make_distilbert(tmp / "model", [s for texts in by_lang.values() for s in texts], shape=DISTILMBERT_SHAPE,
-                        tokenizer_vocab=30000)
+        make_distilbert(
+            tmp / "model",
+            [s for texts in by_lang.values() for s in texts],
+            shape=DISTILMBERT_SHAPE,
+            tokenizer_vocab=30000,
+        )
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp / "model"), model_dir)
     return model_dir
 
 
-def measure_ray(n_docs: int = 1500, chunk_tokens: int = 128, *, ray_address: str | None = None,
-                model: str | None = None) -> dict[str, Any]:
+def measure_ray(
+    n_docs: int = 1500, chunk_tokens: int = 128, *, ray_address: str | None = None, model: str | None = None
+) -> dict[str, Any]:
     """Build one corpus of ``n_docs`` documents with both engines; chunks/s of each and the ratio.
 
     ``model`` defaults to the DistilmBERT-shape model. Returns ``local_chunks_per_s``,
@@ -71,12 +76,18 @@ def measure_ray(n_docs: int = 1500, chunk_tokens: int = 128, *, ray_address: str
 
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=ray_address, num_cpus=None if ray_address else os.cpu_count(),
-                     include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            ray.init(
+                address=ray_address,
+                num_cpus=None if ray_address else os.cpu_count(),
+                include_dashboard=False,
+                logging_level="ERROR",
+                log_to_driver=False,
+            )
         try:
             actors = int(ray.cluster_resources().get("GPU", 0)) or int(ray.cluster_resources().get("CPU", 1))
-            distributed = build_index(work / "corpus", work / "ray.idx", model=model, chunk_tokens=chunk_tokens,
-                                      engine="ray")
+            distributed = build_index(
+                work / "corpus", work / "ray.idx", model=model, chunk_tokens=chunk_tokens, engine="ray"
+            )
         finally:
             if started_here:
                 ray.shutdown()
@@ -85,11 +96,18 @@ def measure_ray(n_docs: int = 1500, chunk_tokens: int = 128, *, ray_address: str
         local_cps, ray_cps = n / local.seconds, n / distributed.seconds
         merge = distributed.steps.get("merge", 0.0) + distributed.steps.get("publish", 0.0)
         return {
-            "chunks": n, "documents": n_docs, "chunk_tokens": chunk_tokens,
-            "local_seconds": local.seconds, "ray_seconds": distributed.seconds,
-            "local_chunks_per_s": round(local_cps, 1), "ray_chunks_per_s": round(ray_cps, 1),
-            "ratio": round(ray_cps / local_cps, 3), "ray_steps": distributed.steps, "actors": actors,
-            "cpus": os.cpu_count(), "precision": os.environ.get("BABELINDEX_PRECISION", "auto"),
+            "chunks": n,
+            "documents": n_docs,
+            "chunk_tokens": chunk_tokens,
+            "local_seconds": local.seconds,
+            "ray_seconds": distributed.seconds,
+            "local_chunks_per_s": round(local_cps, 1),
+            "ray_chunks_per_s": round(ray_cps, 1),
+            "ratio": round(ray_cps / local_cps, 3),
+            "ray_steps": distributed.steps,
+            "actors": actors,
+            "cpus": os.cpu_count(),
+            "precision": os.environ.get("BABELINDEX_PRECISION", "auto"),
             "merge_seconds_per_million_chunks": round(merge / n * 1e6, 1),
         }
     finally:
@@ -104,13 +122,19 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     r = measure_ray(args.docs, args.chunk_tokens, ray_address=args.ray_address)
-    print(f"corpus: {r['documents']} documents, {r['chunks']} chunks of ≤ {r['chunk_tokens']} tokens; "
-          f"model: DistilmBERT shape, random weights, precision {r['precision']}; {r['cpus']} CPUs")
+    print(
+        f"corpus: {r['documents']} documents, {r['chunks']} chunks of ≤ {r['chunk_tokens']} tokens; "
+        f"model: DistilmBERT shape, random weights, precision {r['precision']}; {r['cpus']} CPUs"
+    )
     print(f"local engine: {r['local_seconds']:7.1f} s  {r['local_chunks_per_s']:7.1f} chunks/s")
-    print(f"ray engine:   {r['ray_seconds']:7.1f} s  {r['ray_chunks_per_s']:7.1f} chunks/s  "
-          f"({r['actors']} actors; steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["ray_steps"].items()) + ")")
-    print(f"ratio ray/local: {r['ratio']:.2f} (target ≥ 0.8); merge + publish: "
-          f"{r['merge_seconds_per_million_chunks']:.0f} s per million chunks; run {time.perf_counter() - t0:.0f} s")
+    print(
+        f"ray engine:   {r['ray_seconds']:7.1f} s  {r['ray_chunks_per_s']:7.1f} chunks/s  "
+        f"({r['actors']} actors; steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["ray_steps"].items()) + ")"
+    )
+    print(
+        f"ratio ray/local: {r['ratio']:.2f} (target ≥ 0.8); merge + publish: "
+        f"{r['merge_seconds_per_million_chunks']:.0f} s per million chunks; run {time.perf_counter() - t0:.0f} s"
+    )
     print(json.dumps(r))
 
 

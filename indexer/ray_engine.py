@@ -70,9 +70,18 @@ def require_ray() -> Any:
     return ray
 
 
-def run(idx: IndexDir, embedder: Embedder, settings: IndexSettings, corpus: Path, fields: RecordFields,
-        report: BuildReport, progress: Progress, *, model: str | Embedder | None,
-        ray_address: str | None = None) -> Writer:
+def run(
+    idx: IndexDir,
+    embedder: Embedder,
+    settings: IndexSettings,
+    corpus: Path,
+    fields: RecordFields,
+    report: BuildReport,
+    progress: Progress,
+    *,
+    model: str | Embedder | None,
+    ray_address: str | None = None,
+) -> Writer:
     """Steps 1 to 3 of the module docstring, up to the pending writes; returns the writer,
     whose :meth:`~indexer.writer.Writer.publish` the caller calls.
 
@@ -102,12 +111,18 @@ def run(idx: IndexDir, embedder: Embedder, settings: IndexSettings, corpus: Path
         _merge_leftovers(idx, embedder, settings)
         step("merge_leftovers")
         writer = Writer(idx, embedder, settings, report, corpus=corpus_root, progress=progress)
-        staged = idx.staging().new_build({
-            "corpus": corpus_root, "fingerprint": embedder.fingerprint(), "dimension": embedder.dimension,
-            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.overlap_tokens,
-        })
-        items, walk_skips, files = _run_pipeline(ray, idx, writer, corpus, fields, staged, embedder, settings, model,
-                                                 report, progress)
+        staged = idx.staging().new_build(
+            {
+                "corpus": corpus_root,
+                "fingerprint": embedder.fingerprint(),
+                "dimension": embedder.dimension,
+                "chunk_tokens": settings.chunk_tokens,
+                "overlap_tokens": settings.overlap_tokens,
+            }
+        )
+        items, walk_skips, files = _run_pipeline(
+            ray, idx, writer, corpus, fields, staged, embedder, settings, model, report, progress
+        )
         step("read_embed")
         keep, missing = _triage(writer, items, walk_skips, len(files) + len(walk_skips), progress)
         _merge(staged, writer, embedder.dimension, keep)
@@ -135,10 +150,19 @@ def _connect(ray: Any, address: str | None) -> bool:
 
 
 # -- steps 1 and 2: one Ray Data pipeline ------------------------------------------------------
-def _run_pipeline(ray: Any, idx: IndexDir, writer: Writer, corpus: Path, fields: RecordFields,
-                  staged: StagedBuild, embedder: Embedder, settings: IndexSettings, model: str | Embedder | None,
-                  report: BuildReport, progress: Progress,
-                  ) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
+def _run_pipeline(
+    ray: Any,
+    idx: IndexDir,
+    writer: Writer,
+    corpus: Path,
+    fields: RecordFields,
+    staged: StagedBuild,
+    embedder: Embedder,
+    settings: IndexSettings,
+    model: str | Embedder | None,
+    report: BuildReport,
+    progress: Progress,
+) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
     """Read, hash, chunk and embed on the cluster; write embedded documents as shards.
 
     Returns every item read (``key``, ``doc_id``, ``source``, ``reason``, ``line``,
@@ -173,11 +197,19 @@ def _run_pipeline(ray: Any, idx: IndexDir, writer: Writer, corpus: Path, fields:
             ChunkEmbedActor,
             compute=ray.data.ActorPoolStrategy(size=actors),
             fn_constructor_kwargs={
-                "model": spec, "precision": precision, "device": "cuda" if gpus else "cpu",
-                "settings": settings, "fields": (fields.text_field, fields.id_field), "known": known,
+                "model": spec,
+                "precision": precision,
+                "device": "cuda" if gpus else "cpu",
+                "settings": settings,
+                "fields": (fields.text_field, fields.id_field),
+                "known": known,
             },
-            batch_format="numpy", batch_size=per_batch, num_cpus=1, num_gpus=1 if gpus else 0,
-            max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
+            batch_format="numpy",
+            batch_size=per_batch,
+            num_cpus=1,
+            num_gpus=1 if gpus else 0,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=MAX_RESTARTS,
             runtime_env={"env_vars": env} if env else None,
         )
     import pyarrow as pa
@@ -205,8 +237,9 @@ def _run_pipeline(ray: Any, idx: IndexDir, writer: Writer, corpus: Path, fields:
     return items, walk_skips, files
 
 
-def _triage(writer: Writer, items: list[dict[str, Any]], walk_skips: dict[int, Skipped], n_files: int,
-            progress: Progress) -> tuple[set[int], list[int]]:
+def _triage(
+    writer: Writer, items: list[dict[str, Any]], walk_skips: dict[int, Skipped], n_files: int, progress: Progress
+) -> tuple[set[int], list[int]]:
     """The local build's triage over everything read, in the corpus's order.
 
     Returns the keys of the embedded documents to merge, and the keys of documents to embed
@@ -260,8 +293,15 @@ class ChunkEmbedActor:
     vector, so that the driver sees the whole corpus.
     """
 
-    def __init__(self, model: str | Embedder, precision: str | None, device: str, settings: IndexSettings,
-                 fields: tuple[str, str | None], known: np.ndarray):
+    def __init__(
+        self,
+        model: str | Embedder,
+        precision: str | None,
+        device: str,
+        settings: IndexSettings,
+        fields: tuple[str, str | None],
+        known: np.ndarray,
+    ):
         self.embedder = _load_model(model, precision, device)
         self.settings, self.fields, self.known = settings, RecordFields(*fields), known
         self.chunker = Chunker(self.embedder, settings)
@@ -325,29 +365,47 @@ class _Rows:
         for name, column in self.cols.items():
             column.append(values.get(name))
 
-    def info(self, key: int, doc_id: str | None, source: str, reason: str | None, line: int | None,
-             digest: str | None) -> None:
+    def info(
+        self, key: int, doc_id: str | None, source: str, reason: str | None, line: int | None, digest: str | None
+    ) -> None:
         self._row(key=key, doc_id=doc_id, source=source, reason=reason, line=line, content_hash=digest, n_chunks=-1)
         self.vectors.append(np.empty(0, dtype=np.float32))
 
     def document(self, key: int, doc: Document, digest: str, chunks: list[StoredChunk], vectors: np.ndarray) -> None:
-        doc_fields = {"key": key, "doc_id": doc.doc_id, "source": doc.source, "content_hash": digest,
-                      "metadata": json.dumps(doc.metadata, ensure_ascii=False, default=str),
-                      "n_chars": len(doc.text), "n_chunks": len(chunks)}
+        doc_fields = {
+            "key": key,
+            "doc_id": doc.doc_id,
+            "source": doc.source,
+            "content_hash": digest,
+            "metadata": json.dumps(doc.metadata, ensure_ascii=False, default=str),
+            "n_chars": len(doc.text),
+            "n_chunks": len(chunks),
+        }
         if not chunks:  # a placeholder row: the document gave no chunk
             self._row(**doc_fields, ord=-1)
             self.vectors.append(np.empty(0, dtype=np.float32))
         for ord_, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
-            self._row(**doc_fields, ord=ord_, text=chunk.text, start=chunk.start, end=chunk.end,
-                      n_tokens=chunk.n_tokens, lang=chunk.lang)
+            self._row(
+                **doc_fields,
+                ord=ord_,
+                text=chunk.text,
+                start=chunk.start,
+                end=chunk.end,
+                n_tokens=chunk.n_tokens,
+                lang=chunk.lang,
+            )
             self.vectors.append(np.asarray(vector, dtype=np.float32))
 
     def table(self) -> Any:
         import pyarrow as pa
 
         arrays = {name: pa.array(self.cols[name], pa.int64()) for name in _INT_FIELDS}
-        arrays.update({name: pa.array(self.cols[name], pa.large_string() if name == "text" else pa.string())
-                       for name in _STR_FIELDS})
+        arrays.update(
+            {
+                name: pa.array(self.cols[name], pa.large_string() if name == "text" else pa.string())
+                for name in _STR_FIELDS
+            }
+        )
         offsets = np.concatenate([[0], np.cumsum([len(v) for v in self.vectors])]).astype(np.int32)
         values = np.concatenate(self.vectors) if self.vectors else np.empty(0, dtype=np.float32)
         arrays["vector"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()))
@@ -392,6 +450,7 @@ def _write(staged: StagedBuild, tables: list[Any]) -> None:
 
     staged.write_shard(pa.concat_tables(tables).combine_chunks())
 
+
 # -- step 3: merge ----------------------------------------------------------------------------
 def _merge(staged: StagedBuild, writer: Writer, dimension: int, keys: set[int] | None = None) -> None:
     """Write the shards' documents (those with ``keys``, default all) into SQLite, pending,
@@ -412,11 +471,21 @@ def _shard_documents(table: Any, dimension: int) -> Iterator[tuple[int, Embedded
         count = max(1, cols["n_chunks"][lo])
         hi = lo + count
         doc = Document(cols["doc_id"][lo], cols["source"][lo], "", json.loads(cols["metadata"][lo]))
-        chunks = [] if cols["n_chunks"][lo] == 0 else [
-            StoredChunk(cols["text"][i], cols["start"][i], cols["end"][i], cols["n_tokens"][i], cols["lang"][i],
-                        vectors[at + i - lo])
-            for i in range(lo, hi)
-        ]
+        chunks = (
+            []
+            if cols["n_chunks"][lo] == 0
+            else [
+                StoredChunk(
+                    cols["text"][i],
+                    cols["start"][i],
+                    cols["end"][i],
+                    cols["n_tokens"][i],
+                    cols["lang"][i],
+                    vectors[at + i - lo],
+                )
+                for i in range(lo, hi)
+            ]
+        )
         at += len(chunks)
         yield cols["key"][lo], EmbeddedDocument(doc, cols["content_hash"][lo], cols["n_chars"][lo], chunks)
         lo = hi

@@ -128,7 +128,9 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
 
 
 def read_corpus(
-    root: str | Path, fields: RecordFields = RecordFields(), exclude: Path | None = None,
+    root: str | Path,
+    fields: RecordFields = RecordFields(),
+    exclude: Path | None = None,
 ) -> Iterator[Document | Skipped]:
     """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure."""
     root = Path(root)
@@ -153,8 +155,9 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
     """The documents of one file (several for record files); raises ``NotText``/``OSError``."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
-        yield Skipped(rel, f"unsupported file type {suffix or '(no extension)'}; supported: "
-                           + " ".join(sorted(SUPPORTED)))
+        yield Skipped(
+            rel, f"unsupported file type {suffix or '(no extension)'}; supported: " + " ".join(sorted(SUPPORTED))
+        )
         return
     size = path.stat().st_size
     if size == 0:  # the same reason for every format (pypdf would say "Cannot read an empty file")
@@ -243,8 +246,10 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
         text = record.get(fields.text_field)
         if not isinstance(text, str) or not text.strip():
             if fields.text_field not in record:
-                reason = (f"no field {fields.text_field!r} (fields: {', '.join(record) or 'none'}); "
-                          "choose the text field with --text-field")
+                reason = (
+                    f"no field {fields.text_field!r} (fields: {', '.join(record) or 'none'}); "
+                    "choose the text field with --text-field"
+                )
             else:
                 reason = f"field {fields.text_field!r} is empty or not a string"
             yield Skipped(rel, reason, line)
@@ -254,7 +259,9 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
         else:
             value = record.get(fields.id_field)
             if value is None or value == "":
-                yield Skipped(rel, line=line, reason=f"no id in field {fields.id_field!r}; choose the id field with --id-field")
+                yield Skipped(
+                    rel, line=line, reason=f"no id in field {fields.id_field!r}; choose the id field with --id-field"
+                )
                 continue
             doc_id = str(value)
         metadata = {k: v for k, v in record.items() if k not in (fields.text_field, fields.id_field)}

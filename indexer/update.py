@@ -44,8 +44,9 @@ def as_document(item: DocumentLike) -> Document:
     return Document(doc_id=str(doc_id), source=str(item.get("source") or doc_id), text=text, metadata=dict(metadata))
 
 
-def upsert_documents(index: str | Path, documents: Iterable[DocumentLike], *,
-                     model: str | Embedder | None = None) -> BuildReport:
+def upsert_documents(
+    index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None
+) -> BuildReport:
     """Add or replace documents given as data (no files), and publish.
 
     Each document is a :class:`~indexer.reading.Document` or a mapping with ``id``,
@@ -89,8 +90,9 @@ def remove_sources(index: str | Path, sources: Sequence[str]) -> RemoveReport:
         found = idx.meta.doc_ids_of_sources([str(s) for s in sources])
         idx.meta.delete_documents(sorted({d for ids in found.values() for d in ids}))
         publish(idx, idx.settings())
-    return RemoveReport(removed={s: ids for s, ids in found.items() if ids},
-                        missing=[s for s, ids in found.items() if not ids])
+    return RemoveReport(
+        removed={s: ids for s, ids in found.items() if ids}, missing=[s for s, ids in found.items() if not ids]
+    )
 
 
 def reindex(index: str | Path, index_type: str) -> FaissInfo | None:

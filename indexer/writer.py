@@ -90,8 +90,9 @@ class Progress:
 
 
 # -- settings and model -----------------------------------------------------------------------
-def resolve_settings(idx: IndexDir, chunk_tokens: int | None = None, overlap_tokens: int | None = None,
-                     index_type: str | None = None) -> IndexSettings:
+def resolve_settings(
+    idx: IndexDir, chunk_tokens: int | None = None, overlap_tokens: int | None = None, index_type: str | None = None
+) -> IndexSettings:
     """Chunking and index type: given, else as the index records them, else the defaults;
     checked, then recorded for later builds. Raises :class:`InvalidInput` for bad values."""
     old = idx.settings()
@@ -101,7 +102,9 @@ def resolve_settings(idx: IndexDir, chunk_tokens: int | None = None, overlap_tok
         index_type=index_type or old.index_type,
     )
     if new.chunk_tokens < MIN_CHUNK_TOKENS:
-        raise InvalidInput(f"--chunk-tokens {new.chunk_tokens} is too small; use {MIN_CHUNK_TOKENS} or more (default 256).")
+        raise InvalidInput(
+            f"--chunk-tokens {new.chunk_tokens} is too small; use {MIN_CHUNK_TOKENS} or more (default 256)."
+        )
     if new.overlap_tokens < 0 or new.overlap_tokens >= new.chunk_tokens:
         raise InvalidInput("--overlap-tokens must be at least 0 and smaller than --chunk-tokens.")
     require_index_type(new.index_type)
@@ -120,13 +123,23 @@ def open_model(idx: IndexDir, model: str | Embedder | None, precision: str | Non
     if recorded is None:
         idx.record_model(describe(embedder))
     else:
-        require_same_model(recorded, embedder, idx.path,
-                           f"Build with --model {recorded.name!r} (or no --model), or into a new --index.")
+        require_same_model(
+            recorded,
+            embedder,
+            idx.path,
+            f"Build with --model {recorded.name!r} (or no --model), or into a new --index.",
+        )
     return embedder
 
 
-def publish(idx: IndexDir, settings: IndexSettings, *, dimension: int | None = None,
-            report: BuildReport | None = None, rebuild: bool = False) -> FaissInfo | None:
+def publish(
+    idx: IndexDir,
+    settings: IndexSettings,
+    *,
+    dimension: int | None = None,
+    report: BuildReport | None = None,
+    rebuild: bool = False,
+) -> FaissInfo | None:
     """Publish what was written (see :meth:`store.index_dir.IndexDir.publish`) and fill in the
     report's ``index_type`` and ``chunks_total``. ``dimension`` defaults to the recorded model's."""
     if dimension is None:
@@ -148,8 +161,12 @@ def content_hash(doc: Document, settings: IndexSettings) -> str:
     With the chunking inside the hash, a build interrupted while re-chunking after a change
     of ``--chunk-tokens`` resumes with exactly the documents still to do.
     """
-    payload = json.dumps([doc.text, doc.metadata, settings.chunk_tokens, settings.overlap_tokens],
-                         ensure_ascii=False, sort_keys=True, default=str)
+    payload = json.dumps(
+        [doc.text, doc.metadata, settings.chunk_tokens, settings.overlap_tokens],
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -172,13 +189,22 @@ class Chunker:
         with self._blas.limit(limits=1, user_api="blas"):
             doc_lang = language.detect(doc.text)
             spans = chunk_text(
-                doc.text, self.embedder.count_tokens, max_tokens=self.embedder.max_tokens,
-                target_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens, lang=doc_lang,
+                doc.text,
+                self.embedder.count_tokens,
+                max_tokens=self.embedder.max_tokens,
+                target_tokens=self.settings.chunk_tokens,
+                overlap_tokens=self.settings.overlap_tokens,
+                lang=doc_lang,
             )
             return [
-                StoredChunk(text=doc.text[s.start : s.end], start=s.start, end=s.end, n_tokens=s.n_tokens,
-                            lang=doc_lang if len(spans) == 1 else language.detect(doc.text[s.start : s.end]),
-                            vector=None)
+                StoredChunk(
+                    text=doc.text[s.start : s.end],
+                    start=s.start,
+                    end=s.end,
+                    n_tokens=s.n_tokens,
+                    lang=doc_lang if len(spans) == 1 else language.detect(doc.text[s.start : s.end]),
+                    vector=None,
+                )
                 for s in spans
             ]
 
@@ -208,8 +234,16 @@ class Writer:
     pending until :meth:`publish`.
     """
 
-    def __init__(self, idx: IndexDir, embedder: Embedder | None, settings: IndexSettings, report: BuildReport, *,
-                 corpus: str | None = None, progress: Progress | None = None):
+    def __init__(
+        self,
+        idx: IndexDir,
+        embedder: Embedder | None,
+        settings: IndexSettings,
+        report: BuildReport,
+        *,
+        corpus: str | None = None,
+        progress: Progress | None = None,
+    ):
         self.idx, self.embedder, self.settings = idx, embedder, settings
         self.corpus, self.report, self.progress = corpus, report, progress or Progress()
         self.states = idx.meta.document_states()
@@ -295,11 +329,18 @@ class Writer:
         else:
             self.report.documents_added += 1
 
-    def _stored(self, doc: Document, digest: str, chunks: list[StoredChunk], n_chars: int | None = None) -> StoredDocument:
+    def _stored(
+        self, doc: Document, digest: str, chunks: list[StoredChunk], n_chars: int | None = None
+    ) -> StoredDocument:
         return StoredDocument(
-            doc_id=doc.doc_id, source=doc.source, corpus=self.corpus, content_hash=digest,
+            doc_id=doc.doc_id,
+            source=doc.source,
+            corpus=self.corpus,
+            content_hash=digest,
             lang=language.majority([c.lang for c in chunks], [c.end - c.start for c in chunks]),
-            metadata=doc.metadata, n_chars=len(doc.text) if n_chars is None else n_chars, chunks=chunks,
+            metadata=doc.metadata,
+            n_chars=len(doc.text) if n_chars is None else n_chars,
+            chunks=chunks,
         )
 
     def _embed(self, chunks: list[StoredChunk]) -> list[StoredChunk] | None:
@@ -312,7 +353,9 @@ class Writer:
         self.progress.chunks_embedded(len(chunks))
         if not np.isfinite(vectors).all():
             return None
-        return [StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, v) for c, v in zip(chunks, vectors, strict=True)]
+        return [
+            StoredChunk(c.text, c.start, c.end, c.n_tokens, c.lang, v) for c, v in zip(chunks, vectors, strict=True)
+        ]
 
     def flush(self) -> None:
         """Embed the pending documents together and store them in one transaction."""
@@ -355,9 +398,15 @@ class Writer:
                 self._count(doc.doc_id)
         self.idx.meta.write_documents(docs)
 
-    def _write_large(self, doc: Document, digest: str, chunks: list[StoredChunk],
-                     embed: Callable[[list[StoredChunk]], list[StoredChunk] | None], *,
-                     n_chars: int | None = None) -> None:
+    def _write_large(
+        self,
+        doc: Document,
+        digest: str,
+        chunks: list[StoredChunk],
+        embed: Callable[[list[StoredChunk]], list[StoredChunk] | None],
+        *,
+        n_chars: int | None = None,
+    ) -> None:
         """Store a document with many chunks in parts, so memory stays bounded."""
         row = self.idx.meta.begin_document(self._stored(doc, digest, [], n_chars))
         for lo in range(0, len(chunks), FLUSH_CHUNKS):
@@ -371,8 +420,13 @@ class Writer:
         self._count(doc.doc_id)
 
     def _unusable(self, doc: Document) -> None:
-        self.skip(Skipped(doc.source, f"the model gave no usable vector (NaN, infinite or zero) for "
-                                      f"part of document {doc.doc_id!r}; its indexed version, if any, is kept"))
+        self.skip(
+            Skipped(
+                doc.source,
+                f"the model gave no usable vector (NaN, infinite or zero) for "
+                f"part of document {doc.doc_id!r}; its indexed version, if any, is kept",
+            )
+        )
 
     def finish(self) -> None:
         """Write what is pending; in a build, remove the corpus's documents that are gone."""
@@ -380,8 +434,11 @@ class Writer:
         if self.keep:
             self.idx.meta.keep_documents(self.keep)
         if self.corpus is not None:
-            gone = [doc_id for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
-                    if doc_id not in self.seen and source not in self.unreadable_files]
+            gone = [
+                doc_id
+                for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
+                if doc_id not in self.seen and source not in self.unreadable_files
+            ]
             self.report.documents_removed = self.idx.meta.delete_documents(sorted(set(gone)))
 
     def publish(self, *, dimension: int | None = None) -> FaissInfo | None:

@@ -114,15 +114,13 @@ def load_task(task_dir: str | Path) -> Task:
     missing = [str(p.relative_to(folder)) for p in files if not p.is_file()]
     if not folder.is_dir() or missing:
         what = "is not a folder" if not folder.is_dir() else f"lacks {', '.join(missing)}"
-        raise InvalidInput(
-            f"{folder} {what}: a BEIR task folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv."
-        )
+        raise InvalidInput(f"{folder} {what}: a BEIR task folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv.")
     qrels = _read_qrels(files[2])
     queries = []
     for line, record in _jsonl(files[1]):
         qid, text = record.get("_id"), record.get("text")
         if qid is None or not isinstance(text, str):
-            raise InvalidInput(f"{files[1]}:{line}: a query needs \"_id\" and a \"text\" string.")
+            raise InvalidInput(f'{files[1]}:{line}: a query needs "_id" and a "text" string.')
         if str(qid) in qrels:
             queries.append((str(qid), text, record.get("lang") or None))
     if not queries:
@@ -195,9 +193,11 @@ def summarize(per_query: Sequence[dict[str, float]], langs: Sequence[str | None]
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
     for metrics, lang in zip(per_query, langs, strict=True):
         groups[lang or "unknown"].append(metrics)
-    out["per_language"] = {} if set(groups) == {"unknown"} else {
-        lang: {**_mean(group), "queries": len(group)} for lang, group in sorted(groups.items())
-    }
+    out["per_language"] = (
+        {}
+        if set(groups) == {"unknown"}
+        else {lang: {**_mean(group), "queries": len(group)} for lang, group in sorted(groups.items())}
+    )
     return out
 
 
@@ -290,8 +290,9 @@ def evaluate(
     corpus = _prepared_corpus(task)
 
     def build():
-        return build_index(corpus, path, model=embedder, index_type=index_type, text_field="text",
-                           id_field="_id", progress=progress)
+        return build_index(
+            corpus, path, model=embedder, index_type=index_type, text_field="text", id_field="_id", progress=progress
+        )
 
     try:
         report = build()
@@ -300,8 +301,9 @@ def evaluate(
             raise
         shutil.rmtree(path)  # our own cache, from another version of the model: start again
         report = build()
-    reused = not (report.chunks_embedded or report.documents_added or report.documents_updated
-                  or report.documents_removed)
+    reused = not (
+        report.chunks_embedded or report.documents_added or report.documents_updated or report.documents_removed
+    )
     build_seconds = time.perf_counter() - started
 
     from search.index import Index
@@ -311,22 +313,34 @@ def evaluate(
         stats = ix.stats()
         total = len(ix)
         vectors = _embed_queries(embedder, [text for _, text, _ in task.queries])
-        ann = _rank(lambda v, n: [[h.doc_id for h in hits] for hits in ix.search_vectors(v, k=n, nprobe=nprobe)],
-                    vectors, total)
+        ann = _rank(
+            lambda v, n: [[h.doc_id for h in hits] for hits in ix.search_vectors(v, k=n, nprobe=nprobe)], vectors, total
+        )
         exact = _rank(lambda v, n: _exact_doc_ids(store, ix.dimension, v, n), vectors, total)
 
     langs = [lang for _, _, lang in task.queries]
 
     def scores(rankings: list[list[str]]) -> dict[str, Any]:
-        return summarize([query_metrics(r, task.qrels[qid]) for r, (qid, _, _) in
-                          zip(rankings, task.queries, strict=True)], langs)
+        return summarize(
+            [query_metrics(r, task.qrels[qid]) for r, (qid, _, _) in zip(rankings, task.queries, strict=True)], langs
+        )
 
     return EvalReport(
-        task=task.name, model=embedder.name, index_type=stats["index_type"],
-        nprobe=nprobe or stats["nprobe"], queries=len(task.queries), documents=stats["documents"],
-        chunks=stats["chunks"], ann=scores(ann), exact=scores(exact), index=str(path), reused=reused,
-        corpus_sha256=task.corpus_sha256, build_seconds=round(build_seconds, 3),
-        seconds=round(time.perf_counter() - started, 3), skipped=report.skipped,
+        task=task.name,
+        model=embedder.name,
+        index_type=stats["index_type"],
+        nprobe=nprobe or stats["nprobe"],
+        queries=len(task.queries),
+        documents=stats["documents"],
+        chunks=stats["chunks"],
+        ann=scores(ann),
+        exact=scores(exact),
+        index=str(path),
+        reused=reused,
+        corpus_sha256=task.corpus_sha256,
+        build_seconds=round(build_seconds, 3),
+        seconds=round(time.perf_counter() - started, 3),
+        skipped=report.skipped,
     )
 
 

@@ -77,7 +77,9 @@ def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
                 raise InvalidInput(f"unknown operator {op!r} for the metadata key {key!r}; {_ALLOWED}.")
             if op == "in":
                 if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
-                    raise InvalidInput(f"'in' for the metadata key {key!r} needs a non-empty list of values, not {value!r}.")
+                    raise InvalidInput(
+                        f"'in' for the metadata key {key!r} needs a non-empty list of values, not {value!r}."
+                    )
                 out.append((key, "in", tuple(_scalar(key, v) for v in value)))
                 continue
             value = _scalar(key, value)
@@ -90,9 +92,7 @@ def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
 def _scalar(key: str, value: Any) -> Any:
     if value is None or isinstance(value, str | int | float):
         return int(value) if isinstance(value, bool) else value
-    raise InvalidInput(
-        f"the value {value!r} for the metadata key {key!r} is not a string, number, boolean or None."
-    )
+    raise InvalidInput(f"the value {value!r} for the metadata key {key!r} is not a string, number, boolean or None.")
 
 
 def parse_langs(text: str | None) -> list[str] | None:

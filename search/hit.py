@@ -50,15 +50,32 @@ class Hit:
     @classmethod
     def from_row(cls, row: ChunkRow, score: float, signals: Sequence[str] = ("dense",)) -> Hit:
         """The hit of a stored chunk with its ``score`` (see the class doc) and ``signals``."""
-        return cls(score=score, text=row.text, doc_id=row.doc_id, chunk_id=row.chunk_id, source=row.source,
-                   lang=row.lang, start=row.start, end=row.end, metadata=dict(row.metadata), signals=tuple(signals))
+        return cls(
+            score=score,
+            text=row.text,
+            doc_id=row.doc_id,
+            chunk_id=row.chunk_id,
+            source=row.source,
+            lang=row.lang,
+            start=row.start,
+            end=row.end,
+            metadata=dict(row.metadata),
+            signals=tuple(signals),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list).
 
         Written out rather than ``dataclasses.asdict``, which costs a tenth of an HTTP search."""
         return {
-            "score": self.score, "text": self.text, "doc_id": self.doc_id, "chunk_id": self.chunk_id,
-            "source": self.source, "lang": self.lang, "start": self.start, "end": self.end,
-            "metadata": copy.deepcopy(self.metadata) if self.metadata else {}, "signals": list(self.signals),
+            "score": self.score,
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "source": self.source,
+            "lang": self.lang,
+            "start": self.start,
+            "end": self.end,
+            "metadata": copy.deepcopy(self.metadata) if self.metadata else {},
+            "signals": list(self.signals),
         }

@@ -41,8 +41,9 @@ class Index:
     published by a writer since this one was loaded.
     """
 
-    def __init__(self, store: IndexDir, model: Embedder | None = None, precision: str | None = None, *,
-                 mmap: bool = False):
+    def __init__(
+        self, store: IndexDir, model: Embedder | None = None, precision: str | None = None, *, mmap: bool = False
+    ):
         self._store = store
         self._precision = precision
         self._mmap = mmap
@@ -60,8 +61,9 @@ class Index:
             self._check_model(model)
 
     @classmethod
-    def open(cls, path: str | Path, *, model: str | Embedder | None = None, precision: str | None = None,
-             mmap: bool = False) -> Index:
+    def open(
+        cls, path: str | Path, *, model: str | Embedder | None = None, precision: str | None = None, mmap: bool = False
+    ) -> Index:
         """Open the index at ``path``.
 
         ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
@@ -117,10 +119,23 @@ class Index:
     @overload
     def search(self, query: str, k: int = 10, nprobe: int | None = None, **options: Any) -> list[Hit]: ...
     @overload
-    def search(self, query: Sequence[str], k: int = 10, nprobe: int | None = None, **options: Any) -> list[list[Hit]]: ...
+    def search(
+        self, query: Sequence[str], k: int = 10, nprobe: int | None = None, **options: Any
+    ) -> list[list[Hit]]: ...
 
-    def search(self, query, k=10, nprobe=None, *, lang=None, source=None, where=None, mode="dense", group_by=None,
-               query_vectors=None):
+    def search(
+        self,
+        query,
+        k=10,
+        nprobe=None,
+        *,
+        lang=None,
+        source=None,
+        where=None,
+        mode="dense",
+        group_by=None,
+        query_vectors=None,
+    ):
         """The ``k`` chunks that best match ``query``, best first.
 
         ``query`` is a string (returns ``list[Hit]``) or a list of strings (returns one
@@ -189,8 +204,11 @@ class Index:
             scores, ids = faiss_index.search(index, vectors, fetch, nprobe)
             rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
             results = [
-                [Hit.from_row(rows[int(i)], float(s)) for s, i in zip(srow, irow, strict=True)
-                 if i >= 0 and int(i) in rows][:k]
+                [
+                    Hit.from_row(rows[int(i)], float(s))
+                    for s, i in zip(srow, irow, strict=True)
+                    if i >= 0 and int(i) in rows
+                ][:k]
                 for srow, irow in zip(scores, ids, strict=True)
             ]
             # Chunks deleted since this version was loaded are dropped; fetch more if needed.
@@ -199,8 +217,17 @@ class Index:
                 return results
             fetch = min(fetch * 2, int(index.ntotal))
 
-    def _search_one(self, query: str, vector: np.ndarray | None, k: int, nprobe: int | None, mode: str,
-                    filt: Filter | None, allowed: np.ndarray | None, group_by: str | None) -> list[Hit]:
+    def _search_one(
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        nprobe: int | None,
+        mode: str,
+        filt: Filter | None,
+        allowed: np.ndarray | None,
+        group_by: str | None,
+    ) -> list[Hit]:
         """One query in any mode, filtered and grouped: fetch more until ``k`` hits or exhausted."""
         fetch = k
         while True:
@@ -220,8 +247,16 @@ class Index:
                 return hits
             fetch *= 2
 
-    def _rank(self, query: str, vector: np.ndarray | None, fetch: int, nprobe: int | None, mode: str,
-              filt: Filter | None, allowed: np.ndarray | None) -> tuple[list[tuple[int, float, tuple[str, ...]]], bool]:
+    def _rank(
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        fetch: int,
+        nprobe: int | None,
+        mode: str,
+        filt: Filter | None,
+        allowed: np.ndarray | None,
+    ) -> tuple[list[tuple[int, float, tuple[str, ...]]], bool]:
         """``([(chunk id, score, signals)], exhausted)`` of up to ``fetch`` candidates."""
         if mode == "dense":
             assert vector is not None
@@ -247,8 +282,9 @@ class Index:
         exhausted = done and len(lexical) < depth
         return (fused if exhausted else fused[:fetch]), exhausted
 
-    def _dense(self, vector: np.ndarray, fetch: int, nprobe: int | None,
-               allowed: np.ndarray | None) -> tuple[list[tuple[int, float]], bool]:
+    def _dense(
+        self, vector: np.ndarray, fetch: int, nprobe: int | None, allowed: np.ndarray | None
+    ) -> tuple[list[tuple[int, float]], bool]:
         """Up to ``fetch`` ``(chunk id, cosine)`` nearest ``vector`` (float32 ``(d,)``) among
         ``allowed`` ids (all if ``None``), and whether that is all there is. Small allowed sets
         are searched exactly."""
@@ -309,8 +345,12 @@ class Index:
     def _check_model(self, embedder: Embedder) -> None:
         from indexer.embedding import require_same_model
 
-        require_same_model(self._model_record, embedder, self.path, "Search with the index's own model (omit the "
-                           "model), or rebuild the index with the new one.")
+        require_same_model(
+            self._model_record,
+            embedder,
+            self.path,
+            "Search with the index's own model (omit the model), or rebuild the index with the new one.",
+        )
 
     # -- lookups ----------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> dict[str, Any] | None:

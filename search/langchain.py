@@ -64,7 +64,9 @@ class BabelIndexRetriever(BaseRetriever):
 
             return Index.open(value)
         if not callable(getattr(value, "search", None)):
-            raise ValueError(f"index must be a search.Index or the path of an index directory, not {type(value).__name__}")
+            raise ValueError(
+                f"index must be a search.Index or the path of an index directory, not {type(value).__name__}"
+            )
         return value
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:

@@ -81,8 +81,10 @@ def format_context(hits: Sequence[Hit], max_chars: int | None = None) -> str:
 
 def _header(number: int, hit: Hit, end: int) -> str:
     lang = f" | lang: {hit.lang}" if hit.lang else ""
-    return (f"[{number}] source: {hit.source} | doc_id: {hit.doc_id} | chars {hit.start}-{end}{lang}"
-            f" | score: {hit.score:.3f}")
+    return (
+        f"[{number}] source: {hit.source} | doc_id: {hit.doc_id} | chars {hit.start}-{end}{lang}"
+        f" | score: {hit.score:.3f}"
+    )
 
 
 def _cut(number: int, hit: Hit, room: int) -> str:

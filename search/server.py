@@ -212,8 +212,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     write_lock = threading.Lock()
     # FAISS and SQLite work of searches runs on a few threads of its own, each with one OpenMP
     # thread: FAISS's OpenMP teams spinning in many request threads would starve the model.
-    searchers = ThreadPoolExecutor(settings.search_threads, thread_name_prefix="babelindex-search",
-                                   initializer=_single_threaded_faiss)
+    searchers = ThreadPoolExecutor(
+        settings.search_threads, thread_name_prefix="babelindex-search", initializer=_single_threaded_faiss
+    )
     figures = {"searches": 0, "writes": 0}
 
     @asynccontextmanager
@@ -262,8 +263,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         mode: Mode = "dense",
         lang: Annotated[str | None, Query(description="Comma-separated language codes: de,fr.")] = None,
         source: Annotated[str | None, Query(description="Glob or prefix of the source.")] = None,
-        where: Annotated[list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, "
-                                                             "'tag in a,b'.")] = None,
+        where: Annotated[
+            list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.")
+        ] = None,
         group_by: GroupBy | None = None,
         nprobe: Annotated[int | None, Query(ge=1)] = None,
     ) -> JSONResponse:
@@ -271,11 +273,18 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         langs = parse_langs(lang)
         hits, version = await run_search(
-            [q], k, nprobe=nprobe, mode=mode, lang=langs, source=source,
-            where=parse_where(where) if where else None, group_by=group_by,
+            [q],
+            k,
+            nprobe=nprobe,
+            mode=mode,
+            lang=langs,
+            source=source,
+            where=parse_where(where) if where else None,
+            group_by=group_by,
         )
-        return JSONResponse({"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version,
-                             "took_ms": _ms(started)})
+        return JSONResponse(
+            {"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version, "took_ms": _ms(started)}
+        )
 
     @app.post("/search", response_model=SearchResponse | BatchSearchResponse, tags=["search"])
     async def search_post(body: SearchBody) -> JSONResponse:
@@ -304,8 +313,11 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         """Add documents, or replace those whose id exists (unchanged ones are not embedded
         again). Returns when they are published: the next search sees them."""
         if len(body.documents) > limits.max_documents:
-            raise HTTPException(413, f"{len(body.documents)} documents in one request; the limit is "
-                                     f"{limits.max_documents} (server option --max-documents). Send them in parts.")
+            raise HTTPException(
+                413,
+                f"{len(body.documents)} documents in one request; the limit is "
+                f"{limits.max_documents} (server option --max-documents). Send them in parts.",
+            )
         ids = [d.id for d in body.documents]
         if len(set(ids)) != len(ids):
             raise HTTPException(422, "a document id appears twice in this request; send each id once.")
@@ -333,8 +345,11 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     async def delete_many(body: DeleteBody) -> dict[str, int]:
         """Delete documents by id; ``deleted`` counts those that existed."""
         if len(body.ids) > limits.max_ids:
-            raise HTTPException(413, f"{len(body.ids)} ids in one request; the limit is {limits.max_ids} "
-                                     "(server option --max-ids). Send them in parts.")
+            raise HTTPException(
+                413,
+                f"{len(body.ids)} ids in one request; the limit is {limits.max_ids} "
+                "(server option --max-ids). Send them in parts.",
+            )
         deleted = await run_in_threadpool(write, lambda: index.delete(body.ids)) if body.ids else 0
         return {"deleted": deleted}
 
@@ -349,8 +364,13 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/stats", tags=["service"])
     def stats() -> dict[str, Any]:
         """The index's counts, model, type and languages, and this server's figures."""
-        server = {**figures, "model_calls": batcher.batches, "queries_embedded": batcher.texts,
-                  "batch_size": settings.batch_size, "batch_wait_ms": settings.batch_wait_ms}
+        server = {
+            **figures,
+            "model_calls": batcher.batches,
+            "queries_embedded": batcher.texts,
+            "batch_size": settings.batch_size,
+            "batch_wait_ms": settings.batch_wait_ms,
+        }
         return {**index.stats(), "server": server}
 
     # Outermost first: the Host check, then authentication, then the body size.
@@ -370,16 +390,21 @@ def _single_threaded_faiss() -> None:
 
 def _check_queries(queries: Sequence[str], k: int, limits: Limits) -> None:
     if len(queries) > limits.max_queries:
-        raise HTTPException(413, f"{len(queries)} queries in one request; the limit is {limits.max_queries} "
-                                 "(server option --max-queries).")
+        raise HTTPException(
+            413,
+            f"{len(queries)} queries in one request; the limit is {limits.max_queries} (server option --max-queries).",
+        )
     if k > limits.max_k:
         raise HTTPException(422, f"k={k} is over this server's limit of {limits.max_k} (server option --max-k).")
     for q in queries:
         if not q.strip():
             raise HTTPException(422, "a query is empty; send some words.")
         if len(q) > limits.max_query_chars:
-            raise HTTPException(413, f"a query of {len(q)} characters; the limit is {limits.max_query_chars} "
-                                     "(server option --max-query-chars).")
+            raise HTTPException(
+                413,
+                f"a query of {len(q)} characters; the limit is {limits.max_query_chars} "
+                "(server option --max-query-chars).",
+            )
 
 
 async def _refresh_loop(index: Index, seconds: float) -> None:
@@ -411,8 +436,13 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 
 async def _reply(send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -434,9 +464,13 @@ class HostMiddleware:
         if scope["type"] == "http":
             host = _host_name((_header(scope, b"host") or b"").decode("latin-1"))
             if host not in self.allowed:
-                await _reply(send, 400, f"the Host header {host!r} is not one this server answers to "
-                                        "(a guard against DNS rebinding); start it with --allow-host "
-                                        f"{host or 'NAME'} to accept it.")
+                await _reply(
+                    send,
+                    400,
+                    f"the Host header {host!r} is not one this server answers to "
+                    "(a guard against DNS rebinding); start it with --allow-host "
+                    f"{host or 'NAME'} to accept it.",
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -463,8 +497,12 @@ class TokenMiddleware:
             scheme, _, credential = given.partition(b" ")
             ok = hmac.compare_digest(hashlib.sha256(credential.strip()).digest(), self._digest)
             if not (ok and scheme.lower() == b"bearer"):
-                await _reply(send, 401, "this server needs the header 'Authorization: Bearer <token>' with "
-                                        "the token it was started with.", [(b"www-authenticate", b"Bearer")])
+                await _reply(
+                    send,
+                    401,
+                    "this server needs the header 'Authorization: Bearer <token>' with the token it was started with.",
+                    [(b"www-authenticate", b"Bearer")],
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -481,8 +519,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = (f"the request body is over this server's limit of {self.max_bytes} bytes "
-                   "(server option --max-body-mb); send less per request.")
+        message = (
+            f"the request body is over this server's limit of {self.max_bytes} bytes "
+            "(server option --max-body-mb); send less per request."
+        )
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await _reply(send, 413, message)
@@ -559,13 +599,17 @@ def check_exposure(host: str, token: str | None) -> None:
         )
 
 
-def serve(index: Index, host: str = "127.0.0.1", port: int = 8000, settings: ServerSettings | None = None,
-          log_level: str = "info") -> None:
+def serve(
+    index: Index,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServerSettings | None = None,
+    log_level: str = "info",
+) -> None:
     """Serve ``index`` over HTTP until interrupted (blocking)."""
     import uvicorn
 
     settings = settings or ServerSettings(allowed_hosts=default_allowed_hosts(host))
     check_exposure(host, settings.token)
     app = create_app(index, settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, timeout_graceful_shutdown=10)

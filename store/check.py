@@ -62,8 +62,10 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
             report.problems.append(f"{DB_FILE} cannot be read ({exc}); rebuild the index with `indexer build`.")
             return report
         if integrity:
-            report.problems.append(f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity)}); "
-                                   "rebuild the index from its corpus with `indexer build` into a new --index.")
+            report.problems.append(
+                f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity)}); "
+                "rebuild the index from its corpus with `indexer build` into a new --index."
+            )
             return report
         report.passed.append(f"{DB_FILE}: SQLite integrity")
 
@@ -72,7 +74,9 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
             if idx.meta.has_documents():
                 report.problems.append(f"documents are stored but no model is recorded; {REBUILD}.")
             else:
-                report.warnings.append("the index is empty: its first build stopped before it began; run `indexer build`.")
+                report.warnings.append(
+                    "the index is empty: its first build stopped before it began; run `indexer build`."
+                )
             return report
         _check_model(model, verify_model, report)
 
@@ -96,21 +100,28 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
         _check_leftovers(idx, info, report)
         pending = idx.meta.unpublished_changes()
         if pending:
-            report.warnings.append(f"{pending} document changes of an interrupted build or update wait to be "
-                                   "published; run `indexer build` again (or `indexer repair`) to finish them.")
+            report.warnings.append(
+                f"{pending} document changes of an interrupted build or update wait to be "
+                "published; run `indexer build` again (or `indexer repair`) to finish them."
+            )
     return report
 
 
 def _check_model(model: ModelRecord, verify: ModelVerifier | None, report: CheckReport) -> None:
     imported = ", imported vectors" if model.imported else ""
-    report.passed.append(f"model recorded: {model.name} ({model.dimension} dimensions, {model.pooling} pooling{imported})")
+    report.passed.append(
+        f"model recorded: {model.name} ({model.dimension} dimensions, {model.pooling} pooling{imported})"
+    )
     if model.imported and not model.probe:
-        report.warnings.append(f"the vectors were imported while the model {model.name} could not be loaded: no "
-                               "probe embedding is recorded, so the model that embeds queries is checked by its "
-                               "dimension only.")
+        report.warnings.append(
+            f"the vectors were imported while the model {model.name} could not be loaded: no "
+            "probe embedding is recorded, so the model that embeds queries is checked by its "
+            "dimension only."
+        )
     elif len(model.probe) != model.dimension:
-        report.problems.append("the recorded model fingerprint is incomplete (no probe embedding of the "
-                               f"model's dimension); {REBUILD}.")
+        report.problems.append(
+            f"the recorded model fingerprint is incomplete (no probe embedding of the model's dimension); {REBUILD}."
+        )
     elif verify is not None:
         try:
             same = verify(model)
@@ -120,8 +131,10 @@ def _check_model(model: ModelRecord, verify: ModelVerifier | None, report: Check
         if same:
             report.passed.append(f"model {model.name} loads and gives the recorded probe embedding")
         else:
-            report.problems.append(f"the model {model.name} now gives other vectors than the index was built "
-                                   f"with (its files changed); {REBUILD}.")
+            report.problems.append(
+                f"the model {model.name} now gives other vectors than the index was built "
+                f"with (its files changed); {REBUILD}."
+            )
 
 
 def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: CheckReport) -> None:
@@ -134,7 +147,9 @@ def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: Chec
         norms = np.linalg.norm(vecs, axis=1)
         bad += int((~np.isfinite(vecs).all(axis=1) | (np.abs(norms - 1) > 1e-3)).sum())
     if bad:
-        report.problems.append(f"{bad} stored vectors are not finite unit vectors; rebuild the index with `indexer build`.")
+        report.problems.append(
+            f"{bad} stored vectors are not finite unit vectors; rebuild the index with `indexer build`."
+        )
     else:
         report.passed.append(f"{len(live)} live chunks, each with a finite unit vector of {dimension} float32")
 
@@ -155,8 +170,10 @@ def _check_ids(index: faiss.Index, live: np.ndarray, dimension: int, info: Faiss
     elif len(have) != len(np.unique(have)):
         report.problems.append(f"the FAISS index holds duplicate ids; {REPAIR}.")
     elif len(extra) or len(missing):
-        report.problems.append(f"the FAISS index holds {len(extra)} ids that are not live chunks and lacks "
-                               f"{len(missing)} live chunks; {REPAIR}.")
+        report.problems.append(
+            f"the FAISS index holds {len(extra)} ids that are not live chunks and lacks "
+            f"{len(missing)} live chunks; {REPAIR}."
+        )
     elif index.ntotal != info.ntotal:
         report.problems.append(f"the FAISS index holds {index.ntotal} vectors, {info.ntotal} recorded; {REPAIR}.")
     else:
@@ -168,13 +185,17 @@ def _check_leftovers(idx: IndexDir, info: FaissInfo | None, report: CheckReport)
         return
     temporary = faiss_files.leftover_temporaries(idx.path)
     if temporary:
-        report.warnings.append(f"leftover temporary files of an interrupted write: {', '.join(temporary)}; "
-                               "the next build or `indexer repair` removes them.")
+        report.warnings.append(
+            f"leftover temporary files of an interrupted write: {', '.join(temporary)}; "
+            "the next build or `indexer repair` removes them."
+        )
     staged = idx.staging().staged_shards()
     if staged:
         builds = sorted({p.parent.name for p in staged})
-        report.warnings.append(f"{len(staged)} shards of an interrupted distributed build wait in {STAGING_DIR}/ "
-                               f"({', '.join(builds)}); the next `indexer build --engine ray` merges them.")
+        report.warnings.append(
+            f"{len(staged)} shards of an interrupted distributed build wait in {STAGING_DIR}/ "
+            f"({', '.join(builds)}); the next `indexer build --engine ray` merges them."
+        )
     old = [name for name in faiss_files.version_files(idx.path) if info is None or name != info.file]
     if len(old) > 1:
         report.warnings.append(f"{len(old)} superseded FAISS versions kept: {', '.join(old)}")

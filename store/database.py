@@ -175,9 +175,11 @@ class MetaStore:
     @locked
     def chunks_without_vector(self) -> int:
         """Chunks (of any state) that have no stored vector: a damaged store if not 0."""
-        return int(self.conn.execute(
-            "SELECT count(*) FROM chunks c LEFT JOIN vectors v ON v.chunk = c.id WHERE v.chunk IS NULL"
-        ).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM chunks c LEFT JOIN vectors v ON v.chunk = c.id WHERE v.chunk IS NULL"
+            ).fetchone()[0]
+        )
 
     @locked
     def unpublished_changes(self) -> int:
@@ -199,8 +201,7 @@ class MetaStore:
     def set_setting(self, key: str, value: Any) -> None:
         """Write a setting; inside :meth:`transaction` it commits with the transaction."""
         self.conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, ensure_ascii=False)),
         )
 
@@ -276,8 +277,16 @@ class MetaStore:
         cur = self.conn.execute(
             "INSERT INTO documents (doc_id, pending, complete, source, corpus, content_hash, lang,"
             " metadata, n_chars, updated_at) VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?)",
-            (doc.doc_id, doc.source, doc.corpus, doc.content_hash, doc.lang,
-             json.dumps(dict(doc.metadata), ensure_ascii=False, default=str), doc.n_chars, now),
+            (
+                doc.doc_id,
+                doc.source,
+                doc.corpus,
+                doc.content_hash,
+                doc.lang,
+                json.dumps(dict(doc.metadata), ensure_ascii=False, default=str),
+                doc.n_chars,
+                now,
+            ),
         )
         return int(cur.lastrowid or 0)
 
@@ -286,8 +295,7 @@ class MetaStore:
             if chunk.vector is None:
                 raise ValueError(f"chunk {ord_} of document row {row} has no vector; embed it before storing it")
             cur = self.conn.execute(
-                'INSERT INTO chunks (document, ord, text, start, "end", n_tokens, lang)'
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO chunks (document, ord, text, start, "end", n_tokens, lang) VALUES (?, ?, ?, ?, ?, ?, ?)',
                 (row, ord_, chunk.text, chunk.start, chunk.end, chunk.n_tokens, chunk.lang),
             )
             self.conn.execute(
@@ -379,8 +387,12 @@ class MetaStore:
                 out[lo + j] = _from_blob(rows[chunk_id], dimension)
         return out
 
-    def iter_vectors(self, dimension: int, batch: int = 8192, target: bool = False,
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self,
+        dimension: int,
+        batch: int = 8192,
+        target: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream ``(ids int64 (n,), vectors float32 (n, dimension))`` of the live chunks by id.
 
         With ``target``, the chunks the next publish makes live.
@@ -419,8 +431,16 @@ class MetaStore:
                 part,
             ).fetchall()
             for r in rows:
-                found[r[0]] = ChunkRow(chunk_id=r[0], text=r[1], start=r[2], end=r[3], lang=r[4] or r[7],
-                                       doc_id=r[5], source=r[6], metadata=json.loads(r[8]))
+                found[r[0]] = ChunkRow(
+                    chunk_id=r[0],
+                    text=r[1],
+                    start=r[2],
+                    end=r[3],
+                    lang=r[4] or r[7],
+                    doc_id=r[5],
+                    source=r[6],
+                    metadata=json.loads(r[8]),
+                )
         return found
 
     @locked
@@ -428,7 +448,8 @@ class MetaStore:
         """A live document and its chunks in order, or ``None`` if there is none."""
         row = self.conn.execute(
             f"SELECT d.id, d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at FROM documents d "
-            f"WHERE d.doc_id = ? AND {LIVE}", (doc_id,),
+            f"WHERE d.doc_id = ? AND {LIVE}",
+            (doc_id,),
         ).fetchone()
         if row is None:
             return None
@@ -436,10 +457,16 @@ class MetaStore:
             'SELECT id, ord, text, start, "end", lang FROM chunks WHERE document = ? ORDER BY ord', (row[0],)
         ).fetchall()
         return DocumentRow(
-            doc_id=row[1], source=row[2], lang=row[3], metadata=json.loads(row[4]), n_chars=row[5],
+            doc_id=row[1],
+            source=row[2],
+            lang=row[3],
+            metadata=json.loads(row[4]),
+            n_chars=row[5],
             updated_at=row[6],
-            chunks=tuple(DocumentChunk(chunk_id=c[0], ord=c[1], text=c[2], start=c[3], end=c[4], lang=c[5] or row[3])
-                         for c in chunks),
+            chunks=tuple(
+                DocumentChunk(chunk_id=c[0], ord=c[1], text=c[2], start=c[3], end=c[4], lang=c[5] or row[3])
+                for c in chunks
+            ),
         )
 
     @locked

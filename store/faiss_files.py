@@ -72,7 +72,9 @@ def read_version(index_dir: Path, info: FaissInfo, *, mmap: bool = False) -> fai
     except FileNotFoundError:
         raise CorruptIndex(f"the FAISS file {path} is missing. {REPAIR}") from None
     if size != info.size:
-        raise CorruptIndex(f"the FAISS file {path} is truncated or damaged ({size} bytes, {info.size} expected). {REPAIR}")
+        raise CorruptIndex(
+            f"the FAISS file {path} is truncated or damaged ({size} bytes, {info.size} expected). {REPAIR}"
+        )
     if digest != info.sha256:
         raise CorruptIndex(
             f"the FAISS file {path} fails its checksum (its sha256 differs from the recorded one): it is damaged. {REPAIR}"

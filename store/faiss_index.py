@@ -57,7 +57,13 @@ def needs_retraining(info: FaissInfo, n: int) -> bool:
 
 
 def build_index(
-    kind: str, dimension: int, all_ids: np.ndarray, stream: VectorSource, fetch: VectorFetch, *, seed: int = 0,
+    kind: str,
+    dimension: int,
+    all_ids: np.ndarray,
+    stream: VectorSource,
+    fetch: VectorFetch,
+    *,
+    seed: int = 0,
 ) -> tuple[faiss.Index, IndexParams]:
     """Build a FAISS index of ``kind`` over every vector ``stream`` yields.
 
@@ -93,8 +99,14 @@ def build_index(
         rng = np.random.default_rng(seed + 1)
         queries = fetch(np.sort(rng.choice(all_ids, size=min(n, 500), replace=False)))
         nprobe, recall = tune_nprobe(index, stream, queries)
-        params = IndexParams(kind=params.kind, factory=params.factory, nlist=params.nlist, nprobe=nprobe,
-                             trained_on=params.trained_on, tuned_recall=recall)
+        params = IndexParams(
+            kind=params.kind,
+            factory=params.factory,
+            nlist=params.nlist,
+            nprobe=nprobe,
+            trained_on=params.trained_on,
+            tuned_recall=recall,
+        )
     return index, params
 
 
@@ -253,15 +265,17 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     assert ivf is not None, "index_ids reads IDMap2 and IVF indexes"
     lists = ivf.invlists
     parts = [
-        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-        for i in range(ivf.nlist)
-        if lists.list_size(i)
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | None, ids: np.ndarray | None = None,
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    nprobe: int | None,
+    ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` by inner product: scores float32 ``(q, k)``, ids int64 ``(q, k)`` (``-1`` pad).
 

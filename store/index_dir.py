@@ -43,7 +43,8 @@ def _check_filesystem(path: Path) -> None:
     if fs is None:
         warnings.warn(
             f"babelindex cannot tell which filesystem {path} is on; make sure it is a local disk: "
-            "on a network filesystem two writers could corrupt the index.", stacklevel=3,
+            "on a network filesystem two writers could corrupt the index.",
+            stacklevel=3,
         )
     elif fs in NETWORK_FILESYSTEMS:
         raise UnsafeFilesystem(
@@ -76,8 +77,7 @@ class IndexDir:
         ours = {LOCK_FILE, faiss_files.FAISS_DIR, DB_FILE + CREATING_SUFFIX}
         if path.is_dir() and any(p.name not in ours for p in path.iterdir()) and not (path / DB_FILE).exists():
             raise InvalidInput(
-                f"{path} is a non-empty directory that is not a babelindex index; "
-                "choose a new or empty --index path."
+                f"{path} is a non-empty directory that is not a babelindex index; choose a new or empty --index path."
             )
         path.mkdir(parents=True, exist_ok=True)
         _check_filesystem(path)
@@ -209,9 +209,19 @@ class IndexDir:
                 index.add_with_ids(fetch(part), part)
         version = int(self.meta.get_setting("faiss_next_version", 1))
         name, sha256, size = faiss_files.write_version(self.path, version, index)
-        info = FaissInfo(version=version, file=name, sha256=sha256, size=size, ntotal=int(index.ntotal),
-                         kind=params.kind, factory=params.factory, nlist=params.nlist, nprobe=params.nprobe,
-                         trained_on=params.trained_on, tuned_recall=params.tuned_recall)
+        info = FaissInfo(
+            version=version,
+            file=name,
+            sha256=sha256,
+            size=size,
+            ntotal=int(index.ntotal),
+            kind=params.kind,
+            factory=params.factory,
+            nlist=params.nlist,
+            nprobe=params.nprobe,
+            trained_on=params.trained_on,
+            tuned_recall=params.tuned_recall,
+        )
         crash_point("publish")
         with self.meta.transaction():
             self.meta.apply_publish()

@@ -49,8 +49,9 @@ class ModelRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fingerprint(cls, fingerprint: Mapping[str, Any], probe: Sequence[float] = (),
-                         *, imported: bool = False) -> ModelRecord:
+    def from_fingerprint(
+        cls, fingerprint: Mapping[str, Any], probe: Sequence[float] = (), *, imported: bool = False
+    ) -> ModelRecord:
         """The record of a model from its ``Embedder.fingerprint()`` and probe embedding."""
         data = dict(fingerprint)
         data["probe"] = [float(x) for x in probe]
@@ -78,8 +79,13 @@ class ModelRecord:
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in ``meta.db`` (the format indexes have always had)."""
         data: dict[str, Any] = {
-            "name": self.name, "source": self.source, "backend": self.backend, "revision": self.revision,
-            "pooling": self.pooling, "max_tokens": self.max_tokens, "dimension": self.dimension,
+            "name": self.name,
+            "source": self.source,
+            "backend": self.backend,
+            "revision": self.revision,
+            "pooling": self.pooling,
+            "max_tokens": self.max_tokens,
+            "dimension": self.dimension,
             **self.extra,
         }
         if self.source is None:
@@ -129,8 +135,7 @@ class IndexSettings:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens,
-                "index_type": self.index_type}
+        return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens, "index_type": self.index_type}
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,16 @@ class DocumentRow:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict, chunks as a list of dicts."""
         return {
-            "doc_id": self.doc_id, "source": self.source, "lang": self.lang, "metadata": dict(self.metadata),
-            "n_chars": self.n_chars, "updated_at": self.updated_at,
-            "chunks": [{"chunk_id": c.chunk_id, "ord": c.ord, "text": c.text, "start": c.start, "end": c.end,
-                        "lang": c.lang} for c in self.chunks],
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "lang": self.lang,
+            "metadata": dict(self.metadata),
+            "n_chars": self.n_chars,
+            "updated_at": self.updated_at,
+            "chunks": [
+                {"chunk_id": c.chunk_id, "ord": c.ord, "text": c.text, "start": c.start, "end": c.end, "lang": c.lang}
+                for c in self.chunks
+            ],
         }
 
 
@@ -273,8 +284,14 @@ class FaissInfo:
 
     def params(self) -> IndexParams:
         """The kind's parameters, kept when a version is updated in place."""
-        return IndexParams(kind=self.kind, factory=self.factory, nlist=self.nlist, nprobe=self.nprobe,
-                           trained_on=self.trained_on, tuned_recall=self.tuned_recall)
+        return IndexParams(
+            kind=self.kind,
+            factory=self.factory,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
+            trained_on=self.trained_on,
+            tuned_recall=self.tuned_recall,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The suite runs models in fp32 (exact, deterministic); tests of bf16, int8 and ``auto`` ask for them.
 os.environ.setdefault("BABELINDEX_PRECISION", "fp32")
 
+
 @pytest.fixture(scope="session", autouse=True)
 def babelindex_cache(tmp_path_factory) -> Path:
     """A private cache for exported models and precision decisions (never ~/.cache in tests)."""
@@ -27,8 +28,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-weight DistilBERT checkpoint (real architecture, WordPiece trained here)."""
     from indexer.embedding.synthetic import make_distilbert
 
-    texts = [r["text"] for task in ("tatoeba-deu", "tatoeba-jpn", "tatoeba-rus") for kind in ("corpus", "queries")
-             for r in eval_texts(task, kind)]
+    texts = [
+        r["text"]
+        for task in ("tatoeba-deu", "tatoeba-jpn", "tatoeba-rus")
+        for kind in ("corpus", "queries")
+        for r in eval_texts(task, kind)
+    ]
     return make_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), texts)
 
 

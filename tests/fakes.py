@@ -39,5 +39,11 @@ class HashingEmbedder:
     embed_queries = embed_documents
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": "test-hashing", "revision": "1", "pooling": "hashing",
-                "max_tokens": self.max_tokens, "dimension": self.dimension}
+        return {
+            "name": self.name,
+            "backend": "test-hashing",
+            "revision": "1",
+            "pooling": "hashing",
+            "max_tokens": self.max_tokens,
+            "dimension": self.dimension,
+        }

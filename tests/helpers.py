@@ -40,19 +40,19 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
 
 MULTILINGUAL_DOCS = {
     "en/bees.txt": "Honeybees carry pollen from flower to flower. While collecting nectar, a bee "
-                   "brushes against the stamens, and pollen grains stick to its hairy body.",
+    "brushes against the stamens, and pollen grains stick to its hairy body.",
     "de/vulkan.md": "# Vulkane\n\nEin Vulkan bricht aus, wenn Magma aus der Tiefe aufsteigt. Gase im "
-                    "Magma dehnen sich aus, der Druck steigt, und Lava, Asche und Gestein werden "
-                    "aus dem Krater geschleudert.",
+    "Magma dehnen sich aus, der Druck steigt, und Lava, Asche und Gestein werden "
+    "aus dem Krater geschleudert.",
     "fr/photosynthese.txt": "La photosynthèse permet aux plantes de transformer la lumière du soleil "
-                            "en énergie chimique. Les feuilles absorbent le dioxyde de carbone et "
-                            "libèrent de l'oxygène.",
+    "en énergie chimique. Les feuilles absorbent le dioxyde de carbone et "
+    "libèrent de l'oxygène.",
     "es/cafe.html": "<html><head><title>El café</title><style>p{color:red}</style>"
-                    "<script>var secret = 'tracking';</script></head><body><p>El café se cultiva "
-                    "en regiones tropicales. Los granos se tuestan y se muelen para preparar la "
-                    "bebida caliente que millones de personas toman cada mañana.</p></body></html>",
+    "<script>var secret = 'tracking';</script></head><body><p>El café se cultiva "
+    "en regiones tropicales. Los granos se tuestan y se muelen para preparar la "
+    "bebida caliente que millones de personas toman cada mañana.</p></body></html>",
     "ja/kaiyo.txt": "海の潮の満ち引きは、主に月の引力によって起こる。月に面した側と反対側で海面が"
-                    "盛り上がり、一日に二回の満潮と干潮が生じる。",
+    "盛り上がり、一日に二回の満潮と干潮が生じる。",
     "ru/shakhmaty.txt": "Шахматы — настольная игра для двух игроков. Каждый игрок начинает партию с "
-                        "шестнадцатью фигурами, и цель игры — поставить мат королю соперника.",
+    "шестнадцатью фигурами, и цель игры — поставить мат королю соперника.",
 }

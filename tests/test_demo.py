@@ -12,8 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_finds_documents_written_in_other_languages(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.splitlines()[0] == (
         "Model: use-multilingual (the default, distilbert-base-multilingual-cased, is neither cached nor reachable here)"
     )

@@ -36,7 +36,9 @@ def load_embedder(name: str | None = None, *, precision: str | None = None) -> E
         if wanted not in ("auto", "fp32"):
             from store.errors import InvalidInput
 
-            raise InvalidInput(f"use-multilingual runs in fp32 only (numpy); use --precision auto or fp32, not {wanted}.")
+            raise InvalidInput(
+                f"use-multilingual runs in fp32 only (numpy); use --precision auto or fp32, not {wanted}."
+            )
         from indexer.embedding.use_multilingual import UseMultilingualEmbedder
 
         return UseMultilingualEmbedder()
@@ -65,6 +67,19 @@ def verify_model(recorded: ModelRecord) -> bool:
 
 
 __all__ = [
-    "DEFAULT_MODEL", "PRECISIONS", "REGISTRY", "USE_MULTILINGUAL", "Embedder", "ModelSpec", "describe", "display",
-    "is_available", "list_models", "load_embedder", "require_same_model", "resolve", "same_model", "verify_model",
+    "DEFAULT_MODEL",
+    "PRECISIONS",
+    "REGISTRY",
+    "USE_MULTILINGUAL",
+    "Embedder",
+    "ModelSpec",
+    "describe",
+    "display",
+    "is_available",
+    "list_models",
+    "load_embedder",
+    "require_same_model",
+    "resolve",
+    "same_model",
+    "verify_model",
 ]

@@ -58,8 +58,10 @@ def _bf16_forward(module: Any):
     try:
         candidate = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_BATCH_HINT)
         probe = torch.ones(2, weight.shape[1], dtype=torch.bfloat16)
-        if torch.equal(torch.ops.mkldnn._linear_pointwise(probe, candidate, bias, "none", [], ""),
-                       torch.nn.functional.linear(probe, weight, bias)):
+        if torch.equal(
+            torch.ops.mkldnn._linear_pointwise(probe, candidate, bias, "none", [], ""),
+            torch.nn.functional.linear(probe, weight, bias),
+        ):
             packed = candidate
     except (AttributeError, RuntimeError):
         packed = None

@@ -52,8 +52,14 @@ def export_int8(body: Any, input_names: Sequence[str], target: Path) -> Path:
         int8 = Path(tmp) / "model.int8.onnx"
         with _quiet(), torch.no_grad():
             torch.onnx.export(
-                wrapper, tuple(inputs[n] for n in input_names), str(fp32), input_names=list(input_names),
-                output_names=["token_embeddings"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                wrapper,
+                tuple(inputs[n] for n in input_names),
+                str(fp32),
+                input_names=list(input_names),
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
             )
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
         atomic_rename(int8, target)

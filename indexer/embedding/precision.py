@@ -58,7 +58,8 @@ def calibration_texts() -> list[str]:
     """The fixed calibration documents: 24 texts mixing 12 languages, short to model-limit long."""
     return [
         " ".join(_SENTENCES[(start + i) % len(_SENTENCES)] for i in range(n))
-        for n in CALIBRATION_SENTENCES for start in range(0, len(_SENTENCES), 3)
+        for n in CALIBRATION_SENTENCES
+        for start in range(0, len(_SENTENCES), 3)
     ]
 
 
@@ -101,8 +102,10 @@ def int8_supported() -> bool:
 def unsupported_reason(precision: str) -> str | None:
     """Why ``precision`` cannot run here, or None if it can."""
     if precision == "bf16" and not bf16_supported():
-        return ("bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 would be "
-                "emulated and slower than fp32); use --precision auto or fp32.")
+        return (
+            "bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 would be "
+            "emulated and slower than fp32); use --precision auto or fp32."
+        )
     if precision == "int8" and not int8_supported():
         return "int8 needs ONNX Runtime: pip install onnxruntime onnx (or use --precision auto or fp32)."
     return None
@@ -142,8 +145,13 @@ def model_cache_key(files: Path, extra: dict[str, Any]) -> str:
     except Exception:
         ort_version = None
     payload = {
-        "folder": str(files.resolve()), "files": entries, "extra": extra, "cpu": cpu_flags(),
-        "torch": torch.__version__, "onnxruntime": ort_version, "layout": CACHE_VERSION,
+        "folder": str(files.resolve()),
+        "files": entries,
+        "extra": extra,
+        "cpu": cpu_flags(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "layout": CACHE_VERSION,
     }
     digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
@@ -230,8 +238,15 @@ def measure(make_runner: Callable[[str], Runner], candidates: Sequence[str]) -> 
         if reference is None:
             reference = vectors
         agree = agreement(reference, vectors)
-        trials.append(Trial(precision, round(docs_seconds, 4), round(float(np.median(latencies)), 3),
-                            round(agree.mean, 6), round(agree.min, 6)))
+        trials.append(
+            Trial(
+                precision,
+                round(docs_seconds, 4),
+                round(float(np.median(latencies)), 3),
+                round(agree.mean, 6),
+                round(agree.min, 6),
+            )
+        )
     return trials
 
 
@@ -261,11 +276,15 @@ def save_decision(key: str, trials: Sequence[Trial], about: dict[str, Any]) -> d
     """Record the choice made from ``trials`` for ``key`` (atomically); returns the record."""
     from dataclasses import asdict
 
-    rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(t).items()}
-            for t in trials]
+    rows = [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(t).items()} for t in trials
+    ]
     record = {
-        "choice": choose(trials), "trials": rows, "cpu": cpu_flags(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **about,
+        "choice": choose(trials),
+        "trials": rows,
+        "cpu": cpu_flags(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **about,
     }
     folder = cache_dir() / "models" / key
     folder.mkdir(parents=True, exist_ok=True)

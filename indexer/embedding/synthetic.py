@@ -18,8 +18,12 @@ TINY_SHAPE = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "vocab_s
 
 
 def make_distilbert(
-    path: str | Path, texts: Iterable[str], *, shape: dict[str, int] | None = None,
-    tokenizer_vocab: int = 2000, seed: int = 0,
+    path: str | Path,
+    texts: Iterable[str],
+    *,
+    shape: dict[str, int] | None = None,
+    tokenizer_vocab: int = 2000,
+    seed: int = 0,
 ) -> Path:
     """Save a random-weight DistilBERT and a WordPiece tokenizer trained on ``texts`` at ``path``.
 

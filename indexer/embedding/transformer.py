@@ -117,9 +117,13 @@ class TransformerEmbedder:
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "name": self.name, "source": self.source, "backend": "sentence-transformers",
-            "revision": _revision(self._folder, self.source), "pooling": self._pooling,
-            "max_tokens": self.max_tokens, "dimension": self.dimension,
+            "name": self.name,
+            "source": self.source,
+            "backend": "sentence-transformers",
+            "revision": _revision(self._folder, self.source),
+            "pooling": self._pooling,
+            "max_tokens": self.max_tokens,
+            "dimension": self.dimension,
         }
 
     # -- precision ------------------------------------------------------------------------
@@ -146,8 +150,14 @@ class TransformerEmbedder:
         return lambda texts: self._encode(texts, precision)
 
     def _cache_key(self) -> str:
-        return model_cache_key(self._folder, {"pooling": self._pooling, "max_seq_length": self._model.max_seq_length,
-                                              "modules": [type(m).__name__ for m in self._model]})
+        return model_cache_key(
+            self._folder,
+            {
+                "pooling": self._pooling,
+                "max_seq_length": self._model.max_seq_length,
+                "modules": [type(m).__name__ for m in self._model],
+            },
+        )
 
     def _prepare(self, precision: str) -> None:
         """Make ``precision`` ready to run: bf16 weight copies, or the int8 ONNX session."""
@@ -164,8 +174,10 @@ class TransformerEmbedder:
 
         first = self._model[0]
         if not hasattr(first, "auto_model"):
-            raise InvalidInput(f"int8 is not available for {self.name!r} (its first module is not a transformer); "
-                               "use --precision auto, fp32 or bf16.")
+            raise InvalidInput(
+                f"int8 is not available for {self.name!r} (its first module is not a transformer); "
+                "use --precision auto, fp32 or bf16."
+            )
         probe = self._model.preprocess([PROBE_TEXT])
         names = [n for n in INPUT_NAMES if n in probe]
         path = cache_dir() / "models" / self._cache_key() / "model.int8.onnx"
@@ -176,8 +188,10 @@ class TransformerEmbedder:
                 try:
                     export_int8(first.auto_model, names, path)
                 except Exception as exc:
-                    raise ModelError(f"could not export {self.name!r} for int8 ({type(exc).__name__}: {exc}); "
-                                     "use --precision auto, fp32 or bf16.") from exc
+                    raise ModelError(
+                        f"could not export {self.name!r} for int8 ({type(exc).__name__}: {exc}); "
+                        "use --precision auto, fp32 or bf16."
+                    ) from exc
             try:
                 self._onnx = OnnxBody(path)
                 with torch.inference_mode():
@@ -187,8 +201,10 @@ class TransformerEmbedder:
                 if attempt:
                     raise
             self._onnx = None
-        raise ModelError(f"the int8 export of {self.name!r} does not agree with its fp32 vectors; "
-                         "use --precision auto, fp32 or bf16.")
+        raise ModelError(
+            f"the int8 export of {self.name!r} does not agree with its fp32 vectors; "
+            "use --precision auto, fp32 or bf16."
+        )
 
 
 def _load(source: str, device: str, name: str):
@@ -247,7 +263,10 @@ def is_available(source: str) -> bool:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers a TCP connection (honours ``HF_HUB_OFFLINE``)."""
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in (
+        "",
+        "0",
+    ):
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:

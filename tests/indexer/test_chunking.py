@@ -12,9 +12,33 @@ from tokenizers import Tokenizer
 from indexer.chunking import Span, chunk_text
 
 WORDS = [
-    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "near", "the", "river", "while",
-    "mountain", "science", "history", "language", "computer", "network", "garden", "window", "coffee",
-    "morning", "evening", "music", "library", "student",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "near",
+    "the",
+    "river",
+    "while",
+    "mountain",
+    "science",
+    "history",
+    "language",
+    "computer",
+    "network",
+    "garden",
+    "window",
+    "coffee",
+    "morning",
+    "evening",
+    "music",
+    "library",
+    "student",
 ]
 
 
@@ -65,7 +89,9 @@ def _assert_covered(text: str, spans: list[Span]) -> None:
     for s in spans:
         covered[s.start : s.end] = b"\x01" * (s.end - s.start)
     missing = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
-    assert not missing, f"{len(missing)} characters in no chunk, first at {missing[0]}: {text[missing[0]:missing[0] + 40]!r}"
+    assert not missing, (
+        f"{len(missing)} characters in no chunk, first at {missing[0]}: {text[missing[0] : missing[0] + 40]!r}"
+    )
 
 
 def _inside_word(text: str, i: int) -> bool:

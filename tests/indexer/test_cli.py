@@ -36,8 +36,16 @@ def test_build_json_report_has_the_documented_keys(tmp_path, multilingual_corpus
     result = run("build", multilingual_corpus, "--index", tmp_path / "i.idx", "--model", tiny_model_dir, "--json")
     assert result.stderr == ""
     report = json.loads(result.stdout)
-    for key in ("documents_added", "documents_updated", "documents_removed", "documents_skipped",
-                "chunks_embedded", "chunks_total", "seconds", "skipped"):
+    for key in (
+        "documents_added",
+        "documents_updated",
+        "documents_removed",
+        "documents_skipped",
+        "chunks_embedded",
+        "chunks_total",
+        "seconds",
+        "skipped",
+    ):
         assert key in report
     assert report["documents_added"] == 6 and report["skipped"] == []
     again = json.loads(run("build", multilingual_corpus, "--index", tmp_path / "i.idx", "--json").stdout)
@@ -52,7 +60,9 @@ def test_build_prints_a_readable_report_with_skipped_files(tmp_path, multilingua
 
 
 def test_quiet_build_prints_nothing(tmp_path, multilingual_corpus, tiny_model_dir, run):
-    assert run("build", multilingual_corpus, "--index", tmp_path / "i.idx", "--model", tiny_model_dir, "-q").output == ""
+    assert (
+        run("build", multilingual_corpus, "--index", tmp_path / "i.idx", "--model", tiny_model_dir, "-q").output == ""
+    )
 
 
 def test_search_json_is_an_array_of_hits_with_exactly_the_hit_fields(built, run):
@@ -79,7 +89,10 @@ def test_stats_json_and_text(built, run):
 
 def test_errors_exit_1_with_the_library_message(tmp_path, multilingual_corpus, built, run):
     out = run("search", "x", "--index", tmp_path / "missing.idx", code=1).output
-    assert out == f"Error: no index at {tmp_path / 'missing.idx'}. Build one with `indexer build CORPUS --index {tmp_path / 'missing.idx'}`.\n"
+    assert (
+        out
+        == f"Error: no index at {tmp_path / 'missing.idx'}. Build one with `indexer build CORPUS --index {tmp_path / 'missing.idx'}`.\n"
+    )
     out = run("build", multilingual_corpus, "--index", built, "--model", "use-multilingual", code=1).output
     assert out.startswith("Error: ") and "was built with the model" in out and "'use-multilingual'" in out
 
@@ -94,4 +107,7 @@ def test_unavailable_model_exits_1_naming_the_ways_out(tmp_path, multilingual_co
 def test_usage_errors_exit_2(tmp_path, run):
     assert "Missing option '--index'" in run("search", "x", code=2).output
     assert "does not exist" in run("build", tmp_path / "nope", "--index", tmp_path / "i", code=2).output
-    assert "Invalid value for '--index-type'" in run("build", tmp_path, "--index", tmp_path / "i", "--index-type", "lsh", code=2).output
+    assert (
+        "Invalid value for '--index-type'"
+        in run("build", tmp_path, "--index", tmp_path / "i", "--index-type", "lsh", code=2).output
+    )

@@ -9,15 +9,8 @@ import pytest
 
 from indexer.decoding import NotText, decode
 
-GERMAN = (
-    "Die Bücher über Äpfel und Öl gehören dem Straßenverkäufer. "
-    "Größe zählt nicht, sagte Jürgen Müller in München."
-)
-CHINESE = (
-    "我们今天去公园散步，天气非常好。"
-    "他说这本书很有意思，值得一读。"
-    "中国的历史文化源远流长，吸引了很多外国游客。"
-)
+GERMAN = "Die Bücher über Äpfel und Öl gehören dem Straßenverkäufer. Größe zählt nicht, sagte Jürgen Müller in München."
+CHINESE = "我们今天去公园散步，天气非常好。他说这本书很有意思，值得一读。中国的历史文化源远流长，吸引了很多外国游客。"
 RUSSIAN = (
     "Привет, как у тебя дела? Сегодня хорошая погода, и мы пойдём гулять в парк. "
     "Москва является столицей России. Я люблю читать книги по вечерам."

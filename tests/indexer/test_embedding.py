@@ -71,7 +71,9 @@ def test_fingerprint_tells_models_apart(tiny_model, use_model, minilm_dir):
 def test_unusable_model_output_is_marked_not_normalised():
     good = np.array([[3.0, 4.0]], dtype=np.float32)
     np.testing.assert_allclose(check_vectors(good, ["a"]), [[0.6, 0.8]])
-    out = check_vectors(np.array([[np.nan, 1.0], [np.inf, 0.0], [0.0, 0.0], [0.0, 2.0]], dtype=np.float32), list("abcd"))
+    out = check_vectors(
+        np.array([[np.nan, 1.0], [np.inf, 0.0], [0.0, 0.0], [0.0, 2.0]], dtype=np.float32), list("abcd")
+    )
     assert np.isnan(out[:3]).all()
     np.testing.assert_allclose(out[3], [0.0, 1.0])
 

@@ -64,7 +64,9 @@ def hostile(tmp_path_factory):
     corpus = root / "corpus"
     good = {
         "good/plain.txt": ENGLISH.encode(),
-        "good/damaged-utf8.txt": (ENGLISH + " Grüße! ").encode() * 5 + b"\xff\xfe" + "Ende gut, alles gut: schön.".encode(),
+        "good/damaged-utf8.txt": (ENGLISH + " Grüße! ").encode() * 5
+        + b"\xff\xfe"
+        + "Ende gut, alles gut: schön.".encode(),
         "good/utf16-bom.txt": "\ufeffUTF-16 mit BOM: Grüße aus Köln.".encode("utf-16-le"),
         "good/utf16le.txt": "UTF-16 little endian without a byte order mark, plain text.".encode("utf-16-le"),
         "good/utf16be.txt": "UTF-16 big endian without a byte order mark, plain text.".encode("utf-16-be"),
@@ -94,8 +96,21 @@ def hostile(tmp_path_factory):
     os.chmod(corpus / "bad" / "locked.txt", 0)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        _unprivileged([sys.executable, "-c", RUN_BUILD, str(corpus), str(root / "h.idx"), str(Path(__file__).parents[1] / "fakes.py")]),
-        capture_output=True, text=True, env=env, cwd=root, timeout=900,
+        _unprivileged(
+            [
+                sys.executable,
+                "-c",
+                RUN_BUILD,
+                str(corpus),
+                str(root / "h.idx"),
+                str(Path(__file__).parents[1] / "fakes.py"),
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
@@ -107,15 +122,21 @@ def hostile(tmp_path_factory):
 def test_every_good_file_is_indexed_and_every_bad_one_listed(hostile):
     report = hostile["result"]["report"]
     skipped = {s["source"]: s["reason"] for s in report["skipped"]}
-    assert {k: v for k, v in skipped.items() if k.startswith("bad/")} == {r: why for r, (_, why) in hostile["bad"].items()}
+    assert {k: v for k, v in skipped.items() if k.startswith("bad/")} == {
+        r: why for r, (_, why) in hostile["bad"].items()
+    }
     assert skipped["outside.txt"] == "symbolic link points outside the corpus root"
     assert skipped["outside-dir"] == "symbolic link points outside the corpus root"
     assert len(skipped) == len(hostile["bad"]) + 2  # the loop is walked once, silently
     with IndexDir.open_for_reading(hostile["root"] / "h.idx") as idx:
         docs = dict(idx.meta.conn.execute("SELECT doc_id, n_chars FROM documents").fetchall())
-        texts = {d: t for d, t in idx.meta.conn.execute(
-            "SELECT d.doc_id, group_concat(c.text, ' ') FROM chunks c JOIN documents d ON d.id = c.document "
-            "WHERE d.doc_id != 'good/huge.txt' GROUP BY d.doc_id")}
+        texts = {
+            d: t
+            for d, t in idx.meta.conn.execute(
+                "SELECT d.doc_id, group_concat(c.text, ' ') FROM chunks c JOIN documents d ON d.id = c.document "
+                "WHERE d.doc_id != 'good/huge.txt' GROUP BY d.doc_id"
+            )
+        }
     assert set(docs) == {*hostile["good"], "good/huge.txt"}
     assert report["documents_added"] == len(hostile["good"]) + 1
     assert texts["good/latin1.txt"] == GERMAN and texts["good/gbk.txt"] == CHINESE
@@ -130,9 +151,12 @@ def test_the_big_file_is_covered_and_memory_stays_bounded(hostile):
     print(f"hostile corpus build: peak RSS {peak:.0f} MB for a {BIG_MB} MB text file")
     assert peak < 2500
     with IndexDir.open_for_reading(hostile["root"] / "h.idx") as idx:
-        spans = np.array(idx.meta.conn.execute(
-            'SELECT c.start, c."end" FROM chunks c JOIN documents d ON d.id = c.document '
-            "WHERE d.doc_id = 'good/huge.txt' ORDER BY c.ord").fetchall())
+        spans = np.array(
+            idx.meta.conn.execute(
+                'SELECT c.start, c."end" FROM chunks c JOIN documents d ON d.id = c.document '
+                "WHERE d.doc_id = 'good/huge.txt' ORDER BY c.ord"
+            ).fetchall()
+        )
     text = (hostile["root"] / "corpus" / "good" / "huge.txt").read_text(encoding="utf-8")
     assert spans[0, 0] == 0 and spans[-1, 1] == len(text.rstrip())
     gaps = [(end, start) for (_, end), (start, _) in itertools.pairwise(spans) if start > end]
@@ -161,8 +185,13 @@ def test_a_document_whose_vector_is_unusable_is_skipped_and_the_rest_indexed(tmp
     monkeypatch.setattr(tiny_model, "embed_documents", embed)
     report = build_index(corpus, tmp_path / "i.idx", model=tiny_model)
     assert report.documents_added == 1
-    assert report.skipped == [{"source": "poison.txt", "reason": "the model gave no usable vector (NaN, infinite or "
-                               "zero) for part of document 'poison.txt'; its indexed version, if any, is kept"}]
+    assert report.skipped == [
+        {
+            "source": "poison.txt",
+            "reason": "the model gave no usable vector (NaN, infinite or "
+            "zero) for part of document 'poison.txt'; its indexed version, if any, is kept",
+        }
+    ]
     assert check_index(tmp_path / "i.idx").ok
     monkeypatch.setattr(tiny_model, "embed_documents", real)
     assert [h.doc_id for h in Index.open(tmp_path / "i.idx", model=tiny_model).search("rivers", k=5)] == ["fine.txt"]
@@ -177,6 +206,8 @@ def test_unreadable_files_are_reported_when_not_root(tmp_path):
     try:
         from indexer.reading import read_corpus
 
-        assert [(s.source, s.reason) for s in read_corpus(tmp_path)] == [("locked.txt", "cannot read: Permission denied")]
+        assert [(s.source, s.reason) for s in read_corpus(tmp_path)] == [
+            ("locked.txt", "cannot read: Permission denied")
+        ]
     finally:
         path.chmod(stat.S_IRUSR | stat.S_IWUSR)

@@ -40,8 +40,11 @@ def st_dense_dir(tmp_path_factory, tiny_model_dir) -> Path:
 @pytest.fixture
 def hub(tmp_path, monkeypatch, tiny_model_dir, st_dense_dir) -> Path:
     """The Hub ids of ``distilmbert`` (a raw checkpoint) and ``distiluse`` (an ST model) cached locally."""
-    cache = fake_hub(tmp_path / "hub", {REGISTRY["distilmbert"].source: tiny_model_dir,
-                                        REGISTRY["distiluse"].source: st_dense_dir}, commit=COMMIT)
+    cache = fake_hub(
+        tmp_path / "hub",
+        {REGISTRY["distilmbert"].source: tiny_model_dir, REGISTRY["distiluse"].source: st_dense_dir},
+        commit=COMMIT,
+    )
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
 
@@ -62,9 +65,16 @@ def test_indexer_models_lists_the_six_names_with_their_facts(hub):
     assert [m["name"] for m in listed] == NAMES
     by_name = {m["name"]: m for m in listed}
     assert by_name["distilmbert"] == {
-        "name": "distilmbert", "source": "distilbert-base-multilingual-cased", "languages": "104", "dimension": 768,
-        "max_tokens": 512, "size_mb": 542, "params_m": 135, "why": by_name["distilmbert"]["why"],
-        "backend": "sentence-transformers", "available": True,
+        "name": "distilmbert",
+        "source": "distilbert-base-multilingual-cased",
+        "languages": "104",
+        "dimension": 768,
+        "max_tokens": 512,
+        "size_mb": 542,
+        "params_m": 135,
+        "why": by_name["distilmbert"]["why"],
+        "backend": "sentence-transformers",
+        "available": True,
     }
     assert by_name["minilm-multi"]["dimension"] == 384 and by_name["minilm-multi"]["available"] is False
 
@@ -129,8 +139,12 @@ def test_the_recorded_fingerprint_names_the_source_and_revision(hub, multilingua
     with Index.open(tmp_path / "idx") as index:
         record = index.model_record.to_json()
     assert {k: record[k] for k in ("name", "source", "backend", "revision", "pooling", "dimension")} == {
-        "name": "distiluse", "source": "sentence-transformers/distiluse-base-multilingual-cased-v2",
-        "backend": "sentence-transformers", "revision": COMMIT, "pooling": "cls", "dimension": 16,
+        "name": "distiluse",
+        "source": "sentence-transformers/distiluse-base-multilingual-cased-v2",
+        "backend": "sentence-transformers",
+        "revision": COMMIT,
+        "pooling": "cls",
+        "dimension": 16,
     }
     assert len(record["probe"]) == 16
     assert display("distiluse") == "'distiluse' (sentence-transformers/distiluse-base-multilingual-cased-v2)"

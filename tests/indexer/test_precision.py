@@ -96,8 +96,10 @@ def test_auto_measures_once_then_reads_the_cache(cache, tiny_model_dir, monkeypa
 
 
 def _finite(rows):
-    return [{k: (float("inf") if v is None and k in ("docs_seconds", "query_ms") else v) for k, v in r.items()}
-            for r in rows]
+    return [
+        {k: (float("inf") if v is None and k in ("docs_seconds", "query_ms") else v) for k, v in r.items()}
+        for r in rows
+    ]
 
 
 def test_the_cache_key_follows_the_models_files_and_the_cpu(tmp_path, monkeypatch):
@@ -130,8 +132,10 @@ def test_precisions_the_cpu_cannot_run_are_refused_or_skipped(cache, tiny_model_
     with pytest.raises(InvalidInput, match="bf16 needs a CPU with AVX512-BF16 or AMX"):
         load_embedder(str(tiny_model_dir), precision="bf16")
     seen = []
-    monkeypatch.setattr("indexer.embedding.transformer.measure",
-                        lambda make, candidates: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)])
+    monkeypatch.setattr(
+        "indexer.embedding.transformer.measure",
+        lambda make, candidates: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)],
+    )
     assert load_embedder(str(tiny_model_dir), precision="auto").precision == {"documents": "fp32", "queries": "fp32"}
     assert "bf16" not in seen[0]
 
@@ -228,13 +232,26 @@ def test_cli_precision_option(tmp_path, tiny_model_dir, multilingual_corpus):
 
     index = str(tmp_path / "idx")
     runner = CliRunner()
-    result = runner.invoke(cli, ["build", str(multilingual_corpus), "--index", index, "--model", str(tiny_model_dir),
-                                 "--precision", "bf16" if not prec.unsupported_reason("bf16") else "fp32", "--json"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        [
+            "build",
+            str(multilingual_corpus),
+            "--index",
+            index,
+            "--model",
+            str(tiny_model_dir),
+            "--precision",
+            "bf16" if not prec.unsupported_reason("bf16") else "fp32",
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["chunks_embedded"] == 6
-    result = runner.invoke(cli, ["search", "Vulkan", "--index", index, "--precision", "fp32", "--json", "-k", "2"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli, ["search", "Vulkan", "--index", index, "--precision", "fp32", "--json", "-k", "2"], catch_exceptions=False
+    )
     assert result.exit_code == 0 and len(json.loads(result.output)) == 2
     result = runner.invoke(cli, ["search", "Vulkan", "--index", index, "--precision", "fp16"])
     assert result.exit_code == 2 and "'fp16' is not one of" in result.output

@@ -32,12 +32,17 @@ from tests.helpers import MULTILINGUAL_DOCS, write_files
 MODEL = "use-multilingual"
 CHUNK_TOKENS = 64
 LONG = {
-    "en/long.txt": " ".join(f"Sentence number {i} talks about rivers, mountains and the weather in spring."
-                            for i in range(30)),
-    "de/lang.md": " ".join(f"Satz {i}: Die Stadt liegt am Fluss, und im Sommer ist es dort sehr warm."
-                           for i in range(20)),
-    "records.jsonl": "\n".join(json.dumps({"id": f"r{i}", "text": f"Record {i}: a short note on topic {i % 3}.",
-                                           "year": 2000 + i}) for i in range(6)) + "\nnot json\n",
+    "en/long.txt": " ".join(
+        f"Sentence number {i} talks about rivers, mountains and the weather in spring." for i in range(30)
+    ),
+    "de/lang.md": " ".join(
+        f"Satz {i}: Die Stadt liegt am Fluss, und im Sommer ist es dort sehr warm." for i in range(20)
+    ),
+    "records.jsonl": "\n".join(
+        json.dumps({"id": f"r{i}", "text": f"Record {i}: a short note on topic {i % 3}.", "year": 2000 + i})
+        for i in range(6)
+    )
+    + "\nnot json\n",
     "empty.txt": "",
 }
 
@@ -91,8 +96,23 @@ def test_ray_build_equals_local_build_and_embeds_only_changes(ray_cluster, corpu
     local_report, local_chunks = local
     mine = shutil.copytree(corpus, tmp_path / "corpus")
     index = tmp_path / "idx"
-    result = CliRunner().invoke(cli, ["build", str(mine), "--index", str(index), "--model", MODEL, "--chunk-tokens",
-                                      str(CHUNK_TOKENS), "--engine", "ray", "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            str(mine),
+            "--index",
+            str(index),
+            "--model",
+            MODEL,
+            "--chunk-tokens",
+            str(CHUNK_TOKENS),
+            "--engine",
+            "ray",
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["chunks_embedded"] == report["chunks_total"] == local_report.chunks_total
@@ -150,8 +170,13 @@ DRIVER = textwrap.dedent("""
 def test_a_build_whose_driver_died_resumes_from_its_shards(ray_cluster, corpus, local, tmp_path):
     index = tmp_path / "idx"
     env = dict(os.environ, BABELINDEX_CRASH_AT="shard:2")
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(corpus), str(index), ray_cluster, str(CHUNK_TOKENS)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(corpus), str(index), ray_cluster, str(CHUNK_TOKENS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == -9, done.stderr  # SIGKILLed right after its second shard
     (build,) = staging_of(index).iterdir()
     shards = sorted(build.glob("shard-*.parquet"))
@@ -175,7 +200,8 @@ def test_ray_engine_without_ray_says_how_to_install_it(multilingual_corpus, tmp_
     with pytest.raises(MissingDependency, match=r"pip install 'babelindex\[ray\]'"):
         build_index(multilingual_corpus, tmp_path / "idx", engine="ray")
     assert not (tmp_path / "idx").exists()
-    result = CliRunner().invoke(cli, ["build", str(multilingual_corpus), "--index", str(tmp_path / "idx"),
-                                      "--engine", "ray"])
+    result = CliRunner().invoke(
+        cli, ["build", str(multilingual_corpus), "--index", str(tmp_path / "idx"), "--engine", "ray"]
+    )
     assert result.exit_code == 1
     assert "pip install 'babelindex[ray]'" in result.output

@@ -36,7 +36,8 @@ def make_pdf(content: bytes | None, title: str | None = None) -> bytes:
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >>"
-        + (b" /Contents 4 0 R" if content is not None else b"") + b" >>",
+        + (b" /Contents 4 0 R" if content is not None else b"")
+        + b" >>",
         b"<< /Length %d >>\nstream\n" % len(content or b"") + (content or b"") + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
@@ -161,8 +162,10 @@ def _jsonl(*records) -> str:
 
 @pytest.mark.parametrize("name", ["data.jsonl", "data.ndjson"])
 def test_jsonl_default_fields(tmp_path, name):
-    write_files(tmp_path, {name: _jsonl({"text": "Erster Text.", "lang": "de", "n": 1, "tags": ["a"]},
-                                        {"text": "Second text."})})
+    write_files(
+        tmp_path,
+        {name: _jsonl({"text": "Erster Text.", "lang": "de", "n": 1, "tags": ["a"]}, {"text": "Second text."})},
+    )
     assert read(tmp_path) == [
         Document(f"{name}#1", name, "Erster Text.", {"lang": "de", "n": 1, "tags": ["a"]}),
         Document(f"{name}#2", name, "Second text.", {}),
@@ -176,8 +179,14 @@ def test_jsonl_ids_use_the_relative_path(tmp_path):
 
 
 def test_jsonl_id_field_and_text_field(tmp_path):
-    write_files(tmp_path, {"r.jsonl": _jsonl({"id": "a1", "body": "Alpha.", "year": 2020},
-                                             {"id": 7, "body": "Seven.", "text": "kept as metadata"})})
+    write_files(
+        tmp_path,
+        {
+            "r.jsonl": _jsonl(
+                {"id": "a1", "body": "Alpha.", "year": 2020}, {"id": 7, "body": "Seven.", "text": "kept as metadata"}
+            )
+        },
+    )
     assert read(tmp_path, text_field="body", id_field="id") == [
         Document("a1", "r.jsonl", "Alpha.", {"year": 2020}),
         Document("7", "r.jsonl", "Seven.", {"text": "kept as metadata"}),
@@ -185,23 +194,36 @@ def test_jsonl_id_field_and_text_field(tmp_path):
 
 
 def test_jsonl_skips_with_reasons_and_line_numbers(tmp_path):
-    write_files(tmp_path, {"r.jsonl": _jsonl(
-        {"text": "good one"},                 # line 1, record 1
-        "",                                   # line 2, blank: not a record
-        "{not json",                          # line 3, record 2
-        {"body": "no text field", "id": 3},   # line 4, record 3
-        "[1, 2, 3]",                          # line 5, record 4
-        '"just a string"',                    # line 6, record 5
-        {"text": ""},                         # line 7, record 6
-        {"text": 42},                         # line 8, record 7
-        {"text": "good two"},                 # line 9, record 8
-    )})
+    write_files(
+        tmp_path,
+        {
+            "r.jsonl": _jsonl(
+                {"text": "good one"},  # line 1, record 1
+                "",  # line 2, blank: not a record
+                "{not json",  # line 3, record 2
+                {"body": "no text field", "id": 3},  # line 4, record 3
+                "[1, 2, 3]",  # line 5, record 4
+                '"just a string"',  # line 6, record 5
+                {"text": ""},  # line 7, record 6
+                {"text": 42},  # line 8, record 7
+                {"text": "good two"},  # line 9, record 8
+            )
+        },
+    )
     items = read(tmp_path)
-    assert docs(items) == [Document("r.jsonl#1", "r.jsonl", "good one", {}),
-                           Document("r.jsonl#8", "r.jsonl", "good two", {})]
+    assert docs(items) == [
+        Document("r.jsonl#1", "r.jsonl", "good one", {}),
+        Document("r.jsonl#8", "r.jsonl", "good two", {}),
+    ]
     got = skips(items)
-    assert [(s.source, s.line) for s in got] == [("r.jsonl", 3), ("r.jsonl", 4), ("r.jsonl", 5),
-                                                 ("r.jsonl", 6), ("r.jsonl", 7), ("r.jsonl", 8)]
+    assert [(s.source, s.line) for s in got] == [
+        ("r.jsonl", 3),
+        ("r.jsonl", 4),
+        ("r.jsonl", 5),
+        ("r.jsonl", 6),
+        ("r.jsonl", 7),
+        ("r.jsonl", 8),
+    ]
     assert got[0].reason.startswith("invalid JSON (")
     assert got[1].reason == "no field 'text' (fields: body, id); choose the text field with --text-field"
     assert "--text-field" in got[1].reason
@@ -211,12 +233,25 @@ def test_jsonl_skips_with_reasons_and_line_numbers(tmp_path):
 
 
 def test_jsonl_missing_or_empty_id(tmp_path):
-    write_files(tmp_path, {"r.jsonl": _jsonl({"id": "", "text": "empty id"}, {"text": "no id"},
-                                             {"id": None, "text": "null id"}, {"id": 0, "text": "zero id"})})
+    write_files(
+        tmp_path,
+        {
+            "r.jsonl": _jsonl(
+                {"id": "", "text": "empty id"},
+                {"text": "no id"},
+                {"id": None, "text": "null id"},
+                {"id": 0, "text": "zero id"},
+            )
+        },
+    )
     items = read(tmp_path, id_field="id")
     reason = "no id in field 'id'; choose the id field with --id-field"
-    assert items == [Skipped("r.jsonl", reason, 1), Skipped("r.jsonl", reason, 2), Skipped("r.jsonl", reason, 3),
-                     Document("0", "r.jsonl", "zero id", {})]
+    assert items == [
+        Skipped("r.jsonl", reason, 1),
+        Skipped("r.jsonl", reason, 2),
+        Skipped("r.jsonl", reason, 3),
+        Document("0", "r.jsonl", "zero id", {}),
+    ]
 
 
 def test_jsonl_blank_lines_only(tmp_path):
@@ -280,8 +315,11 @@ def test_csv_header_only(tmp_path):
 def test_recursion_into_subfolders_in_a_stable_order(tmp_path):
     write_files(tmp_path, {"b.txt": "B", "a/x.txt": "X", "a/deeper/y.md": "Y", "c/z.rst": "Z", "A.txt": "A0"})
     assert [(d.doc_id, d.source, d.text) for d in read(tmp_path)] == [
-        ("A.txt", "A.txt", "A0"), ("b.txt", "b.txt", "B"),
-        ("a/x.txt", "a/x.txt", "X"), ("a/deeper/y.md", "a/deeper/y.md", "Y"), ("c/z.rst", "c/z.rst", "Z"),
+        ("A.txt", "A.txt", "A0"),
+        ("b.txt", "b.txt", "B"),
+        ("a/x.txt", "a/x.txt", "X"),
+        ("a/deeper/y.md", "a/deeper/y.md", "Y"),
+        ("c/z.rst", "c/z.rst", "Z"),
     ]
 
 
@@ -297,17 +335,22 @@ def test_single_record_file_as_corpus(tmp_path):
 
 
 def test_hidden_files_and_folders_are_not_yielded_at_all(tmp_path):
-    write_files(tmp_path, {
-        "visible.txt": "seen",
-        ".hidden.txt": "secret",
-        ".git/config.txt": "secret",
-        ".cache/deep/x.md": "secret",
-        "sub/.env.txt": "secret",
-        "sub/ok.txt": "seen too",
-        ".image.png": b"\x89PNG\r\n\x1a\n",
-    })
-    assert read(tmp_path) == [Document("visible.txt", "visible.txt", "seen", {}),
-                              Document("sub/ok.txt", "sub/ok.txt", "seen too", {})]
+    write_files(
+        tmp_path,
+        {
+            "visible.txt": "seen",
+            ".hidden.txt": "secret",
+            ".git/config.txt": "secret",
+            ".cache/deep/x.md": "secret",
+            "sub/.env.txt": "secret",
+            "sub/ok.txt": "seen too",
+            ".image.png": b"\x89PNG\r\n\x1a\n",
+        },
+    )
+    assert read(tmp_path) == [
+        Document("visible.txt", "visible.txt", "seen", {}),
+        Document("sub/ok.txt", "sub/ok.txt", "seen too", {}),
+    ]
     assert [item[1] for item in walk(tmp_path)] == ["visible.txt", "sub/ok.txt"]
 
 
@@ -415,7 +458,11 @@ def test_symlink_to_itself_and_broken_symlink(tmp_path):
     (root / "dangling.txt").symlink_to("missing.txt")
     (root / "me.txt").symlink_to("me.txt")
     reason = "broken symbolic link or symlink loop"
-    assert read(root) == [Document("a.txt", "a.txt", "A", {}), Skipped("dangling.txt", reason), Skipped("me.txt", reason)]
+    assert read(root) == [
+        Document("a.txt", "a.txt", "A", {}),
+        Skipped("dangling.txt", reason),
+        Skipped("me.txt", reason),
+    ]
 
 
 def test_corpus_root_reached_through_a_symlink(tmp_path):

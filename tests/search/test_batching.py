@@ -89,8 +89,9 @@ def test_a_bad_query_fails_only_its_own_request():
     async def main():
         batcher = QueryBatcher(model, max_batch=8, max_wait_ms=20)
         await batcher.start()
-        results = await asyncio.gather(batcher.embed(["good"]), batcher.embed(["bad"]), batcher.embed(["fine"]),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            batcher.embed(["good"]), batcher.embed(["bad"]), batcher.embed(["fine"]), return_exceptions=True
+        )
         await batcher.stop()
         return results
 

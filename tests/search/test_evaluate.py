@@ -69,8 +69,12 @@ def test_query_metrics_one_relevant_document():
     ranked = ["a", "b", "c", "rel", "d"]
     m = ev.query_metrics(ranked, {"rel": 1})
     assert m == {"recall_at_1": 0.0, "recall_at_10": 1.0, "mrr_at_10": 0.25, "ndcg_at_10": 1 / math.log2(5)}
-    assert ev.query_metrics(["rel"], {"rel": 1}) == {"recall_at_1": 1.0, "recall_at_10": 1.0, "mrr_at_10": 1.0,
-                                                     "ndcg_at_10": 1.0}
+    assert ev.query_metrics(["rel"], {"rel": 1}) == {
+        "recall_at_1": 1.0,
+        "recall_at_10": 1.0,
+        "mrr_at_10": 1.0,
+        "ndcg_at_10": 1.0,
+    }
 
 
 def test_query_metrics_graded_and_several_relevant_documents():
@@ -85,16 +89,25 @@ def test_query_metrics_graded_and_several_relevant_documents():
 
 
 def test_query_metrics_nothing_found():
-    assert ev.query_metrics([], {"a": 1}) == {"recall_at_1": 0.0, "recall_at_10": 0.0, "mrr_at_10": 0.0,
-                                              "ndcg_at_10": 0.0}
+    assert ev.query_metrics([], {"a": 1}) == {
+        "recall_at_1": 0.0,
+        "recall_at_10": 0.0,
+        "mrr_at_10": 0.0,
+        "ndcg_at_10": 0.0,
+    }
 
 
 def test_summarize_overall_and_per_language():
     rows = [ev.query_metrics(["a"], {"a": 1}), ev.query_metrics(["b", "a"], {"a": 1}), ev.query_metrics([], {"a": 1})]
     s = ev.summarize(rows, ["de", "de", "fr"])
     assert s["recall_at_1"] == round(1 / 3, 6) and s["mrr_at_10"] == 0.5
-    assert s["per_language"]["de"] == {"recall_at_1": 0.5, "recall_at_10": 1.0, "mrr_at_10": 0.75,
-                                       "ndcg_at_10": round((1 + 1 / math.log2(3)) / 2, 6), "queries": 2}
+    assert s["per_language"]["de"] == {
+        "recall_at_1": 0.5,
+        "recall_at_10": 1.0,
+        "mrr_at_10": 0.75,
+        "ndcg_at_10": round((1 + 1 / math.log2(3)) / 2, 6),
+        "queries": 2,
+    }
     assert s["per_language"]["fr"]["queries"] == 1
     assert ev.summarize(rows, [None, None, None])["per_language"] == {}
 
@@ -130,9 +143,12 @@ def test_bad_qrels_line_is_named(tmp_path):
 
 
 def test_queries_without_relevant_documents_are_not_evaluated(tmp_path):
-    task = write_task(tmp_path / "t", [{"_id": "d", "text": "x"}],
-                      [{"_id": "q1", "text": "a", "lang": "de"}, {"_id": "q2", "text": "b"}, {"_id": "q3", "text": "c"}],
-                      [("q1", "d", 1), ("q2", "d", 0)])
+    task = write_task(
+        tmp_path / "t",
+        [{"_id": "d", "text": "x"}],
+        [{"_id": "q1", "text": "a", "lang": "de"}, {"_id": "q2", "text": "b"}, {"_id": "q3", "text": "c"}],
+        [("q1", "d", 1), ("q2", "d", 0)],
+    )
     loaded = ev.load_task(task)
     assert loaded.queries == [("q1", "a", "de")]
     assert loaded.qrels == {"q1": {"d": 1}}
@@ -142,7 +158,10 @@ def test_queries_without_relevant_documents_are_not_evaluated(tmp_path):
 def test_default_index_path(cache, tmp_path):
     tiny_model_dir = tmp_path / "tiny-model"
     tiny_model_dir.mkdir()
-    assert ev.default_index_path(EVAL / "tatoeba-deu", "use-multilingual") == cache / "eval" / "tatoeba-deu-use-multilingual"
+    assert (
+        ev.default_index_path(EVAL / "tatoeba-deu", "use-multilingual")
+        == cache / "eval" / "tatoeba-deu-use-multilingual"
+    )
     assert ev.default_index_path("x/t", "org/model") == cache / "eval" / "t-org--model"
     local = ev.default_index_path("x/t", str(tiny_model_dir))
     assert local.parent == cache / "eval" and local.name.startswith(f"t-{tiny_model_dir.name}-")
@@ -159,20 +178,31 @@ def brute_force(task: Path, model) -> dict[str, dict[str, float]]:
     by_lang: dict[str, list[int | None]] = {}
     for q, row in zip(queries, order, strict=True):
         ids = [corpus[i]["_id"] for i in row[:10]]
-        by_lang.setdefault(q["lang"], []).append(ids.index(relevant[q["_id"]]) + 1 if relevant[q["_id"]] in ids else None)
+        by_lang.setdefault(q["lang"], []).append(
+            ids.index(relevant[q["_id"]]) + 1 if relevant[q["_id"]] in ids else None
+        )
     by_lang["all"] = [r for ranks in by_lang.values() for r in ranks]
-    return {lang: {"recall_at_1": sum(r == 1 for r in ranks) / len(ranks),
-                   "recall_at_10": sum(r is not None for r in ranks) / len(ranks),
-                   "mrr_at_10": sum(1 / r for r in ranks if r) / len(ranks),
-                   "ndcg_at_10": sum(1 / math.log2(r + 1) for r in ranks if r) / len(ranks)}
-            for lang, ranks in by_lang.items()}
+    return {
+        lang: {
+            "recall_at_1": sum(r == 1 for r in ranks) / len(ranks),
+            "recall_at_10": sum(r is not None for r in ranks) / len(ranks),
+            "mrr_at_10": sum(1 / r for r in ranks if r) / len(ranks),
+            "ndcg_at_10": sum(1 / math.log2(r + 1) for r in ranks if r) / len(ranks),
+        }
+        for lang, ranks in by_lang.items()
+    }
 
 
 def test_exact_figures_match_an_independent_brute_force(mixed_task, mixed_report, use_model):
     before, report = mixed_report
     assert files_of(mixed_task) == before  # the task folder is only read
     assert (report.task, report.model, report.index_type, report.queries, report.documents) == (
-        "mixed", "use-multilingual", "IDMap2,Flat", 120, 120)
+        "mixed",
+        "use-multilingual",
+        "IDMap2,Flat",
+        120,
+        120,
+    )
     assert report.reused is False and report.skipped == []
     truth = brute_force(mixed_task, use_model)
     for metric in ev.METRICS:
@@ -200,8 +230,10 @@ def test_ivf_differs_from_exact_but_stays_close(mixed_task, mixed_report, use_mo
 
 
 def test_titles_are_joined_to_texts_outside_the_task_folder(tmp_path, use_model, cache):
-    corpus = [{"_id": "d1", "title": "Volcanoes", "text": "Lava flows down the mountain."},
-              {"_id": "d2", "title": "", "text": "Bees carry pollen from flower to flower."}]
+    corpus = [
+        {"_id": "d1", "title": "Volcanoes", "text": "Lava flows down the mountain."},
+        {"_id": "d2", "title": "", "text": "Bees carry pollen from flower to flower."},
+    ]
     task = write_task(tmp_path / "titled", corpus, [{"_id": "q", "text": "Vulkan", "lang": "de"}], [("q", "d1", 1)])
     before = files_of(task)
     report = ev.evaluate(task, model=use_model)
@@ -237,7 +269,9 @@ def test_model_mismatch_rebuilds_the_cache_but_not_a_given_index(tmp_path, use_m
     # The cache of use-multilingual holding another model's index: it is ours, rebuilt.
     from indexer.build import build_index
 
-    build_index(task / "corpus.jsonl", ev.default_index_path(task, "use-multilingual"), model=tiny_model, id_field="_id")
+    build_index(
+        task / "corpus.jsonl", ev.default_index_path(task, "use-multilingual"), model=tiny_model, id_field="_id"
+    )
     report = ev.evaluate(task, model=use_model)
     assert report.reused is False and report.ann["recall_at_1"] == 1.0
 
@@ -246,15 +280,19 @@ def test_model_mismatch_rebuilds_the_cache_but_not_a_given_index(tmp_path, use_m
 def test_cli_json_and_table(mixed_task, mixed_report):
     index = mixed_report[1].index
     runner = CliRunner()
-    result = runner.invoke(cli, ["eval", str(mixed_task), "--model", "use-multilingual", "--index", index, "--json"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["eval", str(mixed_task), "--model", "use-multilingual", "--index", index, "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert {"task", "model", "index_type", "queries", "seconds", "ann", "exact"} <= out.keys()
     assert set(out["ann"]) == {*ev.METRICS, "per_language"} and set(out["ann"]["per_language"]) == {"deu", "fra"}
     assert out["ann"] == mixed_report[1].ann and out["reused"] is True
-    table = runner.invoke(cli, ["eval", str(mixed_task), "--model", "use-multilingual", "--index", index,
-                                "-q"]).output.splitlines()
+    table = runner.invoke(
+        cli, ["eval", str(mixed_task), "--model", "use-multilingual", "--index", index, "-q"]
+    ).output.splitlines()
     assert table[0] == "mixed: 120 queries, 120 documents (120 chunks), use-multilingual, IDMap2,Flat"
     assert table[1] == f"index: {index} (reused)"
     assert table[2].split() == ["lang", "queries", "recall@1", "recall@10", "MRR@10", "nDCG@10"]
@@ -271,8 +309,9 @@ def test_cli_errors_exit_1(tmp_path):
 @pytest.mark.slow
 def test_acceptance_tatoeba_deu_matches_the_reference_figures(cache):
     """`indexer eval ../shared/eval/tatoeba-deu --model use-multilingual --json` (README figures)."""
-    result = CliRunner().invoke(cli, ["eval", str(EVAL / "tatoeba-deu"), "--model", "use-multilingual", "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["eval", str(EVAL / "tatoeba-deu"), "--model", "use-multilingual", "--json"], catch_exceptions=False
+    )
     out = json.loads(result.stdout)
     assert (out["queries"], out["index_type"]) == (1000, "IDMap2,Flat")
     assert (out["exact"]["recall_at_1"], out["exact"]["recall_at_10"]) == (0.979, 0.996)  # eval/README.md

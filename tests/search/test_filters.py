@@ -20,8 +20,13 @@ RECORDS = [
     {"id": "r2019", "text": "Annual report on rivers and weather.", "year": 2019, "tag": "b", "author": "Bob"},
     {"id": "r2020", "text": "Annual report on rivers and weather.", "year": 2020, "tag": "c", "author": "Ada"},
     {"id": "r2021", "text": "Annual report on rivers and weather.", "year": 2021, "tag": "a", "author": "x' OR '1'='1"},
-    {"id": "r2022", "text": "Annual report on rivers and weather.", "year": 2022, "tag": "b",
-     "meta": {"reviewed": True}},
+    {
+        "id": "r2022",
+        "text": "Annual report on rivers and weather.",
+        "year": 2022,
+        "tag": "b",
+        "meta": {"reviewed": True},
+    },
 ]
 
 
@@ -29,10 +34,15 @@ RECORDS = [
 def mixed(tmp_path_factory):
     """400 one-chunk documents: 380 English, 20 German (5% of the chunks)."""
     root = tmp_path_factory.mktemp("mixed")
-    files = {f"en/{i:03d}.txt": f"Record {i} describes the weather in the northern city and the river that flows "
-             "through it." for i in range(380)}
-    files |= {f"de/{i:03d}.txt": f"Der Bericht {i} beschreibt das Wetter in der nördlichen Stadt und den Fluss, der "
-              "durch sie fließt." for i in range(20)}
+    files = {
+        f"en/{i:03d}.txt": f"Record {i} describes the weather in the northern city and the river that flows through it."
+        for i in range(380)
+    }
+    files |= {
+        f"de/{i:03d}.txt": f"Der Bericht {i} beschreibt das Wetter in der nördlichen Stadt und den Fluss, der "
+        "durch sie fließt."
+        for i in range(20)
+    }
     write_files(root / "c", files)
     paths = {}
     for kind in ("flat", "ivf", "hnsw"):
@@ -44,13 +54,16 @@ def mixed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     root = tmp_path_factory.mktemp("filters")
-    write_files(root / "c", {
-        "docs/a.md": "Rivers carry water and weather shapes them.",
-        "docs/b.txt": "Rivers carry water and weather shapes them.",
-        "docs/sub/c.md": "Rivers carry water and weather shapes them.",
-        "notes/d.md": "Rivers carry water and weather shapes them.",
-        "records.jsonl": "\n".join(json.dumps(r) for r in RECORDS) + "\n",
-    })
+    write_files(
+        root / "c",
+        {
+            "docs/a.md": "Rivers carry water and weather shapes them.",
+            "docs/b.txt": "Rivers carry water and weather shapes them.",
+            "docs/sub/c.md": "Rivers carry water and weather shapes them.",
+            "notes/d.md": "Rivers carry water and weather shapes them.",
+            "records.jsonl": "\n".join(json.dumps(r) for r in RECORDS) + "\n",
+        },
+    )
     build_index(root / "c", root / "i", model=MODEL, id_field="id")
     with Index.open(root / "i", model=MODEL) as idx:
         yield idx
@@ -98,24 +111,27 @@ def test_source_glob_and_prefix(index):
     assert index.search("rivers", k=20, source="Docs/") == []  # case-sensitive
 
 
-@pytest.mark.parametrize(("where", "expected"), [
-    ({"year": 2020}, ["r2020"]),
-    ({"year": {"=": 2020}}, ["r2020"]),
-    ({"year": {"==": 2020}}, ["r2020"]),
-    ({"year": {"!=": 2020}}, ["r2018", "r2019", "r2021", "r2022"]),
-    ({"year": {"<": 2020}}, ["r2018", "r2019"]),
-    ({"year": {"<=": 2020}}, ["r2018", "r2019", "r2020"]),
-    ({"year": {">": 2020}}, ["r2021", "r2022"]),
-    ({"year": {">=": 2020}}, ["r2020", "r2021", "r2022"]),
-    ({"year": {">=": 2019, "<": 2022}}, ["r2019", "r2020", "r2021"]),
-    ({"tag": {"in": ["a", "c"]}}, ["r2018", "r2020", "r2021"]),
-    ({"tag": "b", "year": {">": 2019}}, ["r2022"]),
-    ({"author": "Ada"}, ["r2018", "r2020"]),
-    ({"author": None}, ["docs/a.md", "docs/b.txt", "docs/sub/c.md", "notes/d.md", "r2022"]),  # missing = None
-    ({"author": {"!=": None}}, ["r2018", "r2019", "r2020", "r2021"]),
-    ({"meta.reviewed": True}, ["r2022"]),
-    ({"missing": {"!=": 1}}, []),
-])
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ({"year": 2020}, ["r2020"]),
+        ({"year": {"=": 2020}}, ["r2020"]),
+        ({"year": {"==": 2020}}, ["r2020"]),
+        ({"year": {"!=": 2020}}, ["r2018", "r2019", "r2021", "r2022"]),
+        ({"year": {"<": 2020}}, ["r2018", "r2019"]),
+        ({"year": {"<=": 2020}}, ["r2018", "r2019", "r2020"]),
+        ({"year": {">": 2020}}, ["r2021", "r2022"]),
+        ({"year": {">=": 2020}}, ["r2020", "r2021", "r2022"]),
+        ({"year": {">=": 2019, "<": 2022}}, ["r2019", "r2020", "r2021"]),
+        ({"tag": {"in": ["a", "c"]}}, ["r2018", "r2020", "r2021"]),
+        ({"tag": "b", "year": {">": 2019}}, ["r2022"]),
+        ({"author": "Ada"}, ["r2018", "r2020"]),
+        ({"author": None}, ["docs/a.md", "docs/b.txt", "docs/sub/c.md", "notes/d.md", "r2022"]),  # missing = None
+        ({"author": {"!=": None}}, ["r2018", "r2019", "r2020", "r2021"]),
+        ({"meta.reviewed": True}, ["r2022"]),
+        ({"missing": {"!=": 1}}, []),
+    ],
+)
 def test_each_where_operator(index, where, expected):
     hits = index.search("rivers", k=20, where=where)
     assert ids(hits) == expected
@@ -125,10 +141,12 @@ def test_each_where_operator(index, where, expected):
 
 def test_filters_combine(index):
     assert ids(index.search("rivers", k=20, lang="en", source="records.jsonl", where={"year": {"<": 2020}})) == [
-        "r2018", "r2019"]
+        "r2018",
+        "r2019",
+    ]
 
 
-@pytest.mark.parametrize("key", ["year') OR 1=1 --", "year\"", "$.year", "a[0]", "1year", "", "a..b", "a b"])
+@pytest.mark.parametrize("key", ["year') OR 1=1 --", 'year"', "$.year", "a[0]", "1year", "", "a..b", "a b"])
 def test_injection_through_keys_is_refused(index, key):
     with pytest.raises(InvalidInput, match=r"bad metadata key .*letters, digits and underscores"):
         index.search("rivers", where={key: 1})
@@ -144,16 +162,22 @@ def test_injection_through_values_matches_only_that_literal_value(index, value):
     assert len(index.search("rivers", k=20)) == 9  # nothing was dropped
 
 
-@pytest.mark.parametrize(("where", "message"), [
-    ({"year": {"~": 1}}, r"unknown operator '~' for the metadata key 'year'; operators are =, !=, <, <=, >, >=, in"),
-    ({"year": {"LIKE": 1}}, r"unknown operator 'LIKE'"),
-    ({"year": {}}, r"no condition for the metadata key 'year'"),
-    ({"year": {"in": "ab"}}, r"'in' for the metadata key 'year' needs a non-empty list"),
-    ({"year": {"in": []}}, r"needs a non-empty list"),
-    ({"year": {"<": None}}, r"compared with None by = or !="),
-    ({"year": [1, 2]}, r"is not a string, number, boolean or None"),
-    (["year"], r"where must be a dict"),
-])
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (
+            {"year": {"~": 1}},
+            r"unknown operator '~' for the metadata key 'year'; operators are =, !=, <, <=, >, >=, in",
+        ),
+        ({"year": {"LIKE": 1}}, r"unknown operator 'LIKE'"),
+        ({"year": {}}, r"no condition for the metadata key 'year'"),
+        ({"year": {"in": "ab"}}, r"'in' for the metadata key 'year' needs a non-empty list"),
+        ({"year": {"in": []}}, r"needs a non-empty list"),
+        ({"year": {"<": None}}, r"compared with None by = or !="),
+        ({"year": [1, 2]}, r"is not a string, number, boolean or None"),
+        (["year"], r"where must be a dict"),
+    ],
+)
 def test_bad_where_says_what_is_allowed(index, where, message):
     with pytest.raises(InvalidInput, match=message):
         index.search("rivers", where=where)
@@ -171,10 +195,25 @@ def test_bad_lang_source_mode_group_by(index):
 
 
 def test_parse_where_reads_cli_conditions():
-    assert parse_where(["year>=2020", "year<2024", "tag in a, b,3", "author=Ada", "score != 0.5", "name='x y'",
-                        "code==007", "n=-1.5e3"]) == {
-        "year": {">=": 2020, "<": 2024}, "tag": {"in": ["a", "b", 3]}, "author": {"=": "Ada"},
-        "score": {"!=": 0.5}, "name": {"=": "x y"}, "code": {"==": 7}, "n": {"=": -1500.0},
+    assert parse_where(
+        [
+            "year>=2020",
+            "year<2024",
+            "tag in a, b,3",
+            "author=Ada",
+            "score != 0.5",
+            "name='x y'",
+            "code==007",
+            "n=-1.5e3",
+        ]
+    ) == {
+        "year": {">=": 2020, "<": 2024},
+        "tag": {"in": ["a", "b", 3]},
+        "author": {"=": "Ada"},
+        "score": {"!=": 0.5},
+        "name": {"=": "x y"},
+        "code": {"==": 7},
+        "n": {"=": -1500.0},
     }
     with pytest.raises(InvalidInput, match=r"cannot read the condition 'year~2020': write KEY OP VALUE"):
         parse_where(["year~2020"])

@@ -14,9 +14,24 @@ from tests.fakes import HashingEmbedder
 from tests.helpers import write_files
 
 MODEL = HashingEmbedder(dimension=8)  # so few buckets that dense search is weak on purpose
-WORDS = ["river", "stone", "cloud", "garden", "window", "bridge", "candle", "forest", "market", "letter", "engine", "winter"]
-TARGET = ("The shipment of replacement valves arrived on Tuesday with the order number XK-4471-B printed "
-          "on every box, and the warehouse team checked the seals, counted the pallets and signed the forms.")
+WORDS = [
+    "river",
+    "stone",
+    "cloud",
+    "garden",
+    "window",
+    "bridge",
+    "candle",
+    "forest",
+    "market",
+    "letter",
+    "engine",
+    "winter",
+]
+TARGET = (
+    "The shipment of replacement valves arrived on Tuesday with the order number XK-4471-B printed "
+    "on every box, and the warehouse team checked the seals, counted the pallets and signed the forms."
+)
 CJK = {
     "ja/kaiyo.txt": "海の潮の満ち引きは、主に月の引力によって起こる。一日に二回の満潮と干潮が生じる。",
     "zh/guanghe.txt": "光合作用是植物利用阳光把二氧化碳和水转化为有机物的过程。",
@@ -113,7 +128,9 @@ def test_an_index_without_the_fts_table_gets_it_when_opened_for_writing(tmp_path
 
 def test_group_by_document_gives_the_best_chunk_of_k_documents(tmp_path):
     long = " ".join(f"river number {i} runs to the sea." for i in range(60))
-    corpus = write_files(tmp_path / "c", {"long.txt": long, **{f"s{i}.txt": f"a river near the {WORDS[i + 1]}" for i in range(5)}})
+    corpus = write_files(
+        tmp_path / "c", {"long.txt": long, **{f"s{i}.txt": f"a river near the {WORDS[i + 1]}" for i in range(5)}}
+    )
     build_index(corpus, tmp_path / "i", model=HashingEmbedder(), chunk_tokens=16, overlap_tokens=0)
     with Index.open(tmp_path / "i", model=HashingEmbedder()) as idx:
         assert len(idx) > 20
@@ -128,11 +145,31 @@ def test_group_by_document_gives_the_best_chunk_of_k_documents(tmp_path):
         assert sorted(h.doc_id for h in everything) == sorted(["long.txt"] + [f"s{i}.txt" for i in range(5)])
 
 
-@pytest.mark.parametrize("query", ['"', 'a"b"c', "NEAR(x", "*", "a*b", "OR", "DROP TABLE chunks; --", "100%", "%",
-                                   "_", "'", "^x", "col:val", "AND NOT", "x' OR '1'='1"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        'a"b"c',
+        "NEAR(x",
+        "*",
+        "a*b",
+        "OR",
+        "DROP TABLE chunks; --",
+        "100%",
+        "%",
+        "_",
+        "'",
+        "^x",
+        "col:val",
+        "AND NOT",
+        "x' OR '1'='1",
+    ],
+)
 def test_fts_syntax_in_queries_is_taken_literally(tmp_path, query):
-    docs = {"a.txt": 'He said "NEAR(x y)" and a*b OR c; DROP TABLE chunks; -- 100% ^x col:val',
-            "b.txt": "plain words here"}
+    docs = {
+        "a.txt": 'He said "NEAR(x y)" and a*b OR c; DROP TABLE chunks; -- 100% ^x col:val',
+        "b.txt": "plain words here",
+    }
     build_index(write_files(tmp_path / "c", docs), tmp_path / "i", model=HashingEmbedder())
     with Index.open(tmp_path / "i", model=HashingEmbedder()) as idx:
         found = sorted(h.doc_id for h in idx.search(query, k=3, mode="lexical"))

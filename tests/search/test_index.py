@@ -20,7 +20,18 @@ def built(tmp_path, multilingual_corpus, tiny_model):
 
 
 def test_hit_has_exactly_the_documented_fields_and_is_frozen(built, tiny_model):
-    assert [f.name for f in fields(Hit)] == ["score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata", "signals"]
+    assert [f.name for f in fields(Hit)] == [
+        "score",
+        "text",
+        "doc_id",
+        "chunk_id",
+        "source",
+        "lang",
+        "start",
+        "end",
+        "metadata",
+        "signals",
+    ]
     hit = Index.open(built, model=tiny_model).search("Kaffee", k=1)[0]
     with pytest.raises(FrozenInstanceError):
         hit.score = 2.0
@@ -85,7 +96,9 @@ def test_importing_search_does_not_import_torch():
 def test_nprobe_is_per_call_and_refresh_sees_new_versions(tmp_path, tiny_model):
     from tests.helpers import write_files
 
-    corpus = write_files(tmp_path / "c", {f"d{i}.txt": f"Document {i} is about subject {i * 31 % 97}." for i in range(160)})
+    corpus = write_files(
+        tmp_path / "c", {f"d{i}.txt": f"Document {i} is about subject {i * 31 % 97}." for i in range(160)}
+    )
     build_index(corpus, tmp_path / "i.idx", model=tiny_model, index_type="ivf")
     index = Index.open(tmp_path / "i.idx", model=tiny_model)
     nlist = index.stats()["nlist"]
@@ -136,8 +149,18 @@ def test_searches_go_on_while_refresh_reads_a_new_version(built, tiny_model, mon
 def test_hit_to_dict_has_every_field_and_copies_the_metadata():
     from dataclasses import asdict
 
-    hit = Hit(score=0.5, text="t", doc_id="d", chunk_id=3, source="s", lang="de", start=0, end=1,
-              metadata={"tags": ["a"], "year": 2020}, signals=("dense", "lexical"))
+    hit = Hit(
+        score=0.5,
+        text="t",
+        doc_id="d",
+        chunk_id=3,
+        source="s",
+        lang="de",
+        start=0,
+        end=1,
+        metadata={"tags": ["a"], "year": 2020},
+        signals=("dense", "lexical"),
+    )
     data = hit.to_dict()
     assert list(data) == [f.name for f in fields(Hit)]
     assert data == {**asdict(hit), "signals": ["dense", "lexical"]}

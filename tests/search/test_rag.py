@@ -16,7 +16,9 @@ from search.rag import ELLIPSIS, MIN_PART, context, format_context
 from store.errors import BabelIndexError, InvalidInput
 from tests.helpers import MULTILINGUAL_DOCS, write_files
 
-HEADER = re.compile(r"^\[(\d+)\] source: (\S+) \| doc_id: (\S+) \| chars (\d+)-(\d+)(?: \| lang: (\w+))? \| score: (-?\d\.\d{3})$")
+HEADER = re.compile(
+    r"^\[(\d+)\] source: (\S+) \| doc_id: (\S+) \| chars (\d+)-(\d+)(?: \| lang: (\w+))? \| score: (-?\d\.\d{3})$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,8 @@ def test_context_numbers_and_cites_the_top_passages(index, corpus):
     hits = index.search("Wie bricht ein Vulkan aus?", k=3)
     assert [int(m[1]) for m, _ in parsed] == [1, 2, 3]
     assert [(m[2], m[3], int(m[4]), int(m[5]), m[6]) for m, _ in parsed] == [
-        (h.source, h.doc_id, h.start, h.end, h.lang) for h in hits]
+        (h.source, h.doc_id, h.start, h.end, h.lang) for h in hits
+    ]
     assert [float(m[7]) for m, _ in parsed] == [round(h.score, 3) for h in hits]
     assert parsed[0][0][2] == "de/vulkan.md"
     assert [p for _, p in parsed] == [h.text for h in hits]
@@ -83,8 +86,17 @@ def test_max_chars_too_small_for_a_useful_passage_gives_nothing(index):
 
 
 def test_format_context_of_given_hits():
-    hit = Hit(score=0.5, text="Alpha beta.", doc_id="d.jsonl#2", chunk_id=7, source="d.jsonl", lang=None,
-              start=10, end=21, metadata={"year": 2020})
+    hit = Hit(
+        score=0.5,
+        text="Alpha beta.",
+        doc_id="d.jsonl#2",
+        chunk_id=7,
+        source="d.jsonl",
+        lang=None,
+        start=10,
+        end=21,
+        metadata={"year": 2020},
+    )
     assert format_context([hit]) == "[1] source: d.jsonl | doc_id: d.jsonl#2 | chars 10-21 | score: 0.500\nAlpha beta."
     assert format_context([]) == ""
 

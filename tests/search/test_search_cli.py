@@ -12,8 +12,10 @@ from indexer.cli import cli
 from search.snippet import columns, match_spans, snippet
 from tests.helpers import MULTILINGUAL_DOCS, write_files
 
-RECORDS = [{"id": f"r{y}", "text": f"Report of the year {y} on volcanoes.", "year": y, "tag": "ab"[y % 2]}
-           for y in range(2017, 2024)]
+RECORDS = [
+    {"id": f"r{y}", "text": f"Report of the year {y} on volcanoes.", "year": y, "tag": "ab"[y % 2]}
+    for y in range(2017, 2024)
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,11 @@ def test_lang_source_and_where_options(built):
     hits = search_json(built, "anything", "-k", "50", "--lang", "de,fr")
     assert hits and {h["lang"] for h in hits} == {"de", "fr"}
     assert {h["doc_id"] for h in search_json(built, "x", "-k", "50", "--source", "*.txt")} == {
-        "en/bees.txt", "fr/photosynthese.txt", "ja/kaiyo.txt", "ru/shakhmaty.txt"}
+        "en/bees.txt",
+        "fr/photosynthese.txt",
+        "ja/kaiyo.txt",
+        "ru/shakhmaty.txt",
+    }
     hits = search_json(built, "volcano", "-k", "50", "--where", "year>=2020", "--where", "tag in a")
     assert sorted(h["doc_id"] for h in hits) == ["r2020", "r2022"]
     assert search_json(built, "volcano", "--where", "year=2019")[0]["metadata"] == {"year": 2019, "tag": "b"}
@@ -71,10 +77,12 @@ def test_group_by_document_option(built):
 
 def test_bad_filters_exit_1_saying_what_is_allowed(built):
     out = run("search", "x", "--index", built, "--where", "year~2020", code=1)
-    assert out == ("Error: cannot read the condition 'year~2020': write KEY OP VALUE with OP one of = != < <= > >= "
-                   "(e.g. 'year>=2020'), or 'KEY in A,B'.\n")
+    assert out == (
+        "Error: cannot read the condition 'year~2020': write KEY OP VALUE with OP one of = != < <= > >= "
+        "(e.g. 'year>=2020'), or 'KEY in A,B'.\n"
+    )
     out = run("search", "x", "--index", built, "--where", "year')OR(1=1)--", code=1)
-    assert out.startswith("Error: bad metadata key \"year')OR(1\": keys are letters, digits and underscores")
+    assert out.startswith('Error: bad metadata key "year\')OR(1": keys are letters, digits and underscores')
     assert "Invalid value for '--mode'" in run("search", "x", "--index", built, "--mode", "fuzzy", code=2)
 
 

@@ -10,12 +10,12 @@ from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 # Each query is in a language other than its relevant document's.
 CROSS_LINGUAL = [
-    ("Wie bestäuben Bienen Blumen?", "en/bees.txt"),            # de -> en
-    ("How does a volcano erupt?", "de/vulkan.md"),               # en -> de
+    ("Wie bestäuben Bienen Blumen?", "en/bees.txt"),  # de -> en
+    ("How does a volcano erupt?", "de/vulkan.md"),  # en -> de
     ("¿Cómo convierten las plantas la luz en energía?", "fr/photosynthese.txt"),  # es -> fr
-    ("How is coffee grown and prepared?", "es/cafe.html"),     # en -> es
-    ("Qu'est-ce qui provoque les marées?", "ja/kaiyo.txt"),     # fr -> ja
-    ("国际象棋的规则是什么？", "ru/shakhmaty.txt"),                  # zh -> ru
+    ("How is coffee grown and prepared?", "es/cafe.html"),  # en -> es
+    ("Qu'est-ce qui provoque les marées?", "ja/kaiyo.txt"),  # fr -> ja
+    ("国际象棋的规则是什么？", "ru/shakhmaty.txt"),  # zh -> ru
     ("Как растения производят кислород?", "fr/photosynthese.txt"),  # ru -> fr
 ]
 
@@ -35,13 +35,16 @@ def test_cross_lingual_query_ranks_the_relevant_document_first(use_index, query,
 
 
 def test_minilm_english_search_ranks_the_relevant_passage_first(tmp_path, minilm_dir):
-    corpus = write_files(tmp_path / "c", {
-        "astronomy.txt": "A black hole is a region of spacetime where gravity is so strong that nothing, "
-                         "not even light, can escape from it.",
-        "cooking.txt": "To bake bread, mix flour, water, salt and yeast, knead the dough and let it rise.",
-        "sports.txt": "The marathon is a long-distance foot race of 42.195 kilometres.",
-        "finance.txt": "A bond is a loan that an investor makes to a company or a government.",
-    })
+    corpus = write_files(
+        tmp_path / "c",
+        {
+            "astronomy.txt": "A black hole is a region of spacetime where gravity is so strong that nothing, "
+            "not even light, can escape from it.",
+            "cooking.txt": "To bake bread, mix flour, water, salt and yeast, knead the dough and let it rise.",
+            "sports.txt": "The marathon is a long-distance foot race of 42.195 kilometres.",
+            "finance.txt": "A bond is a loan that an investor makes to a company or a government.",
+        },
+    )
     build_index(corpus, tmp_path / "i.idx", model=str(minilm_dir))
     index = Index.open(tmp_path / "i.idx")  # reloads all-MiniLM from the recorded path
     assert index.search("What can't escape the pull of a collapsed star?", k=1)[0].doc_id == "astronomy.txt"

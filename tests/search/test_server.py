@@ -64,8 +64,9 @@ def test_get_search_returns_the_same_hits_as_the_python_api(client, index_path, 
     with Index.open(index_path, model=use_model) as index:
         expected = [h.to_dict() for h in index.search("Wie entstehen Gezeiten im Meer?", k=3)]
     assert all(set(h) == HIT_FIELDS for h in body["hits"])
-    assert [(h["chunk_id"], h["text"], h["start"], h["end"]) for h in body["hits"]] == \
-        [(h["chunk_id"], h["text"], h["start"], h["end"]) for h in expected]
+    assert [(h["chunk_id"], h["text"], h["start"], h["end"]) for h in body["hits"]] == [
+        (h["chunk_id"], h["text"], h["start"], h["end"]) for h in expected
+    ]
     assert [h["score"] for h in body["hits"]] == pytest.approx([h["score"] for h in expected], abs=1e-5)
 
 
@@ -82,10 +83,15 @@ def test_get_search_filters_modes_and_grouping(client):
 
 
 def test_post_search_one_query_or_a_batch_with_where(client):
-    client.post("/documents", json={"documents": [
-        {"id": "m1", "text": "Der Mount Everest ist der höchste Berg der Erde.", "metadata": {"year": 2019}},
-        {"id": "m2", "text": "Die Zugspitze ist der höchste Berg Deutschlands.", "metadata": {"year": 2024}},
-    ]})
+    client.post(
+        "/documents",
+        json={
+            "documents": [
+                {"id": "m1", "text": "Der Mount Everest ist der höchste Berg der Erde.", "metadata": {"year": 2019}},
+                {"id": "m2", "text": "Die Zugspitze ist der höchste Berg Deutschlands.", "metadata": {"year": 2024}},
+            ]
+        },
+    )
     one = client.post("/search", json={"query": "highest mountain", "k": 2, "where": {"year": {">=": 2020}}}).json()
     assert [h["doc_id"] for h in one["hits"]] == ["m2"]
     many = client.post("/search", json={"queries": ["highest mountain", "coffee beans"], "k": 1}).json()
@@ -103,8 +109,12 @@ def test_post_search_one_query_or_a_batch_with_where(client):
 
 
 def test_upsert_get_delete_round_trip(client):
-    doc = {"id": "notes/42", "text": "Der Bodensee liegt zwischen Deutschland, Österreich und der Schweiz.",
-           "metadata": {"topic": "geo"}, "source": "../../etc/passwd"}
+    doc = {
+        "id": "notes/42",
+        "text": "Der Bodensee liegt zwischen Deutschland, Österreich und der Schweiz.",
+        "metadata": {"topic": "geo"},
+        "source": "../../etc/passwd",
+    }
     report = client.post("/documents", json={"documents": [doc]}).json()
     assert report["documents_added"] == 1 and report["chunks_embedded"] == 1
     got = client.get("/documents/notes/42").json()
@@ -129,8 +139,9 @@ def test_upsert_get_delete_round_trip(client):
 def test_delete_many_and_stats(client):
     before = client.get("/stats").json()
     assert before["documents"] == 6 and before["model"] == "use-multilingual" and "languages" in before
-    assert client.post("/documents/delete", json={"ids": ["en/bees.txt", "ru/shakhmaty.txt", "nope"]}).json() == \
-        {"deleted": 2}
+    assert client.post("/documents/delete", json={"ids": ["en/bees.txt", "ru/shakhmaty.txt", "nope"]}).json() == {
+        "deleted": 2
+    }
     after = client.get("/stats").json()
     assert after["documents"] == 4 and after["server"]["writes"] == 1
     hits = client.get("/search", params={"q": "bees pollen chess", "k": 10}).json()["hits"]
@@ -148,8 +159,15 @@ def test_bad_documents_are_refused_whole_and_nothing_is_written(client):
 def test_health_openapi_and_docs(client):
     assert client.get("/health").json()["status"] == "ok"
     spec = client.get("/openapi.json").json()
-    assert {"/search", "/documents", "/documents/{doc_id}", "/documents/delete", "/chunks/{chunk_id}", "/stats",
-            "/health"} <= set(spec["paths"])
+    assert {
+        "/search",
+        "/documents",
+        "/documents/{doc_id}",
+        "/documents/delete",
+        "/chunks/{chunk_id}",
+        "/stats",
+        "/health",
+    } <= set(spec["paths"])
     assert set(spec["components"]["schemas"]["Hit"]["properties"]) == HIT_FIELDS
     assert client.get("/docs").status_code == 200
 
@@ -158,13 +176,26 @@ def test_health_openapi_and_docs(client):
 def test_with_a_token_every_endpoint_but_health_needs_it(client_for):
     client = client_for(ServerSettings(token=TOKEN))
     assert client.get("/health").status_code == 200
-    requests = [("get", "/search?q=coffee", None), ("post", "/search", {"query": "coffee"}),
-                ("post", "/documents", {"documents": [{"id": "a", "text": "b"}]}), ("get", "/documents/en/bees.txt", None),
-                ("delete", "/documents/en/bees.txt", None), ("post", "/documents/delete", {"ids": ["en/bees.txt"]}),
-                ("get", "/chunks/1", None), ("get", "/stats", None), ("get", "/openapi.json", None),
-                ("get", "/docs", None), ("get", "/no-such-path", None)]
-    wrong = [{}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN},
-             {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN}x"}]
+    requests = [
+        ("get", "/search?q=coffee", None),
+        ("post", "/search", {"query": "coffee"}),
+        ("post", "/documents", {"documents": [{"id": "a", "text": "b"}]}),
+        ("get", "/documents/en/bees.txt", None),
+        ("delete", "/documents/en/bees.txt", None),
+        ("post", "/documents/delete", {"ids": ["en/bees.txt"]}),
+        ("get", "/chunks/1", None),
+        ("get", "/stats", None),
+        ("get", "/openapi.json", None),
+        ("get", "/docs", None),
+        ("get", "/no-such-path", None),
+    ]
+    wrong = [
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+    ]
     for method, url, body in requests:
         for headers in wrong:
             response = client.request(method, url, json=body, headers=headers)
@@ -172,7 +203,9 @@ def test_with_a_token_every_endpoint_but_health_needs_it(client_for):
             assert response.headers["www-authenticate"] == "Bearer"
             assert TOKEN not in response.text
     assert client.get("/search", params={"q": "coffee"}, headers=AUTH).status_code == 200
-    assert client.get("/search", params={"q": "coffee"}, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    assert (
+        client.get("/search", params={"q": "coffee"}, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    )
     assert client.get("/documents/en/bees.txt", headers=AUTH).status_code == 200
     assert client.delete("/documents/en/bees.txt", headers=AUTH).json() == {"deleted": 1}
     assert client.get("/documents/en/bees.txt", headers=AUTH).status_code == 404
@@ -225,18 +258,25 @@ def test_each_limit_gives_a_4xx_that_names_it(client_for):
         (client.get("/search", params={"q": "x" * 51}), 413, "limit is 50"),
         (client.get("/search", params={"q": "x", "k": 21}), 422, "limit of 20"),
         (client.post("/search", json={"queries": ["a", "b", "c", "d"]}), 413, "limit is 3"),
-        (client.post("/documents", json={"documents": [{"id": str(i), "text": "t"} for i in range(3)]}), 413,
-         "limit is 2"),
+        (
+            client.post("/documents", json={"documents": [{"id": str(i), "text": "t"} for i in range(3)]}),
+            413,
+            "limit is 2",
+        ),
         (client.post("/documents/delete", json={"ids": list("abcde")}), 413, "limit is 4"),
-        (client.post("/documents", json={"documents": [{"id": "big", "text": "x" * 3_000}]}), 413,
-         "limit of 2000 bytes"),
+        (
+            client.post("/documents", json={"documents": [{"id": "big", "text": "x" * 3_000}]}),
+            413,
+            "limit of 2000 bytes",
+        ),
     ]
     for response, status, words in cases:
         assert response.status_code == status, response.text
         assert words in response.json()["detail"], response.json()
     # A body streamed without Content-Length is counted as it arrives.
-    streamed = client.post("/search", content=iter([b'{"query": "', b"x" * 2_500, b'"}']),
-                           headers={"Content-Type": "application/json"})
+    streamed = client.post(
+        "/search", content=iter([b'{"query": "', b"x" * 2_500, b'"}']), headers={"Content-Type": "application/json"}
+    )
     assert streamed.status_code == 413
     assert client.get("/search", params={"q": "x" * 50, "k": 20}).status_code == 200
     assert client.get("/stats").json()["documents"] == 6  # nothing over a limit was written

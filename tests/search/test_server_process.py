@@ -42,7 +42,9 @@ class Server:
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index), "--port", str(self.port), *args],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -82,8 +84,13 @@ def test_curl_search_and_the_token(built, tmp_path):
     try:
         query = "¿Cómo se forman las mareas?"
         if shutil.which("curl"):
-            out = subprocess.run(["curl", "-sf", "-G", server.url + "/search", "--data-urlencode", f"q={query}",
-                                  "-d", "k=2"], capture_output=True, text=True, timeout=30, check=True).stdout
+            out = subprocess.run(
+                ["curl", "-sf", "-G", server.url + "/search", "--data-urlencode", f"q={query}", "-d", "k=2"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
             body = httpx.Response(200, content=out.encode()).json()
         else:  # pragma: no cover - curl is on these machines
             body = httpx.get(server.url + "/search", params={"q": query, "k": 2}).json()
@@ -117,8 +124,11 @@ def test_concurrent_searches_during_writes(built, tmp_path):
     headers = {"Authorization": f"Bearer {TOKEN}"}
     rng = random.Random(3)
     subjects = ["Die Elbe", "Der Rhein", "La Seine", "El Ebro", "The Thames", "La Loira", "Волга", "Der Inn"]
-    texts = {f"river-{r}-{i}": f"{s} fließt durch viele Städte; Runde {r}, Absatz {i}."
-             for r in range(8) for i, s in enumerate(subjects[:3])}
+    texts = {
+        f"river-{r}-{i}": f"{s} fließt durch viele Städte; Runde {r}, Absatz {i}."
+        for r in range(8)
+        for i, s in enumerate(subjects[:3])
+    }
     deleted_at: dict[str, float] = {}
     errors: list[str] = []
     violations: list[tuple[str, float, float]] = []
@@ -171,8 +181,10 @@ def test_concurrent_searches_during_writes(built, tmp_path):
         for thread in readers:
             thread.join(timeout=60)
         log = server.stop()
-    print(f"server: {searches[0]} searches by 3 clients during 8 rounds of upserts and deletes, "
-          f"{len(errors)} errors, {len(violations)} deleted documents returned")
+    print(
+        f"server: {searches[0]} searches by 3 clients during 8 rounds of upserts and deletes, "
+        f"{len(errors)} errors, {len(violations)} deleted documents returned"
+    )
     assert errors == [], (errors[:3], log[-2000:])
     assert violations == []
     assert searches[0] >= 24  # the readers really ran during the writes

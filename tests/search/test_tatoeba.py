@@ -15,8 +15,11 @@ def test_german_queries_find_the_aligned_english_sentence_first(tmp_path, use_mo
     runner = CliRunner()
     index = tmp_path / "T"
     corpus = EVAL / "tatoeba-deu" / "corpus.jsonl"
-    result = runner.invoke(cli, ["build", str(corpus), "--id-field", "_id", "--model", "use-multilingual",
-                                 "--index", str(index), "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["build", str(corpus), "--id-field", "_id", "--model", "use-multilingual", "--index", str(index), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["chunks_total"] == 1000
     again = runner.invoke(cli, ["build", str(corpus), "--id-field", "_id", "--index", str(index), "--json"])

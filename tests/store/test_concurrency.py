@@ -45,9 +45,13 @@ ROUNDS = 12
 
 def _chunks_of(path, doc_id: str) -> list[int]:
     with IndexDir.open_for_reading(path) as idx:
-        return [r[0] for r in idx.meta.conn.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE d.doc_id = ? AND d.pending = 0",
-            (doc_id,))]
+        return [
+            r[0]
+            for r in idx.meta.conn.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE d.doc_id = ? AND d.pending = 0",
+                (doc_id,),
+            )
+        ]
 
 
 @pytest.mark.slow
@@ -64,13 +68,22 @@ def test_readers_see_no_errors_and_no_deleted_chunk_after_the_delete_returned(tm
     victims = [f"base{i}" for i in range(0, 3 * ROUNDS)]
     queries = [texts[int(v[4:])] for v in victims[::3]] + [texts[500], texts[501]]
     done = tmp_path / "done"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(path), str(FAKES), json.dumps(queries), str(done)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(path), str(FAKES), json.dumps(queries), str(done)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     deleted_at: dict[int, float] = {}
     try:
         time.sleep(1.0)
         for r in range(ROUNDS):
-            upsert_documents(path, [{"id": f"new{r}-{j}", "text": texts[500 + r * 5 + j]} for j in range(5)], model=embedder)
+            upsert_documents(
+                path, [{"id": f"new{r}-{j}", "text": texts[500 + r * 5 + j]} for j in range(5)], model=embedder
+            )
             doomed = victims[3 * r : 3 * r + 3]
             ids = [cid for d in doomed for cid in _chunks_of(path, d)]
             assert delete_documents(path, doomed) == 3
@@ -89,7 +102,9 @@ def test_readers_see_no_errors_and_no_deleted_chunk_after_the_delete_returned(tm
             total += 1
             stale += sum(1 for cid in ids if cid in deleted_at and started > deleted_at[cid])
         assert result["final"] == expected
-    print(f"concurrency: {len(readers)} readers, {total} searches during {ROUNDS} rounds of upserts and deletes, "
-          f"0 errors, {stale} deleted chunks returned after their delete returned")
+    print(
+        f"concurrency: {len(readers)} readers, {total} searches during {ROUNDS} rounds of upserts and deletes, "
+        f"0 errors, {stale} deleted chunks returned after their delete returned"
+    )
     assert total > 20  # enough searches overlapped the writes (about 200 on a quiet machine)
     assert stale == 0

@@ -44,7 +44,8 @@ def _chunk_set(path: Path, settled: bool = True) -> list[tuple]:
     with IndexDir.open_for_reading(path) as idx:
         rows = idx.meta.conn.execute(
             'SELECT d.doc_id, c.ord, c.start, c."end", c.text FROM chunks c JOIN documents d ON d.id = c.document '
-            "WHERE d.pending = 0 ORDER BY d.doc_id, c.ord").fetchall()
+            "WHERE d.pending = 0 ORDER BY d.doc_id, c.ord"
+        ).fetchall()
         waiting = idx.meta.conn.execute("SELECT count(*) FROM documents WHERE pending = 1 OR retired = 1").fetchone()[0]
     assert not settled or waiting == 0
     return rows
@@ -105,7 +106,6 @@ def corpora(tmp_path_factory):
     return {"root": root, "v1": v1, "v2": v2, "clean": clean}
 
 
-
 @pytest.mark.slow
 def test_killed_first_builds_open_check_and_resume_to_the_clean_result(corpora):
     root = corpora["root"]
@@ -132,8 +132,10 @@ def test_killed_first_builds_open_check_and_resume_to_the_clean_result(corpora):
         assert len(rows) == len({(r[0], r[1]) for r in rows})  # no duplicates
         assert rows == corpora["clean"]["v1"], (crash_at, kill_after)
         matched += 1
-    print(f"first builds: {len(points)} kill points, {killed} killed, {opened} left an index (each checked clean, "
-          f"the others died before creating one), {matched} resumed builds matched the clean build")
+    print(
+        f"first builds: {len(points)} kill points, {killed} killed, {opened} left an index (each checked clean, "
+        f"the others died before creating one), {matched} resumed builds matched the clean build"
+    )
     assert matched == len(points)
 
 
@@ -160,8 +162,10 @@ def test_killed_updates_keep_serving_the_previous_version_and_resume(corpora):
         assert rows == corpora["clean"]["v2"], crash_at
         assert check_index(index).ok
         matched += 1
-    print(f"updates: {len(INCREMENTAL)} kill points, {killed} killed, {served} served the previous version, "
-          f"{matched} resumed updates matched the clean build")
+    print(
+        f"updates: {len(INCREMENTAL)} kill points, {killed} killed, {served} served the previous version, "
+        f"{matched} resumed updates matched the clean build"
+    )
 
 
 def test_killed_while_creating_the_database_leaves_no_half_made_index(tmp_path):

@@ -19,11 +19,17 @@ from store.check import check_index
 from tests.fakes import HashingEmbedder
 
 DOCS = {
-    "bees": ["Honeybees carry pollen from flower to flower.", "A bee brushes against the stamens while collecting nectar."],
+    "bees": [
+        "Honeybees carry pollen from flower to flower.",
+        "A bee brushes against the stamens while collecting nectar.",
+    ],
     "volcano": ["A volcano erupts when magma rises from deep below.", "Lava, ash and rock are thrown from the crater."],
     "tides": ["Tides are caused mainly by the pull of the moon."],
-    "chess": ["Chess is a board game for two players.", "Each player starts with sixteen pieces.",
-              "The goal is to checkmate the opposing king."],
+    "chess": [
+        "Chess is a board game for two players.",
+        "Each player starts with sixteen pieces.",
+        "The goal is to checkmate the opposing king.",
+    ],
 }
 
 
@@ -33,16 +39,28 @@ def chunk_rows(embedder, docs=DOCS, **extra):
     for n, (doc_id, chunks) in enumerate(docs.items()):
         vectors = embedder.embed_documents(chunks)
         for i, (text, vec) in enumerate(zip(chunks, vectors, strict=True)):
-            rows.append({"doc_id": doc_id, "text": text, "vector": [float(x) for x in vec * 3.0], "ord": i,
-                         "lang": "en", "year": 2020 + n, **extra})
+            rows.append(
+                {
+                    "doc_id": doc_id,
+                    "text": text,
+                    "vector": [float(x) for x in vec * 3.0],
+                    "ord": i,
+                    "lang": "en",
+                    "year": 2020 + n,
+                    **extra,
+                }
+            )
     return rows
 
 
 def write_parquet(path, rows, vector_type=None):
     vector_type = vector_type or pa.float32()
     table = pa.Table.from_pylist(rows)
-    table = table.set_column(table.schema.get_field_index("vector"), "vector",
-                             pa.array([r["vector"] for r in rows], type=pa.list_(vector_type)))
+    table = table.set_column(
+        table.schema.get_field_index("vector"),
+        "vector",
+        pa.array([r["vector"] for r in rows], type=pa.list_(vector_type)),
+    )
     pq.write_table(table, path)
     return path
 
@@ -74,12 +92,20 @@ def test_parquet_chunks_are_imported_normalised_and_searchable(tmp_path, hashing
     with Index.open(tmp_path / "i.idx", model=hashing) as index:
         hit = index.search("magma rises from below", k=1)[0]
         assert (hit.doc_id, hit.text, hit.lang, hit.metadata) == ("volcano", DOCS["volcano"][0], "en", {"year": 2021})
-        assert hit.score == pytest.approx(float(hashing.embed_queries(["magma rises from below"])[0]
-                                                @ hashing.embed_documents([DOCS["volcano"][0]])[0]), abs=1e-5)
+        assert hit.score == pytest.approx(
+            float(
+                hashing.embed_queries(["magma rises from below"])[0] @ hashing.embed_documents([DOCS["volcano"][0]])[0]
+            ),
+            abs=1e-5,
+        )
         # offsets: the chunks laid end to end with one newline between them
         chess = index.get_document("chess")
         ends = np.cumsum([len(t) + 1 for t in DOCS["chess"]]) - 1
-        assert [(c["start"], c["end"]) for c in chess["chunks"]] == [(0, ends[0]), (ends[0] + 1, ends[1]), (ends[1] + 1, ends[2])]
+        assert [(c["start"], c["end"]) for c in chess["chunks"]] == [
+            (0, ends[0]),
+            (ends[0] + 1, ends[1]),
+            (ends[1] + 1, ends[2]),
+        ]
         stats = index.stats()
         assert stats["imported_vectors"] and stats["chunks"] == 8
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
@@ -97,7 +123,12 @@ def test_reimport_is_idempotent_and_a_changed_row_replaces_its_document(tmp_path
         before, version = idx.meta.chunk_ids(), idx.faiss_info().version
 
     again = import_vectors([path], tmp_path / "i.idx")  # the recorded model by default
-    assert (again.documents_unchanged, again.documents_added, again.documents_updated, again.chunks_imported) == (4, 0, 0, 0)
+    assert (again.documents_unchanged, again.documents_added, again.documents_updated, again.chunks_imported) == (
+        4,
+        0,
+        0,
+        0,
+    )
     with IndexDir.open_for_reading(tmp_path / "i.idx") as idx:
         assert np.array_equal(idx.meta.chunk_ids(), before) and idx.faiss_info().version == version
 
@@ -114,10 +145,10 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_imported(tmp_path, hash
     rows = chunk_rows(hashing)
     import_vectors([write_jsonl(tmp_path / "good.jsonl", rows)], tmp_path / "i.idx", model=hashing)
     bad = [dict(r) for r in rows]
-    bad[0]["vector"] = [math.nan, *bad[0]["vector"][1:]]              # bees, row 1
-    bad[2]["vector"] = [0.0] * 64                                      # volcano, row 3
-    bad[5]["vector"] = bad[5]["vector"][:63]                           # chess, row 6
-    bad[6]["text"] = ""                                                # chess, row 7
+    bad[0]["vector"] = [math.nan, *bad[0]["vector"][1:]]  # bees, row 1
+    bad[2]["vector"] = [0.0] * 64  # volcano, row 3
+    bad[5]["vector"] = bad[5]["vector"][:63]  # chess, row 6
+    bad[6]["text"] = ""  # chess, row 7
     for r in bad:
         r["year"] = 1999  # every document changed
     lines = ['{"doc_id": "x", "text": "y", "vector": [Infinity, 1]}', "not json", json.dumps({"text": "no id"})]
@@ -155,7 +186,9 @@ def test_dimension_and_model_mismatches_are_errors_that_write_nothing(tmp_path, 
     with pytest.raises(InvalidInput, match="name the model that made these vectors with --model"):
         import_vectors([tmp_path / "a.parquet"], tmp_path / "new.idx")
     assert not (tmp_path / "new.idx").exists()
-    with pytest.raises(InvalidInput, match=r"nothing to import: 0 rows read, 0 rejected \(first: .*a.parquet: no column 'embedding'"):
+    with pytest.raises(
+        InvalidInput, match=r"nothing to import: 0 rows read, 0 rejected \(first: .*a.parquet: no column 'embedding'"
+    ):
         import_vectors([tmp_path / "a.parquet"], tmp_path / "new.idx", model=hashing, vector_field="embedding")
     assert not (tmp_path / "new.idx").exists()
 
@@ -198,8 +231,16 @@ def test_a_folder_of_part_files_is_read_like_spark_output(tmp_path, hashing):
 
 def test_one_row_per_document_and_metadata_column(tmp_path, hashing):
     texts = {"d1": "Ein Vulkan bricht aus, wenn Magma aufsteigt.", "d2": "La photosynthèse transforme la lumière."}
-    rows = [{"doc_id": k, "text": t, "vector": hashing.embed_documents([t])[0].tolist(), "source": f"crawl/{k}.html",
-             "metadata": json.dumps({"tags": ["a", "b"]})} for k, t in texts.items()]
+    rows = [
+        {
+            "doc_id": k,
+            "text": t,
+            "vector": hashing.embed_documents([t])[0].tolist(),
+            "source": f"crawl/{k}.html",
+            "metadata": json.dumps({"tags": ["a", "b"]}),
+        }
+        for k, t in texts.items()
+    ]
     import_vectors([write_jsonl(tmp_path / "docs.jsonl", rows)], tmp_path / "i.idx", model=hashing)
     with Index.open(tmp_path / "i.idx", model=hashing) as index:
         doc = index.get_document("d2")
@@ -211,14 +252,18 @@ def test_cli_import_prints_a_summary_and_rejections(tmp_path, hashing):
     rows = chunk_rows(hashing)
     rows[1]["vector"] = [0.0] * 64
     path = write_parquet(tmp_path / "a.parquet", rows)
-    result = CliRunner().invoke(cli, ["import", str(path), "--index", str(tmp_path / "i.idx"),
-                                      "--model", "acme/spark-embedder"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["import", str(path), "--index", str(tmp_path / "i.idx"), "--model", "acme/spark-embedder"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "rows:      8 read, 1 rejected" in result.output
     assert "documents: 3 added, 0 updated, 0 unchanged, 1 skipped" in result.output
     assert f"{path}:2: the vector is all zeros" in result.output
-    result = CliRunner().invoke(cli, ["import", str(path), "--index", str(tmp_path / "i.idx"), "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["import", str(path), "--index", str(tmp_path / "i.idx"), "--json"], catch_exceptions=False
+    )
     data = json.loads(result.output)
     assert data["documents_unchanged"] == 3 and data["rows_rejected"] == 1 and data["dimension"] == 64
     result = CliRunner().invoke(cli, ["import", str(path), "--index", str(tmp_path / "i.idx"), "--model", "distiluse"])

@@ -37,8 +37,9 @@ def test_delete_takes_effect_before_it_returns_and_ids_are_never_reused(built, u
     for reader in (index, other):
         assert all(h.doc_id != "de/vulkan.md" for h in reader.search("Vulkan Magma Lava", k=50))
         assert len(reader.search("Vulkan", k=5)) == 5  # still k hits from what is left
-    report = index.upsert([{"id": "de/vulkan.md", "text": "Ein Vulkan bricht aus, wenn Magma aufsteigt.",
-                            "metadata": {"year": 2024}}])
+    report = index.upsert(
+        [{"id": "de/vulkan.md", "text": "Ein Vulkan bricht aus, wenn Magma aufsteigt.", "metadata": {"year": 2024}}]
+    )
     assert (report.documents_added, report.chunks_embedded) == (1, 1)
     hit = index.search("Vulkan Magma", k=1)[0]
     assert (hit.doc_id, hit.metadata, hit.source) == ("de/vulkan.md", {"year": 2024}, "de/vulkan.md")
@@ -63,8 +64,12 @@ def test_remove_by_source_and_cli_exit_codes(built):
     assert result.exit_code == 1
     assert result.output == f"Removed 1 document from {built}\n  not in the index: nope.txt\n"
     with IndexDir.open_for_reading(built) as idx:
-        assert {d for d, in idx.meta.conn.execute("SELECT doc_id FROM documents")} == {
-            "de/vulkan.md", "es/cafe.html", "ja/kaiyo.txt", "ru/shakhmaty.txt"}
+        assert {d for (d,) in idx.meta.conn.execute("SELECT doc_id FROM documents")} == {
+            "de/vulkan.md",
+            "es/cafe.html",
+            "ja/kaiyo.txt",
+            "ru/shakhmaty.txt",
+        }
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +87,16 @@ def big_index(tmp_path_factory, use_model):
     return path
 
 
-@pytest.mark.parametrize(("kind", "factory_start", "floor"), [
-    ("ivf", "IVF", 0.95), ("ivf-sq8", "IVF", 0.93), ("hnsw", "IDMap2,HNSW32", 0.95), ("ivf-pq", "IVF", 0.5), ("flat", "IDMap2,Flat", 1.0),
-])
+@pytest.mark.parametrize(
+    ("kind", "factory_start", "floor"),
+    [
+        ("ivf", "IVF", 0.95),
+        ("ivf-sq8", "IVF", 0.93),
+        ("hnsw", "IDMap2,HNSW32", 0.95),
+        ("ivf-pq", "IVF", 0.5),
+        ("flat", "IDMap2,Flat", 1.0),
+    ],
+)
 def test_reindex_switches_type_without_reembedding_and_keeps_recall(big_index, use_model, kind, factory_start, floor):
     with IndexDir.open_for_reading(big_index) as idx:
         ids = idx.meta.chunk_ids()
@@ -119,7 +131,9 @@ def _corrupt(path, how: str) -> None:
         file.unlink()
 
 
-@pytest.mark.parametrize("how", ["truncate-10", "truncate-50", "truncate-99", "flip-start", "flip-middle", "flip-end", "missing"])
+@pytest.mark.parametrize(
+    "how", ["truncate-10", "truncate-50", "truncate-99", "flip-start", "flip-middle", "flip-end", "missing"]
+)
 def test_damage_is_detected_before_loading_and_repair_restores_the_results(built, use_model, how):
     queries = ["Bienen und Blumen", "café", "潮の満ち引き"]
     before = Index.open(built, model=use_model).search(queries, k=4)
@@ -152,8 +166,9 @@ def test_shards_of_an_interrupted_distributed_build_are_reported(built):
     (folder / "shard-000000.parquet").write_bytes(b"PAR1")
     report = check_index(built)
     assert report.ok
-    assert any("1 shards of an interrupted distributed build" in w and "20261122T030000-abcdef12" in w
-               for w in report.warnings)
+    assert any(
+        "1 shards of an interrupted distributed build" in w and "20261122T030000-abcdef12" in w for w in report.warnings
+    )
 
 
 def test_check_on_a_fresh_index_passes_and_says_so(built):

@@ -32,23 +32,39 @@ def big(tmp_path_factory):
     """An index of 1,200 imported clustered vectors (one chunk per document), and 30 queries."""
     folder = tmp_path_factory.mktemp("mmap")
     vecs = clustered(N, 1)
-    table = pa.table({"doc_id": [f"d{i}" for i in range(N)], "text": [f"chunk {i}" for i in range(N)],
-                      "lang": ["en"] * N, "vector": pa.array(list(vecs), type=pa.list_(pa.float32()))})
+    table = pa.table(
+        {
+            "doc_id": [f"d{i}" for i in range(N)],
+            "text": [f"chunk {i}" for i in range(N)],
+            "lang": ["en"] * N,
+            "vector": pa.array(list(vecs), type=pa.list_(pa.float32())),
+        }
+    )
     pq.write_table(table, folder / "v.parquet")
     import_vectors([folder / "v.parquet"], folder / "i.idx", model=HashingEmbedder(DIM), check_model=False)
     return folder / "i.idx", clustered(30, 2)
 
 
-@pytest.mark.parametrize(("kind", "code_bytes"), [
-    ("ivf", 4 * DIM), ("ivf-sq8", DIM), ("ivf-pq", faiss_index.pq_subquantizers(DIM)),
-    ("ivf-opq", faiss_index.pq_subquantizers(DIM)), ("flat", 4 * DIM), ("hnsw", 4 * DIM),
-])
+@pytest.mark.parametrize(
+    ("kind", "code_bytes"),
+    [
+        ("ivf", 4 * DIM),
+        ("ivf-sq8", DIM),
+        ("ivf-pq", faiss_index.pq_subquantizers(DIM)),
+        ("ivf-opq", faiss_index.pq_subquantizers(DIM)),
+        ("flat", 4 * DIM),
+        ("hnsw", 4 * DIM),
+    ],
+)
 def test_memory_mapped_index_gives_the_same_results_as_in_memory(big, kind, code_bytes):
     path, queries = big
     reindex(path, kind)
     with Index.open(path) as loaded, Index.open(path, mmap=True) as mapped:
         for nprobe in (None, 4):
-            a, b = loaded.search_vectors(queries, k=10, nprobe=nprobe), mapped.search_vectors(queries, k=10, nprobe=nprobe)
+            a, b = (
+                loaded.search_vectors(queries, k=10, nprobe=nprobe),
+                mapped.search_vectors(queries, k=10, nprobe=nprobe),
+            )
             assert [[h.chunk_id for h in hits] for hits in a] == [[h.chunk_id for h in hits] for hits in b]
             assert np.allclose([[h.score for h in hits] for hits in a], [[h.score for h in hits] for hits in b])
         s_loaded, s_mapped = loaded.stats(), mapped.stats()
@@ -69,8 +85,9 @@ def test_mapped_search_keeps_filters_and_refresh_maps_the_new_version(big):
         assert len(hits) == 5
         reindex(path, "ivf")
         assert index.refresh() and index.stats()["mmap"] and index.stats()["index_kind"] == "ivf"
-        assert [h.chunk_id for h in index.search_vectors(queries[:1], k=5, nprobe=64)[0]][:3] == \
-               [h.chunk_id for h in Index.open(path).search_vectors(queries[:1], k=5, nprobe=64)[0]][:3]
+        assert [h.chunk_id for h in index.search_vectors(queries[:1], k=5, nprobe=64)[0]][:3] == [
+            h.chunk_id for h in Index.open(path).search_vectors(queries[:1], k=5, nprobe=64)[0]
+        ][:3]
 
 
 def test_a_damaged_file_is_refused_before_it_is_mapped(big, tmp_path):

@@ -15,6 +15,7 @@ def _stream_of(ids, vecs, batch=700):
     def stream():
         for lo in range(0, len(ids), batch):
             yield ids[lo : lo + batch], vecs[lo : lo + batch]
+
     return stream
 
 
@@ -29,7 +30,9 @@ def test_choose_kind_auto_switches_at_flat_max():
     assert index_types.choose_kind(10, "ivf") == "ivf"
     assert index_types.choose_kind(999, "ivf-pq") == "flat"  # too few vectors to train PQ code books
     assert index_types.choose_kind(1000, "ivf-pq") == "ivf-pq"
-    with pytest.raises(InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw"):
+    with pytest.raises(
+        InvalidInput, match="unknown index type 'lsh'; choose one of auto, flat, ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw"
+    ):
         index_types.choose_kind(10, "lsh")
 
 
@@ -57,7 +60,9 @@ def test_ivf_recall_at_10_against_exact_search_is_at_least_095(real_vectors):
     assert params.nlist == index_types.choose_nlist(len(ids))
     assert params.trained_on == len(ids)
     rng = np.random.default_rng(1)
-    queries = vecs[rng.choice(len(ids), 200, replace=False)] + rng.normal(0, 0.02, (200, vecs.shape[1])).astype(np.float32)
+    queries = vecs[rng.choice(len(ids), 200, replace=False)] + rng.normal(0, 0.02, (200, vecs.shape[1])).astype(
+        np.float32
+    )
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = faiss_index.exact_search(_stream_of(ids, vecs), queries, 10)
     _, found = faiss_index.search(index, queries, 10, params.nprobe)
