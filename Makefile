@@ -1,10 +1,10 @@
-# babelindex: `make install`, `make test`, `make demo`, `make lint`, `make bench`.
+# babelindex: `make install`, `make check`, `make test`, `make demo`, `make bench`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install check format test demo bench clean
 
 install: $(STAMP)
 
@@ -18,10 +18,18 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/pytest
 
-lint: install
-	$(BIN)/ruff check indexer search store tests bench examples
+# The gate CI runs before the tests: lint, formatting and types (strict on store/ and search/).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Rewrite the tree in the project's format and apply ruff's safe fixes.
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 demo: install
 	$(BIN)/python examples/demo.py
@@ -30,4 +38,4 @@ bench: install
 	$(BIN)/python bench/build.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

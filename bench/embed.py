@@ -111,9 +111,9 @@ def main() -> None:
     from indexer.embedding import load_embedder
     from indexer.embedding.precision import agreement, cache_dir, cpu_flags
     from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
-    from indexer.embedding.transformer import _quiet_libraries
+    from indexer.embedding.transformer import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     by_lang = sentences()
     model_dir = cache_dir() / "bench" / "distilmbert-shape-v1"
     if not (model_dir / "model.safetensors").exists():

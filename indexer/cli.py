@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from indexer.progress import Progress
 from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES, PRECISIONS
 from store.errors import BabelIndexError
 
@@ -47,7 +48,7 @@ PRECISION_OPTION = click.option(
 )
 
 
-class _Bars:
+class _Bars(Progress):
     """tqdm bars for a build: documents read and chunks embedded (on stderr)."""
 
     def __init__(self) -> None:

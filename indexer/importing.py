@@ -49,6 +49,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,14 @@ class _Row:
     n_tokens: int | None
     metadata: dict[str, Any]
     vector: np.ndarray
+
+
+@dataclass
+class _RowCounts:
+    """Rows read (blank lines excluded) and rows by vector width."""
+
+    rows: int = 0
+    widths: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass
@@ -218,8 +227,8 @@ def _import(
     # Pass 1: check every row; tally each document's rows and content hash.
     tallies: dict[str, _DocTally] = {}
     sample: list[_Row] = []
-    widths: dict[int, int] = {}
-    for item in _rows(paths, fields, dimension, widths):
+    counts = _RowCounts()
+    for item in _rows(paths, fields, dimension, counts):
         if isinstance(item, tuple):  # (Skipped, doc_id or None)
             where, doc_id = item
             _reject(report, where)
@@ -233,9 +242,9 @@ def _import(
         tally.digest = (tally.digest + _row_digest(item)) % (1 << 256)
         if len(sample) < CHECK_ROWS:
             sample.append(item)
-    report.rows_read = widths.pop("rows", 0)
-    if recorded and widths and dimension not in widths:
-        got = ", ".join(str(w) for w in sorted(widths))
+    report.rows_read = counts.rows
+    if recorded and counts.widths and dimension not in counts.widths:
+        got = ", ".join(str(w) for w in sorted(counts.widths))
         raise DimensionMismatch(
             f"the vectors have {got} dimensions, but {idx.path} holds {dimension}-dimensional vectors of the model "
             f"{recorded.name!r}. Import vectors of that model, or import into a new --index."
@@ -246,6 +255,7 @@ def _import(
             f"nothing to import: {report.rows_read} rows read, {report.rows_rejected} rejected "
             f"(first: {first['source']}: {first['reason']}); nothing was written."
         )
+    assert dimension is not None  # some row was accepted, so a width is known
     report.dimension = dimension
     report.model_loaded = embedder is not None
     if embedder is not None and check_model:
@@ -271,7 +281,7 @@ def _import(
         open_docs: dict[str, list[_Row]] = {}
         batch: list[EmbeddedDocument] = []
         batch_chunks = 0
-        for item in _rows(paths, fields, dimension, {}):
+        for item in _rows(paths, fields, dimension, _RowCounts()):
             if isinstance(item, tuple) or item.doc_id not in todo:
                 continue
             rows = open_docs.setdefault(item.doc_id, [])
@@ -371,19 +381,18 @@ def _record_model(idx: IndexDir, name: str, embedder: Embedder | None, dimension
 
 # -- reading --------------------------------------------------------------------------------
 def _rows(
-    paths: list[Path], fields: _Fields, dimension: int | None, widths: dict[int, int]
+    paths: list[Path], fields: _Fields, dimension: int | None, counts: _RowCounts
 ) -> Iterator[_Row | tuple[Skipped, str | None]]:
     """Every row of every file, checked: a :class:`_Row`, or ``(Skipped, doc_id or None)``.
 
-    ``dimension`` None takes the first vector's width. ``widths`` counts rows (key ``"rows"``,
-    blank lines excluded) and rows by vector width (key: the width).
+    ``dimension`` None takes the first vector's width. ``counts`` counts the rows read.
     """
     for path in paths:
         reader = _parquet_batches if path.suffix.lower() in PARQUET_SUFFIXES else _jsonl_batches
         try:
             for records, vectors, numbers in reader(path, fields):
                 for record, vector, number in zip(records, vectors, numbers, strict=True):
-                    item = _check(path, number, record, vector, fields, dimension, widths)
+                    item = _check(path, number, record, vector, fields, dimension, counts)
                     if isinstance(item, _Row) and dimension is None:
                         dimension = len(item.vector)
                     yield item
@@ -445,14 +454,20 @@ def _jsonl_batches(path: Path, fields: _Fields) -> Iterator[tuple[list[dict[str,
 
 
 def _check(
-    path: Path, number: int, record: dict, vector: Any, fields: _Fields, dimension: int | None, widths: dict[int, int]
+    path: Path,
+    number: int,
+    record: dict[str, Any],
+    vector: Any,
+    fields: _Fields,
+    dimension: int | None,
+    counts: _RowCounts,
 ) -> _Row | tuple[Skipped, str | None]:
     """A checked row, or why it cannot be used (with its doc_id when it has one)."""
 
     def bad(reason: str, doc_id: str | None = None) -> tuple[Skipped, str | None]:
         return Skipped(str(path), reason, number), doc_id
 
-    widths["rows"] = widths.get("rows", 0) + 1
+    counts.rows += 1
     if "__error__" in record:
         return bad(record["__error__"])
     doc_id = record.get(fields.id)
@@ -471,7 +486,7 @@ def _check(
     if vec.ndim != 1 or vec.size == 0:
         return bad(f"{fields.vector!r} is not a flat list of numbers", doc_id)
     width = int(vec.size)
-    widths[width] = widths.get(width, 0) + 1
+    counts.widths[width] += 1
     want = dimension if dimension is not None else width
     if width != want:
         return bad(f"the vector has {width} values; the index's vectors have {want}", doc_id)
@@ -488,7 +503,7 @@ def _check(
         metadata = _metadata(record, fields)
     except ValueError as exc:
         return bad(str(exc), doc_id)
-    if (start is None) != (end is None) or (start is not None and not 0 <= start <= end):
+    if (start is None) != (end is None) or (start is not None and end is not None and not 0 <= start <= end):
         return bad("'start' and 'end' must both be given, with 0 <= start <= end", doc_id)
     lang = record.get("lang")
     source = record.get("source")
@@ -563,10 +578,11 @@ def _document(writer: Writer, rows: list[_Row], tally: _DocTally, embedder: Embe
                 )
             )
             return None
-        rows = sorted(rows, key=lambda r: r.ord)
-    offsets, at = [], 0
+        rows = sorted(rows, key=lambda r: r.ord or 0)
+    offsets: list[tuple[int, int]] = []
+    at = 0
     for r in rows:
-        if r.start is None:
+        if r.start is None or r.end is None:
             offsets.append((at, at + len(r.text)))
             at += len(r.text) + 1
         else:

@@ -37,6 +37,7 @@ from threadpoolctl import ThreadpoolController
 from indexer import language
 from indexer.chunking import chunk_text
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
+from indexer.progress import Progress
 from indexer.reading import Document, Skipped
 from store.errors import InvalidInput
 from store.faults import crash_point
@@ -52,6 +53,21 @@ transaction. A wider window sorts more chunks by length into the model's batches
 padding; see bench/RESULTS.md); a build killed meanwhile embeds at most this many chunks
 again when it resumes."""
 MIN_CHUNK_TOKENS = 8
+
+__all__ = [
+    "FLUSH_CHUNKS",
+    "PENDING_CHUNKS",
+    "BuildReport",
+    "Chunker",
+    "EmbeddedDocument",
+    "Progress",
+    "Writer",
+    "content_hash",
+    "open_model",
+    "publish",
+    "resolve_settings",
+    "usable",
+]
 
 
 @dataclass
@@ -79,14 +95,6 @@ class BuildReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Progress:
-    """Progress callbacks; the CLI passes tqdm bars, the library default does nothing."""
-
-    def document_read(self) -> None: ...
-    def chunks_embedded(self, n: int) -> None: ...
-    def close(self) -> None: ...
 
 
 # -- settings and model -----------------------------------------------------------------------

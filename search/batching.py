@@ -22,7 +22,7 @@ import numpy as np
 @dataclass
 class _Request:
     texts: list[str]
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future[np.ndarray] = field(repr=False)
 
 
 class QueryBatcher:
@@ -41,7 +41,7 @@ class QueryBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[_Request] | None = None
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._held: _Request | None = None
         self._last_requests = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelindex-embed")
@@ -69,7 +69,8 @@ class QueryBatcher:
             raise RuntimeError("QueryBatcher.start() was not awaited")
         request = _Request(list(texts), asyncio.get_running_loop().create_future())
         await self._queue.put(request)
-        return await request.future
+        vectors: np.ndarray = await request.future
+        return vectors
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,5 +129,5 @@ def _settle(request: _Request, vectors: np.ndarray | None = None, exc: BaseExcep
         return
     if exc is not None:
         request.future.set_exception(exc)
-    else:
+    elif vectors is not None:
         request.future.set_result(vectors)

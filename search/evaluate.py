@@ -273,7 +273,7 @@ def evaluate(
         InvalidInput: a malformed task, or an ``index`` inside the task folder.
         ModelMismatch: ``index`` was built with another model.
     """
-    from indexer.build import build_index
+    from indexer.build import BuildReport, build_index
     from indexer.embedding import DEFAULT_MODEL, load_embedder
 
     started = time.perf_counter()
@@ -289,7 +289,7 @@ def evaluate(
         )
     corpus = _prepared_corpus(task)
 
-    def build():
+    def build() -> BuildReport:
         return build_index(
             corpus, path, model=embedder, index_type=index_type, text_field="text", id_field="_id", progress=progress
         )

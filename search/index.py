@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -117,25 +117,47 @@ class Index:
 
     # -- search -----------------------------------------------------------------------------
     @overload
-    def search(self, query: str, k: int = 10, nprobe: int | None = None, **options: Any) -> list[Hit]: ...
+    def search(  # type: ignore[overload-overlap]  # a str is a Sequence[str]: str matches first
+        self,
+        query: str,
+        k: int = 10,
+        nprobe: int | None = None,
+        *,
+        lang: str | Sequence[str] | None = None,
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        mode: str = "dense",
+        group_by: str | None = None,
+        query_vectors: np.ndarray | None = None,
+    ) -> list[Hit]: ...
     @overload
     def search(
-        self, query: Sequence[str], k: int = 10, nprobe: int | None = None, **options: Any
+        self,
+        query: Sequence[str],
+        k: int = 10,
+        nprobe: int | None = None,
+        *,
+        lang: str | Sequence[str] | None = None,
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        mode: str = "dense",
+        group_by: str | None = None,
+        query_vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]: ...
 
     def search(
         self,
-        query,
-        k=10,
-        nprobe=None,
+        query: str | Sequence[str],
+        k: int = 10,
+        nprobe: int | None = None,
         *,
-        lang=None,
-        source=None,
-        where=None,
-        mode="dense",
-        group_by=None,
-        query_vectors=None,
-    ):
+        lang: str | Sequence[str] | None = None,
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        mode: str = "dense",
+        group_by: str | None = None,
+        query_vectors: np.ndarray | None = None,
+    ) -> list[Hit] | list[list[Hit]]:
         """The ``k`` chunks that best match ``query``, best first.
 
         ``query`` is a string (returns ``list[Hit]``) or a list of strings (returns one
@@ -156,7 +178,7 @@ class Index:
         (float32 ``(q, dimension)``, one row per query), so that they are not embedded again.
         """
         single = isinstance(query, str)
-        queries = [query] if single else list(query)
+        queries: list[str] = [query] if isinstance(query, str) else list(query)
         if not all(isinstance(q, str) and q.strip() for q in queries):
             raise InvalidInput("every query must be a non-empty string.")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -166,7 +188,8 @@ class Index:
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
         if group_by is not None and group_by not in GROUP_BY:
-            raise InvalidInput(f"group_by must be None or one of {', '.join(map(repr, GROUP_BY))}, not {group_by!r}.")
+            choices = " or ".join(map(repr, GROUP_BY))
+            raise InvalidInput(f"group_by must be None or {choices}, not {group_by!r}.")
         filt = build_filter(lang, source, where)
         if query_vectors is not None:
             query_vectors = self._checked_vectors(query_vectors)
@@ -175,10 +198,11 @@ class Index:
         if mode == "dense" and filt is None and group_by is None:
             results = self._search_vectors(self.embed(queries) if query_vectors is None else query_vectors, k, nprobe)
         else:
+            vectors: Sequence[np.ndarray | None]
             if mode == "lexical":
                 vectors = [None] * len(queries)
             else:
-                vectors = self.embed(queries) if query_vectors is None else query_vectors
+                vectors = list(self.embed(queries) if query_vectors is None else query_vectors)
             allowed = None if filt is None else self._store.meta.live_chunk_ids(filt)
             results = [
                 self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)

@@ -32,7 +32,6 @@ batches (:class:`search.batching.QueryBatcher`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -41,7 +40,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search.batching import QueryBatcher
 from search.choices import GroupBy, Mode
@@ -218,7 +218,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     figures = {"searches": 0, "writes": 0}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(index.embed, ["warm-up"])  # load the model before the first request
         await batcher.start()
         refresher = asyncio.get_running_loop().create_task(_refresh_loop(index, settings.refresh_seconds))
@@ -243,10 +243,13 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         headers = {"Retry-After": "1"} if isinstance(exc, IndexLocked) else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
-    async def run_search(queries: list[str], k: int, **options: Any) -> tuple[list[list[Any]], int]:
+    async def run_search(queries: list[str], k: int, **options: Any) -> tuple[list[list[Hit]], int]:
         _check_queries(queries, k, limits)
         vectors = await batcher.embed(queries) if options.get("mode", "dense") != "lexical" else None
-        call = functools.partial(index.search, queries, k, query_vectors=vectors, **options)
+
+        def call() -> list[list[Hit]]:
+            return index.search(queries, k, query_vectors=vectors, **options)
+
         hits = await asyncio.get_running_loop().run_in_executor(searchers, call)
         figures["searches"] += len(queries)
         return hits, index.version
@@ -292,7 +295,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         if (body.query is None) == (body.queries is None):
             raise HTTPException(422, "give exactly one of 'query' (a text) or 'queries' (a list of texts).")
-        queries = [body.query] if body.query is not None else body.queries
+        queries = [body.query] if body.query is not None else list(body.queries or [])
         options = body.model_dump(exclude={"query", "queries", "k"})
         hits, version = await run_search(queries, body.k, **options)
         results = [{"query": q, "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits, strict=True)]
@@ -323,7 +326,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             raise HTTPException(422, "a document id appears twice in this request; send each id once.")
         docs = [d.model_dump() for d in body.documents]
         report = await run_in_threadpool(write, lambda: index.upsert(docs))
-        return report.to_dict()
+        result: dict[str, Any] = report.to_dict()
+        return result
 
     @app.get("/documents/{doc_id:path}", response_model=DocumentModel, tags=["documents"])
     def get_document(doc_id: str) -> dict[str, Any]:
@@ -431,10 +435,7 @@ def _version() -> str:
 
 
 # -- middleware (plain ASGI: cheap, and it also guards /docs and unknown paths) --------------
-ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
-
-
-async def _reply(send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def _reply(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -446,10 +447,10 @@ async def _reply(send, status: int, detail: str, headers: Sequence[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: dict, name: bytes) -> bytes | None:
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key == name:
-            return value
+            return bytes(value)
     return None
 
 
@@ -460,7 +461,7 @@ class HostMiddleware:
         self.app = app
         self.allowed = {h.lower().strip("[]") for h in allowed}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = _host_name((_header(scope, b"host") or b"").decode("latin-1"))
             if host not in self.allowed:
@@ -491,7 +492,7 @@ class TokenMiddleware:
         self.app = app
         self._digest = hashlib.sha256(token.encode()).digest()
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = _header(scope, b"authorization") or b""
             scheme, _, credential = given.partition(b" ")
@@ -515,7 +516,7 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -530,7 +531,7 @@ class BodyLimitMiddleware:
         received = 0
         started = refused = False
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal received, refused, started
             if refused:
                 return {"type": "http.disconnect"}
@@ -546,7 +547,7 @@ class BodyLimitMiddleware:
                     return {"type": "http.disconnect"}
             return event
 
-        async def guarded_send(event):
+        async def guarded_send(event: Message) -> None:
             nonlocal started
             if refused:
                 return  # the 413 has been sent
@@ -581,7 +582,7 @@ def default_allowed_hosts(host: str) -> tuple[str, ...]:
         if host in ("0.0.0.0", "::", ""):
             names += [socket.gethostname().lower(), socket.getfqdn().lower()]
             with suppress(OSError):
-                names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+                names += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)]
     return tuple(dict.fromkeys(names))
 
 

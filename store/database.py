@@ -117,7 +117,8 @@ class MetaStore:
     @property
     def conn(self) -> sqlite3.Connection:
         """The raw connection, for the store's own modules and tests; hold :attr:`lock` with it."""
-        return self.db.conn
+        conn: sqlite3.Connection = self.db.conn
+        return conn
 
     @locked
     def has_fts(self) -> bool:

@@ -163,16 +163,18 @@ def ivf_params(index: faiss.Index, nprobe: int, sel: faiss.IDSelector | None = N
     """Per-call IVF search parameters for ``index``, wrapped for an OPQ pre-transform.
 
     The returned object keeps a reference to the objects it points to (SWIG does not).
+    (The ``type: ignore`` comments here and below: FAISS's bundled stubs lack the keyword
+    constructors and the Python attributes its SWIG classes accept.)
     """
-    inner = faiss.SearchParametersIVF(nprobe=int(nprobe))
+    inner = faiss.SearchParametersIVF(nprobe=int(nprobe))  # type: ignore[call-arg]
     if sel is not None:
         inner.sel = sel
     if not isinstance(index, faiss.IndexPreTransform):
-        inner.referenced = (sel,)
+        inner.referenced = (sel,)  # type: ignore[attr-defined]
         return inner
     outer = faiss.SearchParametersPreTransform()
     outer.index_params = inner
-    outer.referenced = (inner, sel)
+    outer.referenced = (inner, sel)  # type: ignore[attr-defined]
     return outer
 
 
@@ -264,6 +266,7 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     ivf = ivf_of(index)
     assert ivf is not None, "index_ids reads IDMap2 and IVF indexes"
     lists = ivf.invlists
+    assert lists is not None
     parts = [
         faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)
     ]
@@ -295,9 +298,9 @@ def search(
         if ivf is not None:
             params = ivf_params(index, nprobe or ivf.nprobe, sel)
         elif isinstance(inner, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(int(inner.hnsw.efSearch), k))
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(int(inner.hnsw.efSearch), k))  # type: ignore[attr-defined]
         else:
-            params = faiss.SearchParameters(sel=sel)
+            params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
     scores, found = index.search(queries, k) if params is None else index.search(queries, k, params=params)
     return scores, found
 

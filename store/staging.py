@@ -44,9 +44,10 @@ class StagedBuild:
     def info(self) -> dict[str, Any]:
         """The contents of ``build.json`` (empty if it is missing or unreadable)."""
         try:
-            return json.loads((self.path / BUILD_FILE).read_text(encoding="utf-8"))
+            data = json.loads((self.path / BUILD_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def shards(self) -> list[Path]:
         """The complete shards, in the order they were written."""

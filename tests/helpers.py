@@ -56,3 +56,32 @@ MULTILINGUAL_DOCS = {
     "ru/shakhmaty.txt": "Шахматы — настольная игра для двух игроков. Каждый игрок начинает партию с "
     "шестнадцатью фигурами, и цель игры — поставить мат королю соперника.",
 }
+
+
+SCORE_TOLERANCE = 1e-5
+"""Scores of the same texts embedded in different batches differ in the 6th or 7th digit
+(the kernels sum in another order): compare them within this."""
+
+
+def assert_same_hits(got, expected, tolerance: float = SCORE_TOLERANCE) -> None:
+    """Two hit lists are the same up to float noise: the same chunks with the same fields,
+    scores within ``tolerance``; two hits whose scores are that close may swap places."""
+    import pytest
+
+    assert len(got) == len(expected), (got, expected)
+    by_id = {h.chunk_id: h for h in expected}
+    assert set(by_id) == {h.chunk_id for h in got}, (got, expected)
+    for rank, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert a.chunk_id == b.chunk_id or a.score == pytest.approx(b.score, abs=tolerance), (rank, a, b)
+        twin = by_id[a.chunk_id]
+        assert a.score == pytest.approx(twin.score, abs=tolerance), (a, twin)
+        assert (a.text, a.doc_id, a.source, a.lang, a.start, a.end, a.metadata, a.signals) == (
+            twin.text,
+            twin.doc_id,
+            twin.source,
+            twin.lang,
+            twin.start,
+            twin.end,
+            twin.metadata,
+            twin.signals,
+        )

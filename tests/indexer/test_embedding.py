@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,7 @@ def test_fingerprint_tells_models_apart(tiny_model, use_model, minilm_dir):
     assert not same_model(record, use_model)
     minilm = load_embedder(str(minilm_dir))
     assert not same_model(describe(minilm), tiny_model)
-    forged = dict(record, probe=[-x for x in record["probe"]])  # same name and shape, other weights
+    forged = dataclasses.replace(record, probe=tuple(-x for x in record.probe))  # same name and shape, other weights
     assert not same_model(forged, tiny_model)
 
 

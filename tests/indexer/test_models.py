@@ -149,4 +149,4 @@ def test_the_recorded_fingerprint_names_the_source_and_revision(hub, multilingua
     assert len(record["probe"]) == 16
     assert display("distiluse") == "'distiluse' (sentence-transformers/distiluse-base-multilingual-cased-v2)"
     assert display("some/other-model") == "'some/other-model'"
-    assert describe(load_embedder("distiluse"))["probe"] == pytest.approx(record["probe"], abs=1e-5)
+    assert describe(load_embedder("distiluse")).probe == pytest.approx(record["probe"], abs=1e-5)

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from indexer.build import build_index
-from search import Index, InvalidInput
+from search import Index, IndexNotReady
 from search.fusion import rrf
 from store import IndexDir
 from tests.fakes import HashingEmbedder
@@ -118,7 +118,7 @@ def test_an_index_without_the_fts_table_gets_it_when_opened_for_writing(tmp_path
         for name in ("TRIGGER chunks_fts_insert", "TRIGGER chunks_fts_delete", "TABLE chunks_fts"):
             conn.execute(f"DROP {name}")
     with Index.open(tmp_path / "i", model=MODEL) as idx:
-        with pytest.raises(InvalidInput, match=r"no full-text table yet .* `indexer build` or `indexer repair`"):
+        with pytest.raises(IndexNotReady, match=r"no full-text table yet .* `indexer build` or `indexer repair`"):
             idx.search("XK-4471-B", mode="lexical")
         assert len(idx.search("XK-4471-B", k=2)) == 2  # dense search works as before
     IndexDir.open_for_writing(tmp_path / "i").close()

@@ -294,3 +294,28 @@ def test_a_writer_holding_the_lock_gives_409_and_searches_go_on(client_for):
         assert response.headers["retry-after"] == "1"
         assert client.get("/search", params={"q": "coffee"}).status_code == 200
     assert client.post("/documents", json={"documents": [{"id": "a", "text": "Ein Text."}]}).status_code == 200
+
+
+def test_the_index_own_state_is_a_5xx_not_a_client_error(client_for, index_path, use_model, tmp_path):
+    """An index that cannot answer (no full-text table yet) is the server's state: 503, not 400."""
+    import sqlite3
+
+    client = client_for()
+    path = tmp_path / "idx0"
+    with sqlite3.connect(path / "meta.db") as conn:  # as an index of the first schema had it
+        for name in ("TRIGGER chunks_fts_insert", "TRIGGER chunks_fts_delete", "TABLE chunks_fts"):
+            conn.execute(f"DROP {name}")
+    response = client.get("/search", params={"q": "Vulkan", "mode": "lexical"})
+    assert response.status_code == 503
+    assert "no full-text table yet" in response.json()["detail"]
+    assert client.get("/search", params={"q": "Vulkan"}).status_code == 200  # dense search still answers
+
+
+def test_an_index_whose_first_build_never_published_is_not_ready(tmp_path):
+    from search import IndexNotReady
+    from store import IndexDir
+
+    IndexDir.open_for_writing(tmp_path / "new.idx").close()  # created, nothing published
+    with pytest.raises(IndexNotReady, match="no published index yet; run `indexer build`") as err:
+        Index.open(tmp_path / "new.idx")
+    assert not isinstance(err.value, InvalidInput)

@@ -17,7 +17,7 @@ def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path):
         started = time.monotonic()
         with pytest.raises(IndexLocked) as err:
             IndexDir.open_for_writing(tmp_path / "i.idx")
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # at once: not SQLite's 30 s busy timeout
         assert f"is being written by pid {os.getpid()} on " in str(err.value)
         assert "wait for it to finish" in str(err.value)
         # Readers need no lock.
