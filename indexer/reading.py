@@ -25,14 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexer.cleaning import clean_text, clean_value, path_text
 from indexer.decoding import NotText, decode
 from indexer.jsonl import parse_lines
+from store.errors import BabelIndexError
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 RECORD_SUFFIXES = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | {".pdf"}
 MAX_FILE_BYTES = 512 * 1024 * 1024
+"""Files larger than this are skipped unread."""
+MAX_DOCUMENT_CHARS = 64_000_000
+"""Characters of text one document may have (a file's, or one record's); a longer one is
+skipped with its reason. Chunking is linear in the text, so this bounds a document's time
+and memory: about 1.5 GB of peak memory and a few minutes of chunking at the limit, before
+embedding (its 64 MB of text would keep a real model busy for hours)."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,17 @@ class Document:
     ``doc_id`` is unique in an index: the file's path relative to the corpus root, or for a
     record the value of the id field (default ``<path>#<record number>``, counted from 1).
     ``source`` is the file's path relative to the corpus root (the file name for a single
-    file). ``text`` is the extracted text; chunk offsets count characters in it.
+    file), as :func:`indexer.cleaning.path_text` writes names that are not UTF-8. ``text``
+    is the extracted text, cleaned of NULs and lone surrogates; chunk offsets count
+    characters in it. ``notes`` say what reading changed (``"2 NUL characters removed"``);
+    a build reports them as warnings.
     """
 
     doc_id: str
     source: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
     """
     root = Path(root)
     if root.is_file():
-        yield root, root.name
+        yield root, path_text(root.name)
         return
     real_root = root.resolve()
     excluded = exclude.resolve() if exclude is not None else None
@@ -142,13 +154,30 @@ def read_corpus(
 
 
 def read_path(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
-    """The documents of one file, with a ``Skipped`` for each failure (never raises for bad input)."""
+    """The documents of one file, with a ``Skipped`` for each failure (never raises for bad input).
+
+    Any exception while reading, decoding or extracting the file (a library's bug, a
+    resource limit) is that file's ``Skipped``; only babelindex's own errors (a missing
+    model, say), which no other file would escape either, go through.
+    """
     try:
         yield from read_file(path, rel, fields)
     except NotText as exc:
         yield Skipped(rel, str(exc))
     except OSError as exc:
         yield Skipped(rel, f"cannot read: {exc.strerror or exc}")
+    except BabelIndexError:
+        raise
+    except MemoryError:
+        yield Skipped(rel, "cannot read: out of memory while reading this file")
+    except Exception as exc:  # one bad file never stops a build
+        yield Skipped(rel, f"cannot read: {describe_error(exc)}")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ValueError: the message"``, cut to 300 characters, for a report."""
+    text = clean_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[0]
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
@@ -178,10 +207,20 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
         yield _one(rel, decode(path.read_bytes()), {})
 
 
+def _too_long(text: str, what: str) -> str | None:
+    if len(text) <= MAX_DOCUMENT_CHARS:
+        return None
+    return f"text too long ({len(text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,}): split the {what}"
+
+
 def _one(rel: str, text: str, metadata: dict[str, Any]) -> Document | Skipped:
+    if (reason := _too_long(text, "file")) is not None:
+        return Skipped(rel, reason)
+    text, note = clean_text(text)
     if not text.strip():
         return Skipped(rel, "no text in file")
-    return Document(doc_id=rel, source=rel, text=text, metadata=metadata)
+    metadata = {k: clean_value(v) for k, v in metadata.items()}
+    return Document(doc_id=rel, source=rel, text=text, metadata=metadata, notes=(note,) if note else ())
 
 
 def _html_text(html: str) -> tuple[str, dict[str, Any]]:
@@ -200,21 +239,16 @@ def _html_text(html: str) -> tuple[str, dict[str, Any]]:
 
 
 def _pdf_text(path: Path) -> tuple[str, dict[str, Any]]:
-    import pypdf
-    from pypdf.errors import PdfReadError
+    """The text layer, extracted within the time and memory budget of :mod:`indexer.extraction`."""
+    from indexer import extraction
 
     try:
-        reader = pypdf.PdfReader(path)
-        if reader.is_encrypted:
-            raise NotText("encrypted PDF; decrypt it first")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata or {}).get("/Title")
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise NotText(f"unreadable PDF ({exc})") from exc
-    text = "\n\n".join(p.strip() for p in pages)
+        text, title = extraction.shared().pdf(path)
+    except extraction.ExtractionFailed as exc:
+        raise NotText(str(exc)) from exc
     if not text.strip():
         raise NotText("PDF has no text layer (scanned? run OCR first)")
-    return text, ({"title": str(title)} if title else {})
+    return text, ({"title": title} if title else {})
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -244,6 +278,12 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
             yield Skipped(rel, record, line)
             continue
         text = record.get(fields.text_field)
+        note = None
+        if isinstance(text, str):
+            if (reason := _too_long(text, "record")) is not None:
+                yield Skipped(rel, reason, line)
+                continue
+            text, note = clean_text(text)
         if not isinstance(text, str) or not text.strip():
             if fields.text_field not in record:
                 reason = (
@@ -263,15 +303,20 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
                     rel, line=line, reason=f"no id in field {fields.id_field!r}; choose the id field with --id-field"
                 )
                 continue
-            doc_id = str(value)
-        metadata = {k: v for k, v in record.items() if k not in (fields.text_field, fields.id_field)}
-        yield Document(doc_id=doc_id, source=rel, text=text, metadata=metadata)
+            doc_id = clean_text(str(value))[0]
+        metadata = {
+            clean_text(k)[0]: clean_value(v) for k, v in record.items() if k not in (fields.text_field, fields.id_field)
+        }
+        yield Document(
+            doc_id=doc_id, source=rel, text=text, metadata=metadata, notes=(f"line {line}: {note}",) if note else ()
+        )
     if number == 0:  # e.g. a CSV with only its header line: say so rather than yield nothing
         yield Skipped(rel, "no records in file")
 
 
 def _rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``, as :func:`indexer.cleaning.path_text` stores names."""
     try:
-        return path.relative_to(root).as_posix()
+        return path_text(path.relative_to(root).as_posix())
     except ValueError:
-        return path.as_posix()
+        return path_text(path.as_posix())

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,8 +39,8 @@ from indexer import language
 from indexer.chunking import chunk_text
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
 from indexer.progress import Progress
-from indexer.reading import Document, Skipped
-from store.errors import InvalidInput
+from indexer.reading import Document, Skipped, describe_error
+from store.errors import BabelIndexError, InvalidInput
 from store.faults import crash_point
 from store.index_dir import IndexDir
 from store.index_types import require_index_type
@@ -75,6 +76,8 @@ class BuildReport:
     """What a write did. ``seconds`` is the wall-clock time of the whole call.
 
     ``skipped``: one ``{"source", "reason"}`` per file or record that gave no document.
+    ``warnings``: one ``{"source", "warning"}`` per document indexed with a change made while
+    reading it (NULs removed, bytes that are not UTF-8 replaced, …).
     ``steps``: seconds per step of a distributed build (``read_embed``, ``merge``, ``publish``,
     …); empty for local builds.
     """
@@ -91,6 +94,7 @@ class BuildReport:
     chunks_total: int = 0
     seconds: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     steps: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,17 +267,43 @@ class Writer:
         self._chunker = Chunker(embedder, settings) if embedder is not None else None
 
     def skip(self, item: Skipped) -> None:
-        """Report a file or record that gives no document, with its reason."""
-        self.report.documents_skipped += 1
-        self.report.skipped.append({"source": item.where, "reason": item.reason})
+        """Report a file or record that gives no document, with its reason.
+
+        A file that gives no document now has its documents removed from the index by
+        :meth:`finish` (as a clean build would not have them), which says so in its reason.
+        """
+        self._report_skip(item)
         if item.line is None:
             self.unreadable_files.add(item.source)
 
+    def _report_skip(self, item: Skipped) -> None:
+        self.report.documents_skipped += 1
+        self.report.skipped.append({"source": item.where, "reason": item.reason})
+
+    def _drop(self, item: Skipped, doc: Document) -> None:
+        """Skip a document that cannot be indexed now; :meth:`finish` removes its old version."""
+        self.seen.discard(doc.doc_id)
+        self.skip(item)
+
     def add(self, doc: Document) -> None:
-        """Triage a document and, if it is new or changed, queue it to be embedded."""
-        digest = content_hash(doc, self.settings)
-        if self.triage(doc.doc_id, doc.source, digest):
-            self.embed_and_write(doc, digest)
+        """Triage a document and, if it is new or changed, queue it to be embedded.
+
+        A failure while hashing or chunking this one document (any exception but
+        babelindex's own errors) skips it with the reason, and its indexed version, if any,
+        is removed by :meth:`finish`; the build goes on.
+        """
+        for note in doc.notes:
+            self.report.warnings.append({"source": doc.source, "warning": note})
+        try:
+            digest = content_hash(doc, self.settings)
+            chunks = self.chunk(doc) if self.triage(doc.doc_id, doc.source, digest) else None
+        except BabelIndexError:
+            raise
+        except Exception as exc:  # one bad document never stops a build
+            self._drop(Skipped(doc.source, f"cannot index document {doc.doc_id!r}: {describe_error(exc)}"), doc)
+            return
+        if chunks is not None:
+            self.embed_and_write(doc, digest, chunks)
 
     def chunk(self, doc: Document) -> list[StoredChunk]:
         """The chunks of ``doc`` with this writer's model and settings (no vectors yet)."""
@@ -281,12 +311,13 @@ class Writer:
             raise InvalidInput("this writer has no model to chunk and embed documents with")
         return self._chunker(doc)
 
-    def embed_and_write(self, doc: Document, digest: str) -> None:
-        """Chunk and queue a document that :meth:`triage` found new or changed; embedded and
-        stored with the next full batch (at once if it is large)."""
-        chunks = self.chunk(doc)
+    def embed_and_write(self, doc: Document, digest: str, chunks: list[StoredChunk] | None = None) -> None:
+        """Chunk (unless ``chunks`` are given) and queue a document that :meth:`triage` found
+        new or changed; embedded and stored with the next full batch (at once if it is large)."""
+        if chunks is None:
+            chunks = self.chunk(doc)
         if not chunks:
-            self.skip(Skipped(doc.source, "no text to index"))
+            self._drop(Skipped(doc.source, "no text to index"), doc)
             return
         if len(chunks) > FLUSH_CHUNKS:
             self.flush()
@@ -317,7 +348,7 @@ class Writer:
         the driver, so they embed exactly the documents a local build would.
         """
         if doc_id in self.seen:
-            self.skip(Skipped(source, f"duplicate document id {doc_id!r}; ids must be unique (see --id-field)"))
+            self._report_skip(Skipped(source, f"duplicate document id {doc_id!r}; ids must be unique (see --id-field)"))
             return False
         self.seen.add(doc_id)
         state = self.states.get(doc_id, DocumentState())
@@ -396,7 +427,7 @@ class Writer:
         for item in items:
             doc, digest, n_chars, chunks = item.document, item.content_hash, item.n_chars, item.chunks
             if not chunks:
-                self.skip(Skipped(doc.source, "no text to index"))
+                self._report_skip(Skipped(doc.source, "no text to index"))
             elif len(chunks) > FLUSH_CHUNKS:
                 self._write_large(doc, digest, chunks, usable, n_chars=n_chars)
             elif usable(chunks) is None:
@@ -428,7 +459,7 @@ class Writer:
         self._count(doc.doc_id)
 
     def _unusable(self, doc: Document) -> None:
-        self.skip(
+        self._report_skip(
             Skipped(
                 doc.source,
                 f"the model gave no usable vector (NaN, infinite or zero) for "
@@ -437,17 +468,35 @@ class Writer:
         )
 
     def finish(self) -> None:
-        """Write what is pending; in a build, remove the corpus's documents that are gone."""
+        """Write what is pending; in a build, remove the corpus's documents it did not index.
+
+        Those are the documents whose file is gone, and those of files that give no document
+        now (empty, binary, unreadable, …): a build leaves the index as a clean build would.
+        A skipped file whose documents are removed says so in its reason. ``documents_removed``
+        counts the published documents that go, including those an interrupted run had
+        already marked for removal.
+        """
         self.flush()
         if self.keep:
             self.idx.meta.keep_documents(self.keep)
         if self.corpus is not None:
-            gone = [
-                doc_id
-                for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus)
-                if doc_id not in self.seen and source not in self.unreadable_files
-            ]
-            self.report.documents_removed = self.idx.meta.delete_documents(sorted(set(gone)))
+            sources: dict[str, str] = {}
+            for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus):
+                if doc_id not in self.seen:
+                    sources.setdefault(doc_id, source)
+            gone = sorted(sources)
+            self.idx.meta.delete_documents(gone)
+            removed = [d for d in gone if self.states.get(d, DocumentState()).live_hash is not None]
+            self.report.documents_removed = len(removed)
+            self._say_removed(Counter(sources[d] for d in removed))
+
+    def _say_removed(self, removed_by_source: Counter[str]) -> None:
+        """Add to the reason of each skipped file that its indexed documents were removed."""
+        for entry in self.report.skipped:
+            n = removed_by_source.get(entry["source"], 0)
+            if n and entry["source"] in self.unreadable_files:
+                what = "its indexed version was" if n == 1 else f"its {n} indexed documents were"
+                entry["reason"] += f" ({what} removed from the index)"
 
     def publish(self, *, dimension: int | None = None) -> FaissInfo | None:
         """Make everything written live (:func:`publish`), filling in the report."""

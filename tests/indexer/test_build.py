@@ -109,13 +109,16 @@ def test_documents_of_another_corpus_are_not_removed(tmp_path, multilingual_corp
     assert len({doc for doc, _ in _live_chunks(tmp_path / "i.idx").values()}) == 7
 
 
-def test_a_file_that_becomes_unreadable_keeps_its_indexed_version(tmp_path, multilingual_corpus, tiny_model):
+def test_a_file_that_becomes_binary_is_removed_with_a_report(tmp_path, multilingual_corpus, tiny_model):
+    """As a clean build would have it (issue 17: an emptied file's old text stayed searchable)."""
     build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
     (multilingual_corpus / "en/bees.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     report = build_index(multilingual_corpus, tmp_path / "i.idx", model=tiny_model)
-    assert report.skipped == [{"source": "en/bees.txt", "reason": "binary file (PNG image)"}]
-    assert report.documents_removed == 0
-    assert "en/bees.txt" in {doc for doc, _ in _live_chunks(tmp_path / "i.idx").values()}
+    assert report.skipped == [
+        {"source": "en/bees.txt", "reason": "binary file (PNG image) (its indexed version was removed from the index)"}
+    ]
+    assert report.documents_removed == 1
+    assert "en/bees.txt" not in {doc for doc, _ in _live_chunks(tmp_path / "i.idx").values()}
 
 
 def test_bad_files_are_reported_and_good_ones_indexed(tmp_path, tiny_model):

@@ -26,8 +26,9 @@ def skips(items) -> list[Skipped]:
     return [i for i in items if isinstance(i, Skipped)]
 
 
-def make_pdf(content: bytes | None, title: str | None = None) -> bytes:
-    """A minimal valid one-page PDF; ``content`` is the page's content stream (None: no stream).
+def make_pdf(content: bytes | None, title: str | None = None, filters: bytes = b"") -> bytes:
+    """A minimal valid one-page PDF; ``content`` is the page's content stream (None: no stream),
+    encoded as ``filters`` says (e.g. ``b"/Filter /FlateDecode"``).
 
     Offsets in the xref table are computed from the bytes written, so pypdf reads it
     without repairing anything.
@@ -38,7 +39,9 @@ def make_pdf(content: bytes | None, title: str | None = None) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >>"
         + (b" /Contents 4 0 R" if content is not None else b"")
         + b" >>",
-        b"<< /Length %d >>\nstream\n" % len(content or b"") + (content or b"") + b"\nendstream",
+        b"<< /Length %d %s>>\nstream\n" % (len(content or b""), filters + b" " if filters else b"")
+        + (content or b"")
+        + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
     if title is not None:
