@@ -47,6 +47,7 @@ class Extractor:
     def __init__(self, seconds: float | None = None, memory_mb: int | None = None):
         self.seconds, self.memory_mb = seconds, memory_mb
         self._proc: subprocess.Popen[bytes] | None = None
+        self._proc_memory = 0
         self._owner = os.getpid()
         self._lock = threading.Lock()
 
@@ -93,7 +94,7 @@ class Extractor:
     def _worker(self, memory_mb: int) -> subprocess.Popen[bytes]:
         if self._owner != os.getpid():  # a forked child must not share its parent's pipes
             self._proc, self._owner = None, os.getpid()
-        if self._proc is not None and (self._proc.poll() is not None or self._proc.args[-1] != str(memory_mb)):
+        if self._proc is not None and (self._proc.poll() is not None or self._proc_memory != memory_mb):
             self._stop()
         if self._proc is None:
             env = dict(os.environ)
@@ -105,6 +106,7 @@ class Extractor:
                 stderr=subprocess.DEVNULL,
                 env=env,
             )
+            self._proc_memory = memory_mb
         return self._proc
 
     def _stop(self) -> None:
