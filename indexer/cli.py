@@ -7,6 +7,7 @@ Parses options, calls the library, prints. Library errors (``BabelIndexError``) 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import unicodedata
@@ -627,6 +628,27 @@ def models(as_json):
     "--max-body-mb", type=click.FloatRange(0.001), default=10.0, show_default=True, help="Largest request body (MiB)."
 )
 @click.option(
+    "--max-pending-writes",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="Writes waiting for the writer at most; more get 503 with Retry-After.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client may take to send a request's headers; slower connections are closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Open connections at most; requests beyond them get 503.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -650,15 +672,20 @@ def serve(
     max_documents,
     max_ids,
     max_body_mb,
+    max_pending_writes,
+    header_timeout,
+    max_connections,
     log_level,
     precision,
     mmap,
 ):
     """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
-    from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
+    from search.server import TOKEN_ENV, Limits, ServerSettings, check_exposure, default_allowed_hosts
     from search.server import serve as run_server
 
+    if token is None and os.environ.get(TOKEN_ENV) == "":
+        token = ""  # click reads an empty variable as unset; here it is an empty token: an error below
     if token_file is not None:
         if token is not None:
             raise click.UsageError("give --token (or BABELINDEX_TOKEN) or --token-file, not both.")
@@ -672,14 +699,18 @@ def serve(
         max_documents=max_documents,
         max_ids=max_ids,
     )
-    settings = ServerSettings(
-        token=token or None,
-        allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
-        limits=limits,
-        batch_size=batch_size,
-        batch_wait_ms=batch_wait_ms,
-    )
     try:
+        # An empty token (file, first line or variable) is an error, never "no token".
+        settings = ServerSettings(
+            token=token,
+            allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
+            limits=limits,
+            batch_size=batch_size,
+            batch_wait_ms=batch_wait_ms,
+            max_pending_writes=max_pending_writes,
+            header_timeout_seconds=header_timeout,
+            max_connections=max_connections,
+        )
         check_exposure(host, settings.token)
         index = Index.open(index_path, precision=precision, mmap=mmap)
     except BabelIndexError as exc:

@@ -106,8 +106,9 @@ def reindex(index: str | Path, index_type: str) -> FaissInfo | None:
 def repair(index: str | Path) -> FaissInfo | None:
     """Rebuild the FAISS index from the vectors stored in SQLite (no re-embedding).
 
-    Also publishes complete documents an interrupted build left pending, drops unfinished
-    ones, and removes leftover temporary files.
+    Also rebuilds the full-text table, publishes complete documents an interrupted build
+    left pending, drops unfinished ones, and removes leftover temporary files.
     """
     with _open(index) as idx:
+        idx.meta.rebuild_fts()
         return publish(idx, idx.settings(), rebuild=True)

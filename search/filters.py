@@ -17,12 +17,27 @@ strings; in SQLite every number sorts before every string, so store numbers as n
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from store.errors import InvalidInput
 from store.filtering import Filter
+
+MAX_LANGS = 256
+"""Language codes in one ``lang`` filter."""
+MAX_CONDITIONS = 64
+"""Conditions in one ``where`` (a key with two operators counts two)."""
+MAX_IN_VALUES = 1024
+"""Values of one ``in`` condition."""
+MAX_SOURCE_CHARS = 1024
+"""Characters of a ``source`` glob or prefix."""
+MAX_KEY_CHARS = 256
+"""Characters of a metadata key path."""
+MAX_VALUE_CHARS = 4096
+"""Characters of a string compared in ``where`` (and of a language code)."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 """Metadata keys: identifiers, dotted for nested objects (``author.name``)."""
@@ -50,9 +65,17 @@ def build_filter(
     if lang is not None:
         langs = (lang,) if isinstance(lang, str) else tuple(lang)
         if not langs or not all(isinstance(x, str) and x for x in langs):
-            raise InvalidInput(f"lang must be a language code such as 'de' or a list of them, not {lang!r}.")
+            raise InvalidInput(f"lang must be a language code such as 'de' or a list of them, not {_short(lang)}.")
+        if len(langs) > MAX_LANGS:
+            raise InvalidInput(f"lang lists {len(langs)} languages; the limit is {MAX_LANGS}.")
+        for code in langs:
+            check_text(code, "a lang code", MAX_VALUE_CHARS)
     if source is not None and (not isinstance(source, str) or not source):
-        raise InvalidInput(f"source must be a non-empty glob ('docs/*.md') or path prefix ('docs/'), not {source!r}.")
+        raise InvalidInput(
+            f"source must be a non-empty glob ('docs/*.md') or path prefix ('docs/'), not {_short(source)}."
+        )
+    if source is not None:
+        check_text(source, "the source filter", MAX_SOURCE_CHARS)
     conditions = _conditions(where or {})
     if langs is None and source is None and not conditions:
         return None
@@ -61,12 +84,14 @@ def build_filter(
 
 def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
     if not isinstance(where, Mapping):
-        raise InvalidInput(f"where must be a dict such as {{'year': {{'>=': 2020}}}}, not {where!r}.")
-    out = []
+        raise InvalidInput(f"where must be a dict such as {{'year': {{'>=': 2020}}}}, not {_short(where)}.")
+    out: list[tuple[str, str, Any]] = []
     for key, spec in where.items():
-        if not isinstance(key, str) or not KEY.match(key):
+        if len(out) >= MAX_CONDITIONS:
+            raise InvalidInput(f"where has more than {MAX_CONDITIONS} conditions; the limit is {MAX_CONDITIONS}.")
+        if not isinstance(key, str) or len(key) > MAX_KEY_CHARS or not KEY.match(key):
             raise InvalidInput(
-                f"bad metadata key {key!r}: keys are letters, digits and underscores, not starting "
+                f"bad metadata key {_short(key)}: keys are letters, digits and underscores, not starting "
                 "with a digit, with dots for nested fields (e.g. 'year', 'author.name')."
             )
         ops = spec if isinstance(spec, Mapping) else {"=": spec}
@@ -78,7 +103,11 @@ def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
             if op == "in":
                 if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
                     raise InvalidInput(
-                        f"'in' for the metadata key {key!r} needs a non-empty list of values, not {value!r}."
+                        f"'in' for the metadata key {key!r} needs a non-empty list of values, not {_short(value)}."
+                    )
+                if len(value) > MAX_IN_VALUES:
+                    raise InvalidInput(
+                        f"'in' for the metadata key {key!r} lists {len(value)} values; the limit is {MAX_IN_VALUES}."
                     )
                 out.append((key, "in", tuple(_scalar(key, v) for v in value)))
                 continue
@@ -86,13 +115,45 @@ def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
             if value is None and _SQL_OPS[op] not in ("=", "!="):
                 raise InvalidInput(f"the metadata key {key!r} can only be compared with None by = or !=.")
             out.append((key, _SQL_OPS[op], value))
+    if len(out) > MAX_CONDITIONS:
+        raise InvalidInput(f"where has {len(out)} conditions; the limit is {MAX_CONDITIONS}.")
     return tuple(out)
 
 
 def _scalar(key: str, value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):
-        return int(value) if isinstance(value, bool) else value
-    raise InvalidInput(f"the value {value!r} for the metadata key {key!r} is not a string, number, boolean or None.")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInput(f"the value {_short(value)} for the metadata key {key!r} is beyond 64-bit integers.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"the value {value!r} for the metadata key {key!r} is not a finite number.")
+    if isinstance(value, str):
+        return check_text(value, f"the value for the metadata key {key!r}", MAX_VALUE_CHARS)
+    if value is None or isinstance(value, int | float):
+        return value
+    raise InvalidInput(
+        f"the value {_short(value)} for the metadata key {key!r} is not a string, number, boolean or None."
+    )
+
+
+def check_text(value: str, what: str, limit: int) -> str:
+    """``value`` if it is text SQLite can take (no NUL, no lone surrogate) of at most ``limit``
+    characters, else :class:`InvalidInput` naming ``what``."""
+    if len(value) > limit:
+        raise InvalidInput(f"{what} has {len(value)} characters; the limit is {limit}.")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} holds a NUL character; remove it.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} holds a lone surrogate (an invalid \\ud800-\\udfff escape); remove it.") from None
+    return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a huge value must not make a huge message)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_langs(text: str | None) -> list[str] | None:

@@ -59,9 +59,25 @@ class Hit:
             lang=row.lang,
             start=row.start,
             end=row.end,
-            metadata=dict(row.metadata),
+            metadata=row.metadata,
             signals=tuple(signals),
         )
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict that shares the metadata object with the hit (and
+        with the other hits of its document): cheap, for serialising at once; do not change it."""
+        return {
+            "score": self.score,
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "source": self.source,
+            "lang": self.lang,
+            "start": self.start,
+            "end": self.end,
+            "metadata": self.metadata,
+            "signals": list(self.signals),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list).

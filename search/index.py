@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from search.choices import GROUP_BY, MODES
-from search.filters import build_filter
+from search.filters import INT64_MAX, INT64_MIN, build_filter, check_text
 from search.fusion import rrf
 from search.hit import Hit
 from store import faiss_index
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from indexer.writer import BuildReport
 
 MAX_K = 10_000
+MAX_QUERY_CHARS = 100_000
+"""Characters of one query text (the HTTP server has its own, smaller limit)."""
+BUDGET_SECONDS = 2.0
+"""The most time a search may spend in the database on a filter or a lexical query; more is
+refused with :class:`InvalidInput` (:meth:`store.database.MetaStore.budget`)."""
 HYBRID_DEPTH = 4
 """Hybrid search fuses this many times ``k`` candidates from each ranking."""
 EXACT_MAX = 2_000
@@ -45,6 +50,8 @@ class Index:
         self, store: IndexDir, model: Embedder | None = None, precision: str | None = None, *, mmap: bool = False
     ):
         self._store = store
+        self.budget_seconds = BUDGET_SECONDS
+        """See :data:`BUDGET_SECONDS`; set per view."""
         self._precision = precision
         self._mmap = mmap
         self._model_lock = threading.Lock()  # one thread loads the model
@@ -181,6 +188,8 @@ class Index:
         queries: list[str] = [query] if isinstance(query, str) else list(query)
         if not all(isinstance(q, str) and q.strip() for q in queries):
             raise InvalidInput("every query must be a non-empty string.")
+        for q in queries:
+            check_text(q, "a query", MAX_QUERY_CHARS)
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_K}, not {k!r}.")
         if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
@@ -203,7 +212,10 @@ class Index:
                 vectors = [None] * len(queries)
             else:
                 vectors = list(self.embed(queries) if query_vectors is None else query_vectors)
-            allowed = None if filt is None else self._store.meta.live_chunk_ids(filt)
+            allowed = None
+            if filt is not None:
+                with self._store.meta.budget(self.budget_seconds, "this filter"):
+                    allowed = self._store.meta.live_chunk_ids(filt)
             results = [
                 self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)
                 for q, v in zip(queries, vectors, strict=True)
@@ -287,7 +299,8 @@ class Index:
             dense, done = self._dense(vector, fetch, nprobe, allowed)
             return [(i, s, ("dense",)) for i, s in dense], done
         depth = fetch if mode == "lexical" else HYBRID_DEPTH * fetch
-        lexical = self._store.meta.lexical_search(query, depth, filt)
+        with self._store.meta.budget(self.budget_seconds, "this lexical query"):
+            lexical = self._store.meta.lexical_search(query, depth, filt)
         if mode == "lexical":
             return [(i, s, ("lexical",)) for i, s in lexical], len(lexical) < depth
         assert vector is not None
@@ -386,7 +399,9 @@ class Index:
 
     def get_chunk(self, chunk_id: int) -> Hit | None:
         """A live chunk as a :class:`Hit` (``score`` 0.0, no signals), or ``None``."""
-        row = self._store.meta.hits([int(chunk_id)]).get(int(chunk_id))
+        if not isinstance(chunk_id, int) or not INT64_MIN <= chunk_id <= INT64_MAX:
+            return None  # no chunk has such an id
+        row = self._store.meta.hits([chunk_id]).get(chunk_id)
         return None if row is None else Hit.from_row(row, 0.0, ())
 
     @property

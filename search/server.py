@@ -37,21 +37,24 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from indexer.update import as_document
 from search.batching import QueryBatcher
 from search.choices import GroupBy, Mode
 from search.filters import parse_langs, parse_where
@@ -61,12 +64,14 @@ from store.errors import (
     BabelIndexError,
     CorruptIndex,
     DimensionMismatch,
+    DiskFull,
     IndexLocked,
     IndexNotFound,
     IndexNotReady,
     InvalidInput,
     MissingDependency,
     ModelError,
+    ReadOnlyIndex,
 )
 
 log = logging.getLogger("babelindex.server")
@@ -76,6 +81,8 @@ TOKEN_ENV = "BABELINDEX_TOKEN"
 MIN_TOKEN_CHARS = 16
 OPEN_PATHS = frozenset({"/health"})
 """Paths served without the token."""
+INT32_MAX = 2**31 - 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,17 +123,47 @@ class ServerSettings:
     batch_wait_ms: float = 2.0
     refresh_seconds: float = 2.0
     search_threads: int = 2
+    max_pending_writes: int = 16
+    """Writes waiting for the writer at most; more are answered 503 with ``Retry-After``."""
+    header_timeout_seconds: float = 10.0
+    """How long a client may take to send a request's headers (slow clients are cut off)."""
+    max_header_bytes: int = 64 * 1024
+    """Size of a request's headers (all of them); larger requests get 400."""
+    max_connections: int = 256
+    """Open connections at most; a request beyond them gets 503."""
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            check_token(self.token)
 
 
 # -- request and response bodies ------------------------------------------------------------
+class ErrorBody(BaseModel):
+    """Every error this server answers itself: what went wrong and what to do."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """A request that does not fit the schema: one issue per field (FastAPI's own form)."""
+
+    detail: list[ValidationIssue]
+
+
 class SearchBody(BaseModel):
     """POST /search. Give ``query`` (one text) or ``queries`` (a list of texts)."""
 
     model_config = ConfigDict(extra="forbid")
     query: str | None = Field(None, description="One query text, in any language.")
     queries: list[str] | None = Field(None, description="Several query texts (answered in order).")
-    k: int = Field(10, ge=1, description="Hits per query (at most the server's max_k).")
-    nprobe: int | None = Field(None, ge=1, description="IVF lists to visit (default: tuned at build).")
+    k: int = Field(10, ge=1, le=10_000, description="Hits per query (at most the server's max_k).")
+    nprobe: int | None = Field(None, ge=1, le=INT32_MAX, description="IVF lists to visit (default: tuned at build).")
     mode: Mode = "dense"
     lang: str | list[str] | None = Field(None, description="Language code(s) of the chunks to search.")
     source: str | None = Field(None, description="Glob ('docs/*.md') or prefix ('docs/') of the source.")
@@ -199,9 +236,27 @@ STATUS: dict[type[BabelIndexError], int] = {
     IndexNotReady: 503,
     ModelError: 503,
     MissingDependency: 501,
+    ReadOnlyIndex: 403,
+    DiskFull: 507,
 }
 """The HTTP status of each library error: 4xx for what the client sent, 5xx for the server's
 own state (a damaged or unfinished index, a model that cannot be loaded, a missing library)."""
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "A bad argument, filter or Host header"),
+        (401, "The token is missing or wrong"),
+        (404, "No such document or chunk"),
+        (409, "Another process is writing the index"),
+        (413, "A request over one of the server's limits"),
+        (503, "The index is not ready, damaged, or the writer's queue is full"),
+        (507, "The disk is full"),
+    )
+}
+ERRORS[422] = {"model": ErrorBody | ValidationErrors, "description": "A request that does not fit its schema"}
+"""The error answers every route may give, for the OpenAPI schema."""
 
 
 def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
@@ -209,13 +264,17 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     limits = settings.limits
     batcher = QueryBatcher(index.embed, max_batch=settings.batch_size, max_wait_ms=settings.batch_wait_ms)
-    write_lock = threading.Lock()
-    # FAISS and SQLite work of searches runs on a few threads of its own, each with one OpenMP
-    # thread: FAISS's OpenMP teams spinning in many request threads would starve the model.
-    searchers = ThreadPoolExecutor(
+    # FAISS and SQLite work of searches (and every other read) runs on a few threads of its own,
+    # each with one OpenMP thread: FAISS's OpenMP teams spinning in many request threads would
+    # starve the model. Writes run on one thread of their own, one at a time, so that a queue
+    # of writes never takes the threads that health checks and reads need.
+    readers = ThreadPoolExecutor(
         settings.search_threads, thread_name_prefix="babelindex-search", initializer=_single_threaded_faiss
     )
+    writer = ThreadPoolExecutor(1, thread_name_prefix="babelindex-write")
+    writes_waiting = 0
     figures = {"searches": 0, "writes": 0}
+    hidden = str(index.path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -227,7 +286,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         finally:
             refresher.cancel()
             await batcher.stop()
-            searchers.shutdown(wait=True)
+            writer.shutdown(wait=True)
+            readers.shutdown(wait=True)
             index.close()
 
     app = FastAPI(
@@ -235,13 +295,28 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         summary="Cross-lingual semantic search over one index.",
         version=_version(),
         lifespan=lifespan,
+        responses=ERRORS,
     )
+
+    def private(text: str) -> str:
+        """``text`` without the index's path on this machine (clients address the index by URL)."""
+        return text.replace(hidden, "the index")
 
     @app.exception_handler(BabelIndexError)
     async def _babelindex_error(request: Request, exc: BabelIndexError) -> JSONResponse:
         status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
         headers = {"Retry-After": "1"} if isinstance(exc, IndexLocked) else None
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+        return JSONResponse({"detail": private(str(exc))}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the rejected input, which JSON may not be able to hold (NaN, 1e400).
+        issues = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable(issues)}, status_code=422)
+
+    async def read(call: Callable[[], T]) -> T:
+        """Run a read on the readers' threads (never behind writes)."""
+        return await asyncio.get_running_loop().run_in_executor(readers, call)
 
     async def run_search(queries: list[str], k: int, **options: Any) -> tuple[list[list[Hit]], int]:
         _check_queries(queries, k, limits)
@@ -250,19 +325,20 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         def call() -> list[list[Hit]]:
             return index.search(queries, k, query_vectors=vectors, **options)
 
-        hits = await asyncio.get_running_loop().run_in_executor(searchers, call)
+        hits = await read(call)
         figures["searches"] += len(queries)
         return hits, index.version
 
+    @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        """Liveness: ``ok`` and the version served. Open without the token."""
+    async def health() -> dict[str, Any]:
+        """Liveness: ``ok`` and the version served. Open without the token; never waits."""
         return {"status": "ok", "version": index.version, "chunks": len(index)}
 
     @app.get("/search", response_model=SearchResponse, tags=["search"])
     async def search_get(
-        q: Annotated[str, Query(description="The query text, in any language.")],
-        k: Annotated[int, Query(ge=1, description="Hits (at most the server's max_k).")] = 10,
+        q: Annotated[str, Query(min_length=1, description="The query text, in any language.")],
+        k: Annotated[int, Query(ge=1, le=10_000, description="Hits (at most the server's max_k).")] = 10,
         mode: Mode = "dense",
         lang: Annotated[str | None, Query(description="Comma-separated language codes: de,fr.")] = None,
         source: Annotated[str | None, Query(description="Glob or prefix of the source.")] = None,
@@ -270,7 +346,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.")
         ] = None,
         group_by: GroupBy | None = None,
-        nprobe: Annotated[int | None, Query(ge=1)] = None,
+        nprobe: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     ) -> JSONResponse:
         """One query, with its filters as query parameters."""
         started = time.perf_counter()
@@ -286,7 +362,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             group_by=group_by,
         )
         return JSONResponse(
-            {"query": q, "hits": [h.to_dict() for h in hits[0]], "version": version, "took_ms": _ms(started)}
+            {"query": q, "hits": [h.as_json() for h in hits[0]], "version": version, "took_ms": _ms(started)}
         )
 
     @app.post("/search", response_model=SearchResponse | BatchSearchResponse, tags=["search"])
@@ -298,16 +374,27 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         queries = [body.query] if body.query is not None else list(body.queries or [])
         options = body.model_dump(exclude={"query", "queries", "k"})
         hits, version = await run_search(queries, body.k, **options)
-        results = [{"query": q, "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits, strict=True)]
+        results = [{"query": q, "hits": [h.as_json() for h in hs]} for q, hs in zip(queries, hits, strict=True)]
         # Answered as built (the response model documents it; validating it again costs time).
         if body.query is not None:
             return JSONResponse({**results[0], "version": version, "took_ms": _ms(started)})
         return JSONResponse({"results": results, "version": version, "took_ms": _ms(started)})
 
-    def write(change: Callable[[], Any]) -> Any:
-        """Run one change through the writer path; the server's own writes wait their turn."""
-        with write_lock:
-            result = change()
+    async def write(change: Callable[[], T]) -> T:
+        """Run one change on the writer's thread, after those already waiting; 503 when
+        :attr:`ServerSettings.max_pending_writes` wait already."""
+        nonlocal writes_waiting
+        if writes_waiting >= settings.max_pending_writes:
+            raise HTTPException(
+                503,
+                f"{writes_waiting} writes are waiting for the writer; try again shortly.",
+                headers={"Retry-After": "1"},
+            )
+        writes_waiting += 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(writer, change)
+        finally:
+            writes_waiting -= 1
         figures["writes"] += 1
         return result
 
@@ -325,24 +412,27 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         if len(set(ids)) != len(ids):
             raise HTTPException(422, "a document id appears twice in this request; send each id once.")
         docs = [d.model_dump() for d in body.documents]
-        report = await run_in_threadpool(write, lambda: index.upsert(docs))
+        for doc in docs:  # checked here, so that a bad one is refused before any is embedded
+            as_document(doc)
+        report = await write(lambda: index.upsert(docs))
         result: dict[str, Any] = report.to_dict()
+        result["index"] = "the index"
         return result
 
     @app.get("/documents/{doc_id:path}", response_model=DocumentModel, tags=["documents"])
-    def get_document(doc_id: str) -> dict[str, Any]:
+    async def get_document(doc_id: str) -> dict[str, Any]:
         """A document's metadata and its chunks (texts and character offsets)."""
-        document = index.get_document(doc_id)
+        document = await read(lambda: index.get_document(doc_id))
         if document is None:
-            raise HTTPException(404, f"no document with id {doc_id!r} in this index.")
+            raise HTTPException(404, f"no document with id {_short(doc_id)!r} in this index.")
         return document
 
     @app.delete("/documents/{doc_id:path}", tags=["documents"])
     async def delete_one(doc_id: str) -> dict[str, int]:
         """Delete one document. Once this returns, no search returns its chunks."""
-        deleted = await run_in_threadpool(write, lambda: index.delete([doc_id]))
+        deleted = await write(lambda: index.delete([doc_id]))
         if not deleted:
-            raise HTTPException(404, f"no document with id {doc_id!r} in this index.")
+            raise HTTPException(404, f"no document with id {_short(doc_id)!r} in this index.")
         return {"deleted": deleted}
 
     @app.post("/documents/delete", tags=["documents"])
@@ -354,28 +444,31 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                 f"{len(body.ids)} ids in one request; the limit is {limits.max_ids} "
                 "(server option --max-ids). Send them in parts.",
             )
-        deleted = await run_in_threadpool(write, lambda: index.delete(body.ids)) if body.ids else 0
+        deleted = await write(lambda: index.delete(body.ids)) if body.ids else 0
         return {"deleted": deleted}
 
     @app.get("/chunks/{chunk_id}", response_model=Hit, tags=["documents"])
-    def get_chunk(chunk_id: int) -> dict[str, Any]:
+    async def get_chunk(chunk_id: int) -> dict[str, Any]:
         """One chunk with its document's fields (``score`` 0, no signals)."""
-        hit = index.get_chunk(chunk_id)
+        hit = await read(lambda: index.get_chunk(chunk_id))
         if hit is None:
-            raise HTTPException(404, f"no chunk with id {chunk_id} in this index.")
-        return hit.to_dict()
+            raise HTTPException(404, f"no chunk with id {_short(chunk_id)} in this index.")
+        return hit.as_json()
 
     @app.get("/stats", tags=["service"])
-    def stats() -> dict[str, Any]:
+    async def stats() -> dict[str, Any]:
         """The index's counts, model, type and languages, and this server's figures."""
         server = {
             **figures,
+            "writes_waiting": writes_waiting,
             "model_calls": batcher.batches,
             "queries_embedded": batcher.texts,
             "batch_size": settings.batch_size,
             "batch_wait_ms": settings.batch_wait_ms,
         }
-        return {**index.stats(), "server": server}
+        figures_of_index = await read(index.stats)
+        figures_of_index["path"] = Path(figures_of_index["path"]).name
+        return {**figures_of_index, "server": server}
 
     # Outermost first: the Host check, then authentication, then the body size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
@@ -384,6 +477,24 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     if "*" not in settings.allowed_hosts:
         app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
     return app
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with what JSON cannot hold (NaN, infinities, bytes, objects) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return _short(value, 200) if isinstance(value, str) and len(value) > 200 else value
+    return _short(value, 200)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _single_threaded_faiss() -> None:
@@ -419,6 +530,8 @@ async def _refresh_loop(index: Index, seconds: float) -> None:
             await run_in_threadpool(index.refresh)
         except BabelIndexError as exc:  # keep serving the loaded version
             log.warning("could not load the newest version: %s", exc)
+        except Exception:  # whatever it was, the loop must live on: log it and try again
+            log.exception("looking for a newer version failed; serving the loaded one and trying again")
 
 
 def _ms(started: float) -> float:
@@ -447,11 +560,24 @@ async def _reply(send: Send, status: int, detail: str, headers: Sequence[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
+class DuplicateHeader(Exception):
+    """A request names a header that must be unique (``Host``, ``Authorization``) twice."""
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of header ``name``; :class:`DuplicateHeader` if the request sends it twice
+    (which of two values counts would be a guess an attacker could exploit)."""
+    found: bytes | None = None
     for key, value in scope.get("headers", ()):
         if key == name:
-            return bytes(value)
-    return None
+            if found is not None:
+                raise DuplicateHeader(name.decode())
+            found = bytes(value)
+    return found
+
+
+async def _duplicate(send: Send, exc: DuplicateHeader) -> None:
+    await _reply(send, 400, f"the request sends the {exc.args[0]} header twice; send it once.")
 
 
 class HostMiddleware:
@@ -463,24 +589,30 @@ class HostMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            host = _host_name((_header(scope, b"host") or b"").decode("latin-1"))
+            try:
+                host = _host_name((_header(scope, b"host") or b"").decode("latin-1"))
+            except DuplicateHeader as exc:
+                await _duplicate(send, exc)
+                return
             if host not in self.allowed:
                 await _reply(
                     send,
                     400,
-                    f"the Host header {host!r} is not one this server answers to "
+                    f"the Host header {_short(host)!r} is not one this server answers to "
                     "(a guard against DNS rebinding); start it with --allow-host "
-                    f"{host or 'NAME'} to accept it.",
+                    f"{_short(host) or 'NAME'} to accept it.",
                 )
                 return
         await self.app(scope, receive, send)
 
 
 def _host_name(host: str) -> str:
-    """The name in a Host header, lower case, without port or IPv6 brackets."""
+    """The name in a Host header, lower case, without port or IPv6 brackets. A bracketed
+    address may be followed by a port only (``[::1]evil.com`` names no allowed host)."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:].split("]", 1)[0]
+        inside, _, rest = host[1:].partition("]")
+        return inside if rest == "" or (rest.startswith(":") and rest[1:].isdigit()) else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -494,7 +626,11 @@ class TokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = _header(scope, b"authorization") or b""
+            try:
+                given = _header(scope, b"authorization") or b""
+            except DuplicateHeader as exc:
+                await _duplicate(send, exc)
+                return
             scheme, _, credential = given.partition(b" ")
             ok = hmac.compare_digest(hashlib.sha256(credential.strip()).digest(), self._digest)
             if not (ok and scheme.lower() == b"bearer"):
@@ -586,13 +722,27 @@ def default_allowed_hosts(host: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to listen beyond loopback without a token, and refuse short tokens."""
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
+def check_token(token: str) -> str:
+    """``token`` if it can guard a server: at least :data:`MIN_TOKEN_CHARS` characters. An
+    empty one is an error, never "no token" (an empty token file must not open the door)."""
+    if not token.strip():
+        raise InvalidInput(
+            "the token is empty (an empty --token-file, a blank first line, or an empty "
+            f"{TOKEN_ENV}); give a secret of at least {MIN_TOKEN_CHARS} characters, or no token at all "
+            "to serve loopback without one."
+        )
+    if len(token) < MIN_TOKEN_CHARS:
         raise InvalidInput(
             f"the token has {len(token)} characters; use at least {MIN_TOKEN_CHARS}, e.g. one made by "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
         )
+    return token
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token, and refuse empty or short tokens."""
+    if token is not None:
+        check_token(token)
     if token is None and not is_loopback(host):
         raise InvalidInput(
             f"refusing to listen on {host} without a token: anyone who can reach it could read and change "
@@ -607,10 +757,29 @@ def serve(
     settings: ServerSettings | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve ``index`` over HTTP until interrupted (blocking)."""
+    """Serve ``index`` over HTTP until interrupted (blocking).
+
+    The HTTP layer is uvicorn's h11 protocol with bounds of its own
+    (:class:`search.http_protocol.BoundedH11Protocol`): headers are limited in size and in
+    the time a client may take to send them, connections in number, all before a request
+    reaches authentication.
+    """
     import uvicorn
+
+    from search.http_protocol import bounded_protocol
 
     settings = settings or ServerSettings(allowed_hosts=default_allowed_hosts(host))
     check_exposure(host, settings.token)
     app = create_app(index, settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        http=bounded_protocol(settings.header_timeout_seconds),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+    )

@@ -68,6 +68,8 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
             )
             return report
         report.passed.append(f"{DB_FILE}: SQLite integrity")
+        _check_metadata(idx, report)
+        _check_fts(idx, report)
 
         model = idx.model_record()
         if model is None:
@@ -105,6 +107,30 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
                 "published; run `indexer build` again (or `indexer repair`) to finish them."
             )
     return report
+
+
+def _check_metadata(idx: IndexDir, report: CheckReport) -> None:
+    count, some = idx.meta.invalid_metadata()
+    if count:
+        report.problems.append(
+            f"{count} documents have metadata that is not valid JSON (e.g. NaN), which breaks filtered "
+            f"searches: {', '.join(map(repr, some))}{' …' if count > len(some) else ''}. Upsert them again with "
+            "valid metadata (`indexer build` re-reads files), or remove them with `indexer remove`."
+        )
+    else:
+        report.passed.append("document metadata: valid JSON objects")
+
+
+def _check_fts(idx: IndexDir, report: CheckReport) -> None:
+    try:
+        problem = idx.meta.fts_problems()
+    except BabelIndexError as exc:
+        report.warnings.append(f"the full-text table was not verified: {exc}")
+        return
+    if problem:
+        report.problems.append(f"the full-text table fails its integrity check ({problem}); {REPAIR}.")
+    elif idx.meta.has_fts():
+        report.passed.append("full-text table: FTS5 integrity")
 
 
 def _check_model(model: ModelRecord, verify: ModelVerifier | None, report: CheckReport) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +25,10 @@ import sqlite_utils
 
 from store import lexical
 from store.atomic import atomic_rename
-from store.errors import CorruptIndex, SchemaVersionError
+from store.errors import CorruptIndex, InvalidInput, SchemaVersionError
 from store.faults import crash_point
 from store.filtering import Filter, sql_of
+from store.metadata_json import check_label, metadata_json
 from store.records import (
     ChunkRow,
     DocumentChunk,
@@ -35,11 +38,14 @@ from store.records import (
     StoredDocument,
 )
 from store.schema import FTS_MIN_SQLITE, FTS_STATEMENTS, LIVE, LIVE_CHUNKS, SCHEMA_TRANSACTION, SCHEMA_VERSION, TARGET
+from store.storage_errors import read_only, storage_errors, translate
 
 CREATING_SUFFIX = ".new"
 """A database being created is built under ``meta.db.new`` and renamed into place when complete."""
 ID_BATCH = 900
 """Ids bound in one ``IN (…)`` (SQLite allows 999 parameters in older builds)."""
+PROGRESS_STEPS = 1000
+"""SQLite VM steps between two checks of a :meth:`MetaStore.budget` deadline."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,50 +81,139 @@ def _create_database(path: Path) -> None:
     atomic_rename(tmp, path)
 
 
+class _NoLock:
+    """The lock of a read-only store: each thread has its own connection, so none is needed."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class MetaStore:
-    """Reads and writes ``meta.db``. Writers must hold the index's :class:`~store.lock.WriterLock`."""
+    """Reads and writes ``meta.db``. Writers must hold the index's :class:`~store.lock.WriterLock`.
+
+    A writer's store has one connection, guarded by :attr:`lock`. A read-only store gives
+    each thread its own connection (SQLite's WAL lets readers run side by side), so that a
+    slow search never holds up another; it also works on a read-only filesystem.
+    """
 
     def __init__(self, path: Path, *, create: bool = False, readonly: bool = False):
         self.path = Path(path)
-        self.lock = threading.RLock()
-        """Held by every method; hold it to run several calls as one step."""
+        self.readonly = readonly
+        self.lock: threading.RLock | _NoLock = _NoLock() if readonly else threading.RLock()
+        """Held by every method of a writer's store; hold it to run several calls as one step."""
+        self._local = threading.local()
+        self._shared: sqlite3.Connection | None = None
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         if create and not self.path.exists():
-            _create_database(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db = sqlite_utils.Database(conn)
+            with storage_errors(self.path.parent):
+                _create_database(self.path)
         try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            if readonly:
-                conn.execute("PRAGMA query_only = ON")
-            else:
-                self.db.enable_wal()
-                conn.execute("PRAGMA synchronous = NORMAL")
+            conn = self.conn
             if create:
                 # Idempotent; brings an index written by an older babelindex up to date.
-                conn.executescript(SCHEMA_TRANSACTION)
-                self.ensure_fts()
+                with storage_errors(self.path.parent):
+                    conn.executescript(SCHEMA_TRANSACTION)
+                    self.ensure_fts()
             version = self.get_setting("schema_version")
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            self.close()
+            better = translate(exc, self.path.parent)
+            if better is not exc:
+                raise better from exc
             raise CorruptIndex(
                 f"{self.path} is not a readable SQLite database ({exc}). "
                 "Rebuild the index from its corpus with `indexer build`."
             ) from exc
+        except BaseException:
+            self.close()
+            raise
         if version is None:
-            conn.close()
+            self.close()
             raise CorruptIndex(f"{self.path} has no schema version: it is not a babelindex index.")
         if version > SCHEMA_VERSION:
-            conn.close()
+            self.close()
             raise SchemaVersionError(
                 f"{self.path} has schema version {version}, newer than this babelindex "
                 f"understands ({SCHEMA_VERSION}). Upgrade babelindex."
             )
 
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            # A read-only directory cannot hold SQLite's shared-memory file: open the database
+            # as immutable there (nothing can change it anyway).
+            flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "mode=ro&immutable=1"
+            uri = f"file:{urllib.parse.quote(str(self.path))}?{flags}"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        with self._connections_lock:
+            self._connections.append(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        if self.readonly:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            with storage_errors(self.path.parent):
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
+        return conn
+
     @property
     def conn(self) -> sqlite3.Connection:
-        """The raw connection, for the store's own modules and tests; hold :attr:`lock` with it."""
-        conn: sqlite3.Connection = self.db.conn
+        """This thread's connection (a reader's) or the store's one (a writer's); for the
+        store's own modules and tests. Hold :attr:`lock` while using a writer's."""
+        if not self.readonly:
+            if self._shared is None:
+                self._shared = self._connect()
+            return self._shared
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
         return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection as a ``sqlite_utils.Database``."""
+        return sqlite_utils.Database(self.conn)
+
+    def _over_budget(self) -> int:
+        deadline: float | None = getattr(self._local, "deadline", None)
+        return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+    @contextmanager
+    def budget(self, seconds: float, what: str = "this search") -> Iterator[None]:
+        """Abort the SQL work this thread does inside the block after ``seconds`` with
+        :class:`InvalidInput` (a filter or query too costly to answer)."""
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = time.monotonic() + seconds
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "interrupted" not in str(exc):
+                raise
+            raise InvalidInput(
+                f"{what} needs more than {seconds:g} s of work in the database; narrow it (a simpler "
+                "glob or fewer terms, filters or values)."
+            ) from None
+        finally:
+            self._local.deadline = previous
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Several reads that see one moment of the store (one read transaction)."""
+        with self.lock:
+            if not self.readonly:
+                yield
+                return
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
 
     @locked
     def has_fts(self) -> bool:
@@ -142,23 +237,38 @@ class MetaStore:
             raise
         self.conn.execute("COMMIT")
 
-    @locked
+    def rebuild_fts(self) -> None:
+        """Rebuild the full-text table from the chunks (``indexer repair``)."""
+        if not self.has_fts():
+            self.ensure_fts()
+            return
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+
     def close(self) -> None:
-        self.conn.close()
+        """Close every connection of this store (idempotent)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._shared = None
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error),
         holding the store's lock throughout."""
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self.lock, storage_errors(self.path.parent):
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield conn
                 crash_point("commit")
+                conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     # -- checks -----------------------------------------------------------------------------
     @locked
@@ -186,6 +296,49 @@ class MetaStore:
     def unpublished_changes(self) -> int:
         """Document rows an interrupted write left pending or retired (0 after every publish)."""
         return int(self.conn.execute("SELECT count(*) FROM documents WHERE pending = 1 OR retired = 1").fetchone()[0])
+
+    @locked
+    def invalid_metadata(self, limit: int = 5) -> tuple[int, list[str]]:
+        """Documents whose stored metadata is not a valid JSON object (NaN included): how many,
+        and the ids of the first ``limit``."""
+
+        def refuse(constant: str) -> None:
+            raise ValueError(constant)
+
+        bad: list[str] = []
+        count = 0
+        for doc_id, text in self.conn.execute("SELECT doc_id, metadata FROM documents"):
+            try:
+                valid = isinstance(json.loads(text, parse_constant=refuse), dict)
+            except (ValueError, TypeError, RecursionError):
+                valid = False
+            if not valid:
+                count += 1
+                if len(bad) < limit:
+                    bad.append(str(doc_id))
+        return count, bad
+
+    def fts_problems(self) -> str | None:
+        """What FTS5's own integrity check finds wrong with the full-text table (None: sound,
+        or no table). Raises :class:`ReadOnlyIndex` where the check cannot run (it needs a
+        writable database, though it changes nothing: its transaction is rolled back)."""
+        if not self.has_fts():
+            return None
+        if not os.access(self.path.parent, os.W_OK) or not os.access(self.path, os.W_OK):
+            raise read_only(self.path.parent)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("BEGIN")
+            try:
+                conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+            except sqlite3.DatabaseError as exc:
+                return str(exc)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return None
 
     @locked
     def has_documents(self) -> bool:
@@ -279,12 +432,12 @@ class MetaStore:
             "INSERT INTO documents (doc_id, pending, complete, source, corpus, content_hash, lang,"
             " metadata, n_chars, updated_at) VALUES (?, 1, 0, ?, ?, ?, ?, ?, ?, ?)",
             (
-                doc.doc_id,
-                doc.source,
+                check_label(doc.doc_id, "id"),
+                check_label(doc.source, "source"),
                 doc.corpus,
                 doc.content_hash,
                 doc.lang,
-                json.dumps(dict(doc.metadata), ensure_ascii=False, default=str),
+                metadata_json(doc.metadata, repr(doc.doc_id)),
                 doc.n_chars,
                 now,
             ),
@@ -420,29 +573,43 @@ class MetaStore:
         """Live chunks with their documents' fields, keyed by chunk id.
 
         Ids of chunks no longer live (deleted since the FAISS version was loaded) are absent.
+        A document's metadata is read and parsed once: its chunks share one object (treat it
+        as read-only), so many hits of one document do not multiply it.
         """
         ids = [int(i) for i in chunk_ids]
         found: dict[int, ChunkRow] = {}
+        rows: list[tuple[Any, ...]] = []
         for lo in range(0, len(ids), ID_BATCH):
             part = ids[lo : lo + ID_BATCH]
             marks = ",".join("?" * len(part))
-            rows = self.conn.execute(
-                f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang, d.metadata
+            rows += self.conn.execute(
+                f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang, d.id
                     FROM {LIVE_CHUNKS} AND c.id IN ({marks})""",
                 part,
             ).fetchall()
-            for r in rows:
-                found[r[0]] = ChunkRow(
-                    chunk_id=r[0],
-                    text=r[1],
-                    start=r[2],
-                    end=r[3],
-                    lang=r[4] or r[7],
-                    doc_id=r[5],
-                    source=r[6],
-                    metadata=json.loads(r[8]),
-                )
+        metadata = self._metadata_of(sorted({r[8] for r in rows}))
+        for r in rows:
+            found[r[0]] = ChunkRow(
+                chunk_id=r[0],
+                text=r[1],
+                start=r[2],
+                end=r[3],
+                lang=r[4] or r[7],
+                doc_id=r[5],
+                source=r[6],
+                metadata=metadata[r[8]],
+            )
         return found
+
+    def _metadata_of(self, rows: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The parsed metadata of the given document rows."""
+        out: dict[int, dict[str, Any]] = {}
+        for lo in range(0, len(rows), ID_BATCH):
+            part = list(rows[lo : lo + ID_BATCH])
+            marks = ",".join("?" * len(part))
+            for row, text in self.conn.execute(f"SELECT id, metadata FROM documents WHERE id IN ({marks})", part):
+                out[row] = json.loads(text)
+        return out
 
     @locked
     def document(self, doc_id: str) -> DocumentRow | None:

@@ -9,6 +9,8 @@ message says what happened and what to do next, so the CLI can print it as it is
     ├── CorruptIndex         a file of the index fails its checksum or cannot be read
     ├── SchemaVersionError   the index was written by a newer babelindex
     ├── UnsafeFilesystem     the index is on a network filesystem with unreliable locks
+    ├── DiskFull             the disk has no room for a write (nothing was changed)
+    ├── ReadOnlyIndex        the index is on a read-only filesystem: searchable, not writable
     ├── IndexNotReady        the index exists but cannot answer this yet (nothing published,
     │                        no full-text table): its own state, not the caller's input
     ├── ModelError
@@ -47,6 +49,15 @@ class UnsafeFilesystem(BabelIndexError):
     """The index directory is on a filesystem where file locks cannot be trusted."""
 
 
+class DiskFull(BabelIndexError):
+    """A write found no room on the disk; what was published before is untouched."""
+
+
+class ReadOnlyIndex(BabelIndexError):
+    """The index lies on a read-only filesystem (or is not writable by this user): it can be
+    searched but not written."""
+
+
 class IndexNotReady(BabelIndexError):
     """The index exists but is not in a state to answer this (e.g. its first build has not
     published anything yet); the message says which command brings it there."""
@@ -80,6 +91,7 @@ __all__ = [
     "BabelIndexError",
     "CorruptIndex",
     "DimensionMismatch",
+    "DiskFull",
     "IndexLocked",
     "IndexNotFound",
     "IndexNotReady",
@@ -88,6 +100,7 @@ __all__ = [
     "ModelError",
     "ModelMismatch",
     "ModelNotAvailable",
+    "ReadOnlyIndex",
     "SchemaVersionError",
     "UnsafeFilesystem",
 ]

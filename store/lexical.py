@@ -19,11 +19,17 @@ from store.schema import FTS_MIN_SQLITE, LIVE
 
 MIN_TERM = 3
 """The trigram tokenizer indexes 3-character substrings: shorter terms need ``LIKE``."""
+MAX_TERMS = 32
+"""Distinct terms of a query that lexical search uses (the first ones): the work of one
+query stays bounded however long the text (a pasted paragraph, a hostile request)."""
+MAX_TERM_CHARS = 256
+"""Characters of one term that lexical search uses (the first ones)."""
 
 
 def terms(query: str) -> list[str]:
-    """The distinct white-space separated terms of ``query``, in order."""
-    return list(dict.fromkeys(query.split()))
+    """The first :data:`MAX_TERMS` distinct white-space separated terms of ``query``, in order,
+    each cut to :data:`MAX_TERM_CHARS` characters."""
+    return list(dict.fromkeys(t[:MAX_TERM_CHARS] for t in query.split()))[:MAX_TERMS]
 
 
 def search(conn: sqlite3.Connection, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:

@@ -192,7 +192,8 @@ class ChunkRow:
     lang: str | None
     doc_id: str
     source: str
-    metadata: Mapping[str, Any]
+    metadata: dict[str, Any]
+    """Shared by the rows of one document read together: treat it as read-only."""
 
 
 @dataclass(frozen=True)

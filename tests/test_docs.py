@@ -202,8 +202,11 @@ def test_the_python_check_reports_a_missing_hit_field_and_index_method():
 
 # -- the HTTP API -------------------------------------------------------------------------------
 class _BareIndex:
-    """What ``create_app`` touches while building the app: only ``index.embed``, kept for the
-    query batcher. The app's lifespan (which would call it) is never run here."""
+    """What ``create_app`` touches while building the app: ``index.embed``, kept for the query
+    batcher, and ``index.path``, kept out of messages. The app's lifespan (which would call
+    them) is never run here."""
+
+    path = Path("bare.idx")
 
     def embed(self, queries: list[str]) -> object:
         raise AssertionError("the docs test must not embed anything")

@@ -282,11 +282,11 @@ def test_each_limit_gives_a_4xx_that_names_it(client_for):
     assert client.get("/stats").json()["documents"] == 6  # nothing over a limit was written
 
 
-def test_a_writer_holding_the_lock_gives_409_and_searches_go_on(client_for):
+def test_a_writer_holding_the_lock_gives_409_and_searches_go_on(client_for, tmp_path):
     from store import IndexDir
 
     client = client_for()
-    path = client.get("/stats").json()["path"]
+    path = tmp_path / "idx0"  # the copy client_for made
     with IndexDir.open_for_writing(path):  # another writer, as `indexer build` would be
         response = client.post("/documents", json={"documents": [{"id": "a", "text": "Ein Text."}]})
         assert response.status_code == 409
