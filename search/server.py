@@ -159,9 +159,11 @@ class ValidationErrors(BaseModel):
 class SearchBody(BaseModel):
     """POST /search. Give ``query`` (one text) or ``queries`` (a list of texts)."""
 
-    model_config = ConfigDict(extra="forbid")
-    query: str | None = Field(None, description="One query text, in any language.")
-    queries: list[str] | None = Field(None, description="Several query texts (answered in order).")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["query"]}, {"required": ["queries"]}]}
+    )
+    query: str | None = Field(None, min_length=1, description="One query text, in any language.")
+    queries: list[str] | None = Field(None, min_length=1, description="Several query texts (answered in order).")
     k: int = Field(10, ge=1, le=10_000, description="Hits per query (at most the server's max_k).")
     nprobe: int | None = Field(None, ge=1, le=INT32_MAX, description="IVF lists to visit (default: tuned at build).")
     mode: Mode = "dense"

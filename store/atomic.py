@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from store.storage_errors import storage_errors
+
 TMP_SUFFIX = ".tmp"
 """Temporaries are ``.<name>.<pid>.tmp`` beside their target: hidden, recognisable as
 leftovers, and distinct for two processes writing the same file (a shared cache)."""
@@ -42,18 +44,19 @@ def atomic_writer(path: Path, *, before_rename: Callable[[], None] | None = None
     """
     path = Path(path)
     tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if before_rename is not None:
-        before_rename()
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with storage_errors(path.parent):  # a full disk is DiskFull, a read-only one ReadOnlyIndex
+        try:
+            with open(tmp, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if before_rename is not None:
+            before_rename()
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -65,7 +68,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 def atomic_rename(tmp: Path, path: Path) -> None:
     """fsync the finished file ``tmp``, rename it to ``path`` and fsync the directory (for files
     written by another library under a temporary name of their own, such as SQLite's)."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with storage_errors(path.parent):
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)

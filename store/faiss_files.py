@@ -22,6 +22,7 @@ from store.errors import CorruptIndex, MissingDependency
 from store.faults import crash_point
 from store.index_types import IVF_KINDS
 from store.records import FaissInfo
+from store.storage_errors import storage_errors
 
 FAISS_DIR = "faiss"
 HASH_BLOCK = 16 << 20
@@ -36,7 +37,8 @@ def version_name(version: int) -> str:
 def write_version(index_dir: Path, version: int, index: faiss.Index) -> tuple[str, str, int]:
     """Write ``faiss/v<version>.faiss`` atomically; returns ``(file name, sha256, size in bytes)``."""
     folder = Path(index_dir) / FAISS_DIR
-    folder.mkdir(exist_ok=True)
+    with storage_errors(folder):
+        folder.mkdir(exist_ok=True)
     data = faiss.serialize_index(index).tobytes()
     name = version_name(version)
     with atomic_writer(folder / name, before_rename=lambda: crash_point("rename")) as fh:

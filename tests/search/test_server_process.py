@@ -4,6 +4,7 @@ returned once its delete has returned)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -188,3 +189,111 @@ def test_concurrent_searches_during_writes(built, tmp_path):
     assert errors == [], (errors[:3], log[-2000:])
     assert violations == []
     assert searches[0] >= 24  # the readers really ran during the writes
+
+
+def _reply_to(port: int, request: bytes, timeout: float = 10) -> bytes:
+    """What the server answers to the raw bytes ``request`` (b"" if it closes without a word)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # the server may close while we are still sending
+            sock.sendall(request)
+        try:
+            return sock.recv(4096)
+        except OSError:
+            return b""
+
+
+@pytest.mark.slow
+def test_headers_are_bounded_in_size_count_and_time_before_the_token(built, tmp_path):
+    """A 200 KB header, 100,000 headers, slow clients and too many connections are turned
+    away by the HTTP layer, before authentication, while normal requests are answered."""
+    index = tmp_path / "idx"
+    shutil.copytree(built / "idx", index)
+    server = Server(index, tmp_path / "h.log", "--header-timeout", "1", "--max-connections", "16", token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        big = b"GET /search?q=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+        assert _reply_to(server.port, big).startswith(b"HTTP/1.1 400")
+        many = b"GET /search?q=x HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 100_000 + b"\r\n"
+        assert _reply_to(server.port, many).startswith(b"HTTP/1.1 400")
+
+        # Slow clients: each sends a header line every 0.3 s, never finishing; all are cut off.
+        slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(10)]
+        for sock in slow:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started, open_ = time.monotonic(), set(range(len(slow)))
+        while open_ and time.monotonic() - started < 15:
+            for i in list(open_):
+                try:
+                    slow[i].sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    open_.discard(i)
+            time.sleep(0.3)
+        for sock in slow:
+            sock.close()
+        assert not open_, f"{len(open_)} slow connections still open after {time.monotonic() - started:.1f} s"
+        assert time.monotonic() - started < 8
+
+        # Too many connections: beyond --max-connections a request gets 503, and once the idle
+        # ones are cut off (1 s) requests are answered again.
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)]
+        try:
+            assert httpx.get(server.url + "/health", timeout=10).status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(1.5)
+        assert httpx.get(server.url + "/search", params={"q": "coffee"}, headers=auth, timeout=10).status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_server_loses_no_acknowledged_write_and_undoes_no_delete(built, tmp_path):
+    """SIGKILL the server while a client streams upserts and deletes: after a restart every
+    acknowledged write is there and no acknowledged delete has come back."""
+    import signal
+
+    index = tmp_path / "idx"
+    shutil.copytree(built / "idx", index)
+    server = Server(index, tmp_path / "k.log", token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    written: list[str] = []
+    deleted: list[str] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                doc = {"id": f"k{i}", "text": f"Ein Dokument über Flüsse, Nummer {i}."}
+                try:
+                    if client.post("/documents", json={"documents": [doc]}).status_code == 200:
+                        written.append(doc["id"])
+                    if i % 3 == 2 and client.delete(f"/documents/k{i - 1}").status_code == 200:
+                        deleted.append(f"k{i - 1}")
+                except httpx.HTTPError:
+                    return  # the server is gone
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(written) < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(server.proc.pid, signal.SIGKILL)
+    stop.set()
+    thread.join(60)
+    server.proc.wait(30)
+    assert len(written) >= 12, "the writes never got going"
+
+    again = Server(index, tmp_path / "k2.log", token=TOKEN)
+    try:
+        with httpx.Client(base_url=again.url, headers=auth, timeout=30) as client:
+            for doc_id in written:
+                expected = 404 if doc_id in deleted else 200
+                assert client.get(f"/documents/{doc_id}").status_code == expected, doc_id
+    finally:
+        again.stop()
+    from store.check import check_index
+
+    assert check_index(index).ok
