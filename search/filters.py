@@ -184,9 +184,16 @@ def parse_where(expressions: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def _cli_value(text: str) -> Any:
+    """A number if ``text`` reads as one JSON can hold (an int beyond 64 bits is a float; an
+    infinite float, ``1e400``, stays text), else the text without surrounding quotes."""
     text = text.strip()
     if _NUMBER.match(text):
-        return int(text) if text.lstrip("-").isdigit() else float(text)
+        if text.lstrip("-").isdigit():
+            number = int(text)
+            return number if INT64_MIN <= number <= INT64_MAX else float(number)
+        value = float(text)
+        if math.isfinite(value):
+            return value
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text

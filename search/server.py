@@ -156,21 +156,99 @@ class ValidationErrors(BaseModel):
     detail: list[ValidationIssue]
 
 
+# What the server accepts, stated in the schema so that a client (or a fuzzer) can know it:
+# the server checks the same rules itself, with messages of its own.
+NO_NUL = r"^[^\x00]*$"
+SOME_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+"""At least one character that is not white space, and no NUL."""
+SOME_LANGS = r"^[^\x00]*[^\s,\x00][^\x00]*$"
+KEY_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+CONDITION = rf"^(\s*{KEY_RE}\s*(!=|<=|>=|==|=|<|>)[^\x00]*|\s*{KEY_RE}\s+in\s+[^\x00]*)$"
+_SCALAR: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "maxLength": 4096, "pattern": NO_NUL},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+        {"type": "number", "minimum": -(2**63), "maximum": 2**63 - 1},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+_ORDERED: dict[str, Any] = {"anyOf": [a for a in _SCALAR["anyOf"] if a["type"] != "null"]}
+WHERE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 8,
+    "propertyNames": {"pattern": f"^{KEY_RE}$", "maxLength": 256},
+    "additionalProperties": {
+        "anyOf": [
+            _SCALAR,
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": False,
+                "properties": {
+                    **{op: _SCALAR for op in ("=", "==", "!=")},
+                    **{op: _ORDERED for op in ("<", "<=", ">", ">=")},
+                    "in": {"type": "array", "minItems": 1, "maxItems": 1024, "items": _SCALAR},
+                },
+            },
+        ]
+    },
+}
+"""The ``where`` object: at most 8 keys (of at most 8 operators: the 64 conditions of
+:data:`search.filters.MAX_CONDITIONS`)."""
+
+
 class SearchBody(BaseModel):
     """POST /search. Give ``query`` (one text) or ``queries`` (a list of texts)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"oneOf": [{"required": ["query"]}, {"required": ["queries"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["query"], "properties": {"query": {"type": "string"}}},
+                {"required": ["queries"], "properties": {"queries": {"type": "array"}}},
+            ]
+        },
     )
-    query: str | None = Field(None, min_length=1, description="One query text, in any language.")
-    queries: list[str] | None = Field(None, min_length=1, description="Several query texts (answered in order).")
+    query: str | None = Field(
+        None, min_length=1, description="One query text, in any language.", json_schema_extra={"pattern": SOME_TEXT}
+    )
+    queries: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Several query texts (answered in order).",
+        json_schema_extra={"items": {"type": "string", "pattern": SOME_TEXT}},
+    )
     k: int = Field(10, ge=1, le=10_000, description="Hits per query (at most the server's max_k).")
     nprobe: int | None = Field(None, ge=1, le=INT32_MAX, description="IVF lists to visit (default: tuned at build).")
     mode: Mode = "dense"
-    lang: str | list[str] | None = Field(None, description="Language code(s) of the chunks to search.")
-    source: str | None = Field(None, description="Glob ('docs/*.md') or prefix ('docs/') of the source.")
+    lang: str | list[str] | None = Field(
+        None,
+        description="Language code(s) of the chunks to search.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": NO_NUL},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 256,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": NO_NUL},
+                },
+                {"type": "null"},
+            ]
+        },
+    )
+    source: str | None = Field(
+        None,
+        description="Glob ('docs/*.md') or prefix ('docs/') of the source.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL}, {"type": "null"}]
+        },
+    )
     where: dict[str, Any] | None = Field(
-        None, description='Metadata conditions, e.g. {"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}.'
+        None,
+        description='Metadata conditions, e.g. {"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}.',
+        json_schema_extra={"anyOf": [WHERE_SCHEMA, {"type": "null"}]},
     )
     group_by: GroupBy | None = Field(None, description="'document': the best chunk of each document.")
 
@@ -193,10 +271,21 @@ class BatchSearchResponse(BaseModel):
 
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, description="The document's id; an existing id is replaced.")
-    text: str = Field(min_length=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = Field(None, description="A label shown in hits (default: the id); never opened.")
+    id: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="The document's id; an existing id is replaced.",
+        json_schema_extra={"pattern": NO_NUL},
+    )
+    text: str = Field(min_length=1, json_schema_extra={"pattern": SOME_TEXT})
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="A JSON object of at most 40 KiB, nested at most 16 levels."
+    )
+    source: str | None = Field(
+        None,
+        description="A label shown in hits (default: the id); never opened.",
+        json_schema_extra={"anyOf": [{"type": "string", "maxLength": 4096, "pattern": NO_NUL}, {"type": "null"}]},
+    )
 
 
 class UpsertBody(BaseModel):
@@ -250,10 +339,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in (
         (400, "A bad argument, filter or Host header"),
         (401, "The token is missing or wrong"),
+        (403, "A write to an index on a read-only filesystem"),
         (404, "No such document or chunk"),
         (409, "Another process is writing the index"),
         (413, "A request over one of the server's limits"),
         (503, "The index is not ready, damaged, or the writer's queue is full"),
+        (501, "The server lacks a library this request needs"),
         (507, "The disk is full"),
     )
 }
@@ -339,13 +430,50 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/search", response_model=SearchResponse, tags=["search"])
     async def search_get(
-        q: Annotated[str, Query(min_length=1, description="The query text, in any language.")],
+        q: Annotated[
+            str,
+            Query(
+                min_length=1, description="The query text, in any language.", json_schema_extra={"pattern": SOME_TEXT}
+            ),
+        ],
         k: Annotated[int, Query(ge=1, le=10_000, description="Hits (at most the server's max_k).")] = 10,
         mode: Mode = "dense",
-        lang: Annotated[str | None, Query(description="Comma-separated language codes: de,fr.")] = None,
-        source: Annotated[str | None, Query(description="Glob or prefix of the source.")] = None,
+        lang: Annotated[
+            str | None,
+            Query(
+                description="Comma-separated language codes: de,fr.",
+                json_schema_extra={
+                    "anyOf": [{"type": "string", "maxLength": 512, "pattern": SOME_LANGS}, {"type": "null"}]
+                },
+            ),
+        ] = None,
+        source: Annotated[
+            str | None,
+            Query(
+                description="Glob or prefix of the source.",
+                json_schema_extra={
+                    "anyOf": [
+                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL},
+                        {"type": "null"},
+                    ]
+                },
+            ),
+        ] = None,
         where: Annotated[
-            list[str] | None, Query(description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.")
+            list[str] | None,
+            Query(
+                description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.",
+                json_schema_extra={
+                    "anyOf": [
+                        {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {"type": "string", "maxLength": 1024, "pattern": CONDITION},
+                        },
+                        {"type": "null"},
+                    ]
+                },
+            ),
         ] = None,
         group_by: GroupBy | None = None,
         nprobe: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
@@ -472,6 +600,14 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         figures_of_index["path"] = Path(figures_of_index["path"]).name
         return {**figures_of_index, "server": server}
 
+    def openapi() -> dict[str, Any]:
+        """The schema, with this server's own limits in it (k, query length, batch sizes)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = with_limits(FastAPI.openapi(app), limits)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     # Outermost first: the Host check, then authentication, then the body size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if settings.token is not None:
@@ -479,6 +615,25 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     if "*" not in settings.allowed_hosts:
         app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
     return app
+
+
+def with_limits(schema: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """``schema`` (the app's OpenAPI document) stating ``limits``, so that what it allows is
+    what the server accepts."""
+    for parameter in schema["paths"]["/search"]["get"]["parameters"]:
+        if parameter["name"] == "q":
+            parameter["schema"]["maxLength"] = limits.max_query_chars
+        elif parameter["name"] == "k":
+            parameter["schema"]["maximum"] = limits.max_k
+    bodies = schema["components"]["schemas"]
+    search_body = bodies["SearchBody"]["properties"]
+    search_body["k"]["maximum"] = limits.max_k
+    search_body["query"]["maxLength"] = limits.max_query_chars
+    search_body["queries"]["maxItems"] = limits.max_queries
+    search_body["queries"]["items"]["maxLength"] = limits.max_query_chars
+    bodies["UpsertBody"]["properties"]["documents"]["maxItems"] = limits.max_documents
+    bodies["DeleteBody"]["properties"]["ids"]["maxItems"] = limits.max_ids
+    return schema
 
 
 def jsonable(value: Any) -> Any:

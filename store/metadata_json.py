@@ -35,6 +35,15 @@ def _bad_string(value: str) -> str | None:
     return None
 
 
+def _unencodable(value: str) -> str | None:
+    """Why ``value`` cannot be stored in JSON text (a NUL can: JSON escapes it), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (an invalid \\ud800-\\udfff escape)"
+    return None
+
+
 def check_label(value: str, what: str) -> str:
     """``value`` if it can be a document's ``what`` (``id``, ``source``), else InvalidInput."""
     if not isinstance(value, str) or not value:
@@ -50,8 +59,7 @@ def check_label(value: str, what: str) -> str:
 def metadata_json(metadata: Mapping[str, Any], document: str = "the document") -> str:
     """The JSON text stored for ``metadata`` (an object), or InvalidInput naming the bad field.
 
-    Refused: NaN and infinite numbers (JSON has none), strings with NUL characters or lone
-    surrogates, nesting deeper than :data:`MAX_METADATA_DEPTH`, more than
+    Refused: NaN and infinite numbers (JSON has none), strings with lone surrogates, nesting deeper than :data:`MAX_METADATA_DEPTH`, more than
     :data:`MAX_METADATA_BYTES` in all. Keys become strings; values JSON cannot hold (dates,
     say) are stored as their ``str``.
     """
@@ -63,14 +71,14 @@ def metadata_json(metadata: Mapping[str, Any], document: str = "the document") -
         where = f"metadata field {path!r} of {document}" if path else f"the metadata of {document}"
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInput(f"{where} is {value!r}, which JSON cannot store; use null or a string.")
-        if isinstance(value, str) and (problem := _bad_string(value)):
+        if isinstance(value, str) and (problem := _unencodable(value)):
             raise InvalidInput(f"{where} holds {problem}; remove it.")
         if isinstance(value, Mapping | list | tuple):
             if depth > MAX_METADATA_DEPTH:
                 raise InvalidInput(f"{where} nests deeper than {MAX_METADATA_DEPTH} levels; flatten it.")
             items = value.items() if isinstance(value, Mapping) else enumerate(value)
             for key, child in items:
-                if isinstance(key, str) and (problem := _bad_string(key)):
+                if isinstance(key, str) and (problem := _unencodable(key)):
                     raise InvalidInput(f"a metadata key of {document} holds {problem}; remove it.")
                 stack.append((f"{path}.{key}" if path else str(key), child, depth + 1))
     text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False, default=str)
