@@ -39,6 +39,7 @@ def build_index(
     precision: str | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    wait: float = 0.0,
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
@@ -56,6 +57,8 @@ def build_index(
             cluster, merged here into the same index (see :mod:`indexer.ray_engine`).
         ray_address: the Ray cluster to use with ``engine="ray"`` (default: the one this
             process is connected to, else ``$RAY_ADDRESS``, else a local one started here).
+        wait: seconds to keep trying for the writer lock while another writer (a server's
+            upserts, another build) holds it; 0 fails at once with ``IndexLocked``.
     Raises:
         ModelMismatch: the index was built with another model.
         IndexLocked: another process is writing the index.
@@ -74,7 +77,7 @@ def build_index(
     progress = progress or Progress()
     fields = RecordFields(text_field, id_field)
     is_new = not Path(index).exists()
-    with IndexDir.open_for_writing(index) as idx:
+    with IndexDir.open_for_writing(index, wait=wait) as idx:
         try:
             embedder = open_model(idx, model, precision)
         except BaseException:

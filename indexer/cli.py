@@ -38,6 +38,16 @@ MMAP_OPTION = click.option(
     "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
 )
 
+WAIT_OPTION = click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="While another process writes the index (a server's upserts, another build), keep trying for the "
+    "writer lock this long instead of failing at once.",
+)
+
 PRECISION_OPTION = click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
@@ -133,6 +143,7 @@ def cli() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
+@WAIT_OPTION
 def build(
     corpus,
     index_path,
@@ -147,6 +158,7 @@ def build(
     ray_address,
     as_json,
     quiet,
+    wait,
 ):
     """Index the documents in CORPUS (a folder or a file) into --index.
 
@@ -169,6 +181,7 @@ def build(
             precision=precision,
             engine=engine,
             ray_address=ray_address,
+            wait=wait,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -397,7 +410,8 @@ def stats(index_path, as_json, mmap):
 @click.argument("sources", nargs=-1, required=True)
 @INDEX_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def remove(sources, index_path, as_json):
+@WAIT_OPTION
+def remove(sources, index_path, as_json, wait):
     """Remove documents by SOURCE (a file, relative to its corpus root) or document id.
 
     Exits 1 if some SOURCE matched nothing (the others are removed all the same).
@@ -405,7 +419,7 @@ def remove(sources, index_path, as_json):
     from indexer.update import remove_sources
 
     try:
-        report = remove_sources(index_path, sources)
+        report = remove_sources(index_path, sources, wait=wait)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -445,12 +459,13 @@ def check(index_path, verify_model, as_json):
 
 @cli.command()
 @INDEX_OPTION
-def repair(index_path):
+@WAIT_OPTION
+def repair(index_path, wait):
     """Rebuild the FAISS index from the vectors stored in meta.db (no re-embedding)."""
     from indexer.update import repair as repair_index
 
     try:
-        info = repair_index(index_path)
+        info = repair_index(index_path, wait=wait)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     if info is None:
@@ -462,12 +477,13 @@ def repair(index_path):
 @cli.command()
 @INDEX_OPTION
 @click.option("--index-type", required=True, type=click.Choice(INDEX_TYPES), help="The new FAISS index type.")
-def reindex(index_path, index_type):
+@WAIT_OPTION
+def reindex(index_path, index_type, wait):
     """Switch the FAISS index type without re-embedding (the type is kept by later builds)."""
     from indexer.update import reindex as reindex_index
 
     try:
-        info = reindex_index(index_path, index_type)
+        info = reindex_index(index_path, index_type, wait=wait)
     except BabelIndexError as exc:
         raise _fail(exc) from None
     if info is None:

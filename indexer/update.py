@@ -1,6 +1,7 @@
 """Changing an index without a corpus folder: upsert, delete, remove, reindex, repair.
 
-Each call takes the writer lock, writes its changes through the ingestion engine
+Each call takes the writer lock (``wait``: trying for up to that many seconds while another
+writer holds it), writes its changes through the ingestion engine
 (:mod:`indexer.writer`) as pending, and publishes them before it returns: once it has
 returned, no reader is served a deleted chunk.
 """
@@ -24,8 +25,8 @@ from store.records import FaissInfo
 DocumentLike = Document | Mapping[str, Any]
 
 
-def _open(index: str | Path) -> IndexDir:
-    return IndexDir.open_for_writing(index, must_exist=True)
+def _open(index: str | Path, wait: float) -> IndexDir:
+    return IndexDir.open_for_writing(index, must_exist=True, wait=wait)
 
 
 def as_document(item: DocumentLike) -> Document:
@@ -58,7 +59,7 @@ def _encodable(text: str) -> bool:
 
 
 def upsert_documents(
-    index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None
+    index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None, wait: float = 0.0
 ) -> BuildReport:
     """Add or replace documents given as data (no files), and publish.
 
@@ -69,7 +70,7 @@ def upsert_documents(
     """
     started = time.perf_counter()
     docs = [as_document(d) for d in documents]
-    with _open(index) as idx:
+    with _open(index, wait) as idx:
         embedder = open_model(idx, model)
         report = BuildReport(index=str(index), model=embedder.name)
         writer = Writer(idx, embedder, resolve_settings(idx), report)
@@ -81,9 +82,9 @@ def upsert_documents(
     return report
 
 
-def delete_documents(index: str | Path, doc_ids: Sequence[str]) -> int:
+def delete_documents(index: str | Path, doc_ids: Sequence[str], *, wait: float = 0.0) -> int:
     """Delete documents by id, and publish; returns how many existed."""
-    with _open(index) as idx:
+    with _open(index, wait) as idx:
         deleted = idx.meta.delete_documents([str(d) for d in doc_ids])
         publish(idx, idx.settings())
     return deleted
@@ -97,9 +98,9 @@ class RemoveReport:
     missing: list[str]
 
 
-def remove_sources(index: str | Path, sources: Sequence[str]) -> RemoveReport:
+def remove_sources(index: str | Path, sources: Sequence[str], *, wait: float = 0.0) -> RemoveReport:
     """Delete the documents of the given sources (files, relative to their corpus root) or ids."""
-    with _open(index) as idx:
+    with _open(index, wait) as idx:
         found = idx.meta.doc_ids_of_sources([str(s) for s in sources])
         idx.meta.delete_documents(sorted({d for ids in found.values() for d in ids}))
         publish(idx, idx.settings())
@@ -108,20 +109,20 @@ def remove_sources(index: str | Path, sources: Sequence[str]) -> RemoveReport:
     )
 
 
-def reindex(index: str | Path, index_type: str) -> FaissInfo | None:
+def reindex(index: str | Path, index_type: str, *, wait: float = 0.0) -> FaissInfo | None:
     """Switch the FAISS index type (one of ``indexer.choices.INDEX_TYPES``) from the stored
     vectors, without re-embedding; the type is recorded for later builds. ``None`` for an
     index that has no chunks yet."""
-    with _open(index) as idx:
+    with _open(index, wait) as idx:
         return publish(idx, resolve_settings(idx, index_type=index_type), rebuild=True)
 
 
-def repair(index: str | Path) -> FaissInfo | None:
+def repair(index: str | Path, *, wait: float = 0.0) -> FaissInfo | None:
     """Rebuild the FAISS index from the vectors stored in SQLite (no re-embedding).
 
     Also rebuilds the full-text table, publishes complete documents an interrupted build
     left pending, drops unfinished ones, and removes leftover temporary files.
     """
-    with _open(index) as idx:
+    with _open(index, wait) as idx:
         idx.meta.rebuild_fts()
         return publish(idx, idx.settings(), rebuild=True)

@@ -25,6 +25,7 @@ from store.lock import LOCK_FILE, WriterLock
 from store.records import DiskUsage, FaissInfo, IndexParams, IndexSettings, ModelRecord
 from store.schema import DB_FILE
 from store.staging import StagingArea
+from store.storage_errors import storage_errors
 
 ADD_BATCH = 8192
 """Vectors fetched from SQLite and added to FAISS at a time when a version is updated."""
@@ -63,8 +64,9 @@ class IndexDir:
         self._lock = lock
 
     @classmethod
-    def open_for_writing(cls, path: str | Path, *, must_exist: bool = False) -> IndexDir:
-        """Create the directory if needed and take the writer lock (or raise ``IndexLocked``).
+    def open_for_writing(cls, path: str | Path, *, must_exist: bool = False, wait: float = 0.0) -> IndexDir:
+        """Create the directory if needed and take the writer lock, trying for up to ``wait``
+        seconds (or raise ``IndexLocked``).
 
         With ``must_exist``, raise ``IndexNotFound`` instead of creating a new index.
         """
@@ -79,10 +81,11 @@ class IndexDir:
             raise InvalidInput(
                 f"{path} is a non-empty directory that is not a babelindex index; choose a new or empty --index path."
             )
-        path.mkdir(parents=True, exist_ok=True)
+        with storage_errors(path):
+            path.mkdir(parents=True, exist_ok=True)
         _check_filesystem(path)
         lock = WriterLock(path)
-        lock.acquire()
+        lock.acquire(wait)
         try:
             meta = MetaStore(path / DB_FILE, create=True)
         except BaseException:

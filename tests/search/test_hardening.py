@@ -363,3 +363,20 @@ def test_the_openapi_schema_lists_the_errors_and_refuses_what_the_server_refuses
     assert q["schema"]["minLength"] == 1
     body = schema["components"]["schemas"]["SearchBody"]
     assert [branch["required"] for branch in body["oneOf"]] == [["query"], ["queries"]]
+
+
+def test_a_cli_writer_can_wait_for_the_lock_instead_of_failing(index_path):
+    """Under steady HTTP writes a CLI write was refused every time: --wait keeps trying."""
+    from click.testing import CliRunner
+
+    from indexer.cli import cli
+
+    holder = IndexDir.open_for_writing(index_path)
+    try:
+        refused = CliRunner().invoke(cli, ["remove", "r1", "--index", str(index_path)])
+        assert refused.exit_code == 1 and "is being written by" in refused.output
+        threading.Timer(1.0, holder.close).start()  # the other writer finishes in a second
+        waited = CliRunner().invoke(cli, ["remove", "r1", "--index", str(index_path), "--wait", "60"])
+        assert waited.exit_code == 0 and "Removed 1 document" in waited.output, waited.output
+    finally:
+        holder.close()
