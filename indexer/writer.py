@@ -44,6 +44,7 @@ from store.errors import BabelIndexError, InvalidInput
 from store.faults import crash_point
 from store.index_dir import IndexDir
 from store.index_types import require_index_type
+from store.metadata_json import check_label, metadata_json
 from store.records import DocumentState, FaissInfo, IndexSettings, StoredChunk, StoredDocument
 
 FLUSH_CHUNKS = 512
@@ -294,6 +295,10 @@ class Writer:
         """
         for note in doc.notes:
             self.report.warnings.append({"source": doc.source, "warning": note})
+        refused = self._refused(doc)
+        if refused is not None:
+            self._drop(refused, doc)
+            return
         try:
             digest = content_hash(doc, self.settings)
             chunks = self.chunk(doc) if self.triage(doc.doc_id, doc.source, digest) else None
@@ -304,6 +309,17 @@ class Writer:
             return
         if chunks is not None:
             self.embed_and_write(doc, digest, chunks)
+
+    def _refused(self, doc: Document) -> Skipped | None:
+        """Why the store would refuse ``doc`` (its id, source or metadata: NaN, too large, too
+        deep; see :mod:`store.metadata_json`), as a skip; None if it can be stored."""
+        try:
+            check_label(doc.doc_id, "id")
+            check_label(doc.source, "source")
+            metadata_json(doc.metadata, repr(doc.doc_id))
+        except InvalidInput as exc:
+            return Skipped(doc.source, str(exc))
+        return None
 
     def chunk(self, doc: Document) -> list[StoredChunk]:
         """The chunks of ``doc`` with this writer's model and settings (no vectors yet)."""
@@ -426,7 +442,10 @@ class Writer:
         docs = []
         for item in items:
             doc, digest, n_chars, chunks = item.document, item.content_hash, item.n_chars, item.chunks
-            if not chunks:
+            refused = self._refused(doc)
+            if refused is not None:
+                self._report_skip(refused)
+            elif not chunks:
                 self._report_skip(Skipped(doc.source, "no text to index"))
             elif len(chunks) > FLUSH_CHUNKS:
                 self._write_large(doc, digest, chunks, usable, n_chars=n_chars)

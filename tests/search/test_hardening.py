@@ -380,3 +380,16 @@ def test_a_cli_writer_can_wait_for_the_lock_instead_of_failing(index_path):
         assert waited.exit_code == 0 and "Removed 1 document" in waited.output, waited.output
     finally:
         holder.close()
+
+
+def test_a_corpus_record_with_nan_metadata_is_skipped_with_its_reason_and_the_build_goes_on(tmp_path):
+    lines = ['{"id": "ok", "text": "Ein guter Text."}', '{"id": "nan", "text": "Ein Text.", "year": NaN}']
+    corpus = write_files(tmp_path / "c", {"r.jsonl": "\n".join(lines)})
+    report = build_index(corpus, tmp_path / "idx", model=MODEL, id_field="id")
+    assert report.documents_added == 1
+    assert any("metadata field 'year'" in s["reason"] and "is nan" in s["reason"] for s in report.skipped), (
+        report.skipped
+    )
+    with Index.open(tmp_path / "idx", model=MODEL) as index:
+        assert [h.doc_id for h in index.search("Text", k=5, where={"year": {">": 1}})] == []
+        assert index.get_document("ok") is not None
