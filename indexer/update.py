@@ -8,6 +8,7 @@ returned, no reader is served a deleted chunk.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 from indexer.embedding import Embedder
 from indexer.reading import Document
 from indexer.writer import BuildReport, Writer, open_model, publish, resolve_settings
-from store.errors import InvalidInput
+from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
 from store.metadata_json import check_label, metadata_json
 from store.records import FaissInfo
@@ -124,5 +125,18 @@ def repair(index: str | Path, *, wait: float = 0.0) -> FaissInfo | None:
     left pending, drops unfinished ones, and removes leftover temporary files.
     """
     with _open(index, wait) as idx:
-        idx.meta.rebuild_fts()
-        return publish(idx, idx.settings(), rebuild=True)
+        try:
+            damage = idx.meta.integrity_problems()
+            if damage:
+                raise CorruptIndex(
+                    f"{idx.path / 'meta.db'} is damaged ({'; '.join(damage)}): repair rebuilds the FAISS and "
+                    "full-text indexes from it, and it cannot be trusted now. Rebuild the index from its corpus "
+                    "with `indexer build` into a new --index."
+                )
+            idx.meta.rebuild_fts()
+            return publish(idx, idx.settings(), rebuild=True)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndex(
+                f"{idx.path / 'meta.db'} cannot be read ({exc}). Rebuild the index from its corpus with "
+                "`indexer build` into a new --index."
+            ) from None

@@ -450,7 +450,7 @@ class Index:
         ``file_bytes_per_vector``, ``memory_bytes``, ``memory_bytes_per_vector``, ``mmap``)."""
         meta = self._store.meta
         index, info = self._loaded
-        with meta.lock:  # the counts of one moment
+        with meta.snapshot():  # the counts of one moment
             documents, chunks, languages = meta.count("documents"), meta.count("chunks"), meta.languages()
         return {
             "path": str(self.path),

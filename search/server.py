@@ -373,7 +373,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(index.embed, ["warm-up"])  # load the model before the first request
         await batcher.start()
-        refresher = asyncio.get_running_loop().create_task(_refresh_loop(index, settings.refresh_seconds))
+        refresher = asyncio.get_running_loop().create_task(refresh_loop(index, settings.refresh_seconds))
         try:
             yield
         finally:
@@ -679,7 +679,7 @@ def _check_queries(queries: Sequence[str], k: int, limits: Limits) -> None:
             )
 
 
-async def _refresh_loop(index: Index, seconds: float) -> None:
+async def refresh_loop(index: Index, seconds: float) -> None:
     """Pick up versions published by other processes (``indexer build`` while serving)."""
     while True:
         await asyncio.sleep(seconds)

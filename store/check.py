@@ -57,56 +57,61 @@ def check_index(path: str | Path, *, verify_model: ModelVerifier | None = None) 
         return report
     with idx:
         try:
-            integrity = idx.meta.integrity_problems()
-        except sqlite3.DatabaseError as exc:
-            report.problems.append(f"{DB_FILE} cannot be read ({exc}); rebuild the index with `indexer build`.")
-            return report
-        if integrity:
-            report.problems.append(
-                f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity)}); "
-                "rebuild the index from its corpus with `indexer build` into a new --index."
-            )
-            return report
-        report.passed.append(f"{DB_FILE}: SQLite integrity")
-        _check_metadata(idx, report)
-        _check_fts(idx, report)
-
-        model = idx.model_record()
-        if model is None:
-            if idx.meta.has_documents():
-                report.problems.append(f"documents are stored but no model is recorded; {REBUILD}.")
-            else:
-                report.warnings.append(
-                    "the index is empty: its first build stopped before it began; run `indexer build`."
-                )
-            return report
-        _check_model(model, verify_model, report)
-
-        live = idx.meta.chunk_ids()
-        _check_vectors(idx, live, model.dimension, report)
-
-        info = idx.faiss_info()
-        if info is None:
-            if len(live):
-                report.problems.append(f"no FAISS index is recorded for {len(live)} chunks; {REPAIR}.")
-            else:
-                report.warnings.append("nothing is published yet: the first build did not finish; run `indexer build`.")
-        else:
-            try:
-                index = faiss_files.read_version(path, info)
-            except BabelIndexError as exc:
-                report.problems.append(str(exc))
-            else:
-                report.passed.append(f"FAISS file {info.file}: size {info.size} bytes and sha256 match")
-                _check_ids(index, live, model.dimension, info, report)
-        _check_leftovers(idx, info, report)
-        pending = idx.meta.unpublished_changes()
-        if pending:
-            report.warnings.append(
-                f"{pending} document changes of an interrupted build or update wait to be "
-                "published; run `indexer build` again (or `indexer repair`) to finish them."
-            )
+            _check(idx, path, verify_model, report)
+        except BabelIndexError as exc:  # a record that cannot be read is one more problem, not a crash
+            report.problems.append(str(exc))
     return report
+
+
+def _check(idx: IndexDir, path: Path, verify_model: ModelVerifier | None, report: CheckReport) -> None:
+    try:
+        integrity = idx.meta.integrity_problems()
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"{DB_FILE} cannot be read ({exc}); rebuild the index with `indexer build`.")
+        return
+    if integrity:
+        report.problems.append(
+            f"{DB_FILE} fails SQLite's integrity check ({'; '.join(integrity)}); "
+            "rebuild the index from its corpus with `indexer build` into a new --index."
+        )
+        return
+    report.passed.append(f"{DB_FILE}: SQLite integrity")
+    _check_metadata(idx, report)
+    _check_fts(idx, report)
+
+    model = idx.model_record()
+    if model is None:
+        if idx.meta.has_documents():
+            report.problems.append(f"documents are stored but no model is recorded; {REBUILD}.")
+        else:
+            report.warnings.append("the index is empty: its first build stopped before it began; run `indexer build`.")
+        return
+    _check_model(model, verify_model, report)
+
+    live = idx.meta.chunk_ids()
+    _check_vectors(idx, live, model.dimension, report)
+
+    info = idx.faiss_info()
+    if info is None:
+        if len(live):
+            report.problems.append(f"no FAISS index is recorded for {len(live)} chunks; {REPAIR}.")
+        else:
+            report.warnings.append("nothing is published yet: the first build did not finish; run `indexer build`.")
+    else:
+        try:
+            index = faiss_files.read_version(path, info)
+        except BabelIndexError as exc:
+            report.problems.append(str(exc))
+        else:
+            report.passed.append(f"FAISS file {info.file}: size {info.size} bytes and sha256 match")
+            _check_ids(index, live, model.dimension, info, report)
+    _check_leftovers(idx, info, report)
+    pending = idx.meta.unpublished_changes()
+    if pending:
+        report.warnings.append(
+            f"{pending} document changes of an interrupted build or update wait to be "
+            "published; run `indexer build` again (or `indexer repair`) to finish them."
+        )
 
 
 def _check_metadata(idx: IndexDir, report: CheckReport) -> None:
@@ -168,13 +173,16 @@ def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: Chec
     if missing:
         report.problems.append(f"{missing} chunks have no stored vector; {REBUILD}.")
         return
-    bad = 0
-    for _ids, vecs in _stream(idx, dimension, report):
+    bad: list[int] = []
+    for ids, vecs in _stream(idx, dimension, report):
         norms = np.linalg.norm(vecs, axis=1)
-        bad += int((~np.isfinite(vecs).all(axis=1) | (np.abs(norms - 1) > 1e-3)).sum())
+        bad += ids[~np.isfinite(vecs).all(axis=1) | (np.abs(norms - 1) > 1e-3)].tolist()
     if bad:
+        docs = idx.meta.documents_of_chunks(bad)
         report.problems.append(
-            f"{bad} stored vectors are not finite unit vectors; rebuild the index with `indexer build`."
+            f"{len(bad)} stored vectors are not finite unit vectors, in {len(docs)} documents "
+            f"({', '.join(map(repr, docs[:5]))}{' …' if len(docs) > 5 else ''}). Remove them with `indexer remove "
+            "ID…`, then `indexer build CORPUS` embeds them again (or upsert them again)."
         )
     else:
         report.passed.append(f"{len(live)} live chunks, each with a finite unit vector of {dimension} float32")

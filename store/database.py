@@ -206,7 +206,7 @@ class MetaStore:
     def snapshot(self) -> Iterator[None]:
         """Several reads that see one moment of the store (one read transaction)."""
         with self.lock:
-            if not self.readonly:
+            if not self.readonly or self.conn.in_transaction:
                 yield
                 return
             self.conn.execute("BEGIN")
@@ -348,8 +348,17 @@ class MetaStore:
     # -- settings ---------------------------------------------------------------------------
     @locked
     def get_setting(self, key: str, default: Any = None) -> Any:
+        """A setting's JSON value, or ``default``; :class:`CorruptIndex` if it is not JSON."""
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise CorruptIndex(
+                f"the setting {key!r} in {self.path} is not valid JSON: the file was changed by hand or damaged. "
+                "Rebuild the index from its corpus with `indexer build` into a new --index."
+            ) from None
 
     @locked
     def set_setting(self, key: str, value: Any) -> None:
@@ -524,6 +533,20 @@ class MetaStore:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     @locked
+    def documents_of_chunks(self, chunk_ids: Sequence[int]) -> list[str]:
+        """The distinct doc_ids the given chunks belong to, sorted."""
+        found: set[str] = set()
+        for lo in range(0, len(chunk_ids), ID_BATCH):
+            part = [int(i) for i in chunk_ids[lo : lo + ID_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT DISTINCT d.doc_id FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
+                part,
+            )
+            found.update(str(r[0]) for r in rows)
+        return sorted(found)
+
+    @locked
     def lexical_search(self, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:
         """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query`` by full text
         (see :mod:`store.lexical`: scores are ``-bm25``, higher is better), best first."""
@@ -579,15 +602,16 @@ class MetaStore:
         ids = [int(i) for i in chunk_ids]
         found: dict[int, ChunkRow] = {}
         rows: list[tuple[Any, ...]] = []
-        for lo in range(0, len(ids), ID_BATCH):
-            part = ids[lo : lo + ID_BATCH]
-            marks = ",".join("?" * len(part))
-            rows += self.conn.execute(
-                f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang, d.id
-                    FROM {LIVE_CHUNKS} AND c.id IN ({marks})""",
-                part,
-            ).fetchall()
-        metadata = self._metadata_of(sorted({r[8] for r in rows}))
+        with self.snapshot():  # the chunks and their documents' metadata of one moment
+            for lo in range(0, len(ids), ID_BATCH):
+                part = ids[lo : lo + ID_BATCH]
+                marks = ",".join("?" * len(part))
+                rows += self.conn.execute(
+                    f"""SELECT c.id, c.text, c.start, c."end", c.lang, d.doc_id, d.source, d.lang, d.id
+                        FROM {LIVE_CHUNKS} AND c.id IN ({marks})""",
+                    part,
+                ).fetchall()
+            metadata = self._metadata_of(sorted({r[8] for r in rows}))
         for r in rows:
             found[r[0]] = ChunkRow(
                 chunk_id=r[0],
@@ -614,28 +638,29 @@ class MetaStore:
     @locked
     def document(self, doc_id: str) -> DocumentRow | None:
         """A live document and its chunks in order, or ``None`` if there is none."""
-        row = self.conn.execute(
-            f"SELECT d.id, d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at FROM documents d "
-            f"WHERE d.doc_id = ? AND {LIVE}",
-            (doc_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        chunks = self.conn.execute(
-            'SELECT id, ord, text, start, "end", lang FROM chunks WHERE document = ? ORDER BY ord', (row[0],)
-        ).fetchall()
-        return DocumentRow(
-            doc_id=row[1],
-            source=row[2],
-            lang=row[3],
-            metadata=json.loads(row[4]),
-            n_chars=row[5],
-            updated_at=row[6],
-            chunks=tuple(
-                DocumentChunk(chunk_id=c[0], ord=c[1], text=c[2], start=c[3], end=c[4], lang=c[5] or row[3])
-                for c in chunks
-            ),
-        )
+        with self.snapshot():  # the document and its chunks of one moment
+            row = self.conn.execute(
+                f"SELECT d.id, d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at FROM documents d "
+                f"WHERE d.doc_id = ? AND {LIVE}",
+                (doc_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            chunks = self.conn.execute(
+                'SELECT id, ord, text, start, "end", lang FROM chunks WHERE document = ? ORDER BY ord', (row[0],)
+            ).fetchall()
+            return DocumentRow(
+                doc_id=row[1],
+                source=row[2],
+                lang=row[3],
+                metadata=json.loads(row[4]),
+                n_chars=row[5],
+                updated_at=row[6],
+                chunks=tuple(
+                    DocumentChunk(chunk_id=c[0], ord=c[1], text=c[2], start=c[3], end=c[4], lang=c[5] or row[3])
+                    for c in chunks
+                ),
+            )
 
     @locked
     def chunk_texts(self, limit: int | None = None) -> list[str]:
@@ -659,6 +684,12 @@ def _to_blob(vector: np.ndarray) -> bytes:
 
 
 def _from_blob(blob: bytes, dimension: int) -> np.ndarray:
+    if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+        size = len(blob) if isinstance(blob, bytes) else 0
+        raise CorruptIndex(
+            f"a stored vector has {size} bytes where the index's vectors have {4 * dimension} "
+            f"({dimension} float32). Rebuild the index with `indexer build` into a new --index."
+        )
     vec = np.frombuffer(blob, dtype="<f4")
     if vec.shape != (dimension,):
         raise CorruptIndex(

@@ -15,7 +15,6 @@ import hashlib
 from pathlib import Path
 
 import faiss
-import numpy as np
 
 from store.atomic import TMP_SUFFIX, atomic_writer
 from store.errors import CorruptIndex, MissingDependency
@@ -52,25 +51,21 @@ def write_version(index_dir: Path, version: int, index: faiss.Index) -> tuple[st
 def read_version(index_dir: Path, info: FaissInfo, *, mmap: bool = False) -> faiss.Index:
     """Load a published version after checking its size and sha256; else :class:`CorruptIndex`.
 
-    With ``mmap``, the file is hashed in blocks of :data:`HASH_BLOCK` bytes (memory stays
-    constant: one sequential read of the file, at disk or page-cache speed) and then mapped
-    read-only instead of read: for IVF kinds the inverted lists (``IO_FLAG_MMAP``, FAISS's
+    The file is hashed in blocks of :data:`HASH_BLOCK` bytes (memory stays constant: one
+    sequential read, at disk or page-cache speed), then read by FAISS (one copy of the
+    index in memory). With ``mmap`` it is mapped read-only instead of read: for IVF kinds the inverted lists (``IO_FLAG_MMAP``, FAISS's
     on-disk inverted lists), for ``flat`` and ``hnsw`` the stored vectors (``IO_FLAG_MMAP_IFC``,
     FAISS ≥ 1.10; HNSW's graph is still read into memory). Published files are never
     rewritten in place (each version is a new file), so the bytes hashed are the bytes
     mapped; a mapped version stays readable after a writer removes its file.
     """
     path = Path(index_dir) / FAISS_DIR / info.file
-    data = b""
+    flags = _mmap_flags(info) if mmap else 0
     try:
-        if mmap:
-            flags = _mmap_flags(info)
-            size = path.stat().st_size
-            digest = sha256_file(path) if size == info.size else None
-        else:
-            data = path.read_bytes()
-            size = len(data)
-            digest = hashlib.sha256(data).hexdigest() if size == info.size else None
+        # Hashed in blocks, then read (or mapped) by FAISS itself: one copy of the index in
+        # memory, never the file's bytes beside it.
+        size = path.stat().st_size
+        digest = sha256_file(path) if size == info.size else None
     except FileNotFoundError:
         raise CorruptIndex(f"the FAISS file {path} is missing. {REPAIR}") from None
     if size != info.size:
@@ -82,9 +77,7 @@ def read_version(index_dir: Path, info: FaissInfo, *, mmap: bool = False) -> fai
             f"the FAISS file {path} fails its checksum (its sha256 differs from the recorded one): it is damaged. {REPAIR}"
         )
     try:
-        if mmap:
-            return faiss.read_index(str(path), flags)
-        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        return faiss.read_index(str(path), flags)
     except RuntimeError as exc:  # FAISS could not deserialise what the checksum vouched for
         raise CorruptIndex(f"the FAISS file {path} cannot be loaded ({exc}). {REPAIR}") from None
 

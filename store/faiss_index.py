@@ -292,6 +292,11 @@ def search(
     if ids is None:
         if ivf is not None and nprobe is not None:
             params = ivf_params(index, nprobe)
+        else:
+            graph = _inner(index)
+            if isinstance(graph, faiss.IndexHNSW) and k > int(graph.hnsw.efSearch):
+                # HNSW returns at most efSearch candidates: as many as asked, for large k.
+                params = faiss.SearchParametersHNSW(efSearch=k)  # type: ignore[attr-defined]
     else:
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
         inner = _inner(index)

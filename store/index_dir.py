@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import faiss
 import numpy as np
@@ -27,6 +28,7 @@ from store.schema import DB_FILE
 from store.staging import StagingArea
 from store.storage_errors import storage_errors
 
+R = TypeVar("R")
 ADD_BATCH = 8192
 """Vectors fetched from SQLite and added to FAISS at a time when a version is updated."""
 
@@ -115,12 +117,22 @@ class IndexDir:
     def faiss_info(self) -> FaissInfo | None:
         """The current FAISS version's record (``None`` before the first publish)."""
         data = self.meta.get_setting("faiss")
-        return None if data is None else FaissInfo.from_json(data)
+        return None if data is None else self._record("faiss", lambda: FaissInfo.from_json(data))
 
     def model_record(self) -> ModelRecord | None:
         """The model the index was built with (``None`` before the first build recorded it)."""
         data = self.meta.get_setting("model")
-        return None if data is None else ModelRecord.from_json(data)
+        return None if data is None else self._record("model", lambda: ModelRecord.from_json(data))
+
+    def _record(self, key: str, read: Callable[[], R]) -> R:
+        """``read()`` of a recorded setting, or :class:`CorruptIndex` if its fields are wrong."""
+        try:
+            return read()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptIndex(
+                f"the setting {key!r} in {self.path / DB_FILE} has wrong fields ({exc}): the file was changed "
+                "by hand or damaged. Rebuild the index from its corpus with `indexer build` into a new --index."
+            ) from None
 
     def record_model(self, record: ModelRecord) -> None:
         """Record the index's model (once, when it is created)."""
@@ -129,7 +141,8 @@ class IndexDir:
 
     def settings(self) -> IndexSettings:
         """The recorded chunking and index type (the defaults where nothing is recorded)."""
-        return IndexSettings.from_json(self.meta.get_setting("build"))
+        data = self.meta.get_setting("build")
+        return self._record("build", lambda: IndexSettings.from_json(data))
 
     def record_settings(self, settings: IndexSettings) -> None:
         """Record the chunking and index type that later builds keep."""

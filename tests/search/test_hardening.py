@@ -283,10 +283,10 @@ def test_the_python_api_raises_invalid_input_for_those_inputs(index_path):
 
 
 # -- 11. the refresh loop lives on -------------------------------------------------------------------
-def test_the_refresh_loop_survives_any_exception(caplog):
+def test_therefresh_loop_survives_any_exception(caplog):
     import asyncio
 
-    from search.server import _refresh_loop
+    from search.server import refresh_loop
 
     calls = []
 
@@ -298,7 +298,7 @@ def test_the_refresh_loop_survives_any_exception(caplog):
             return False
 
     async def main() -> None:
-        task = asyncio.get_running_loop().create_task(_refresh_loop(Flaky(), 0.01))
+        task = asyncio.get_running_loop().create_task(refresh_loop(Flaky(), 0.01))
         while len(calls) < 3:
             await asyncio.sleep(0.01)
         task.cancel()
