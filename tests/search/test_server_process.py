@@ -297,3 +297,59 @@ def test_a_killed_server_loses_no_acknowledged_write_and_undoes_no_delete(built,
     from store.check import check_index
 
     assert check_index(index).ok
+
+
+@pytest.mark.slow
+def test_cli_writers_wait_their_turn_beside_http_writes_and_searches(built, tmp_path):
+    """While a client streams upserts and searches over HTTP, `indexer build --wait` and
+    `indexer remove --wait` from the command line get the lock in turn and succeed; no
+    request fails (an upsert that meets a CLI writer gets 409 with Retry-After, and its
+    retry succeeds)."""
+    from tests.helpers import write_files
+
+    index = tmp_path / "idx"
+    shutil.copytree(built / "idx", index)
+    server = Server(index, tmp_path / "w.log", token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    errors: list[str] = []
+    refused: list[float] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
+            i = 0
+            while not stop.is_set():
+                doc = {"id": f"w{i}", "text": f"Ein Dokument über Berge, Nummer {i}."}
+                upsert = client.post("/documents", json={"documents": [doc]})
+                if upsert.status_code == 409:  # a CLI writer holds the lock: retry after Retry-After
+                    refused.append(float(upsert.headers["retry-after"]))
+                    time.sleep(refused[-1])
+                    continue
+                for response in (upsert, client.get("/search", params={"q": "Berge", "k": 3})):
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code} {response.text[:200]}")
+                i += 1
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    extra = write_files(tmp_path / "extra", {"neu.txt": "Ein neues Dokument über Gletscher."})
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    try:
+        time.sleep(1.0)
+        for args in (
+            ["build", str(extra), "--index", str(index), "--wait", "120", "--quiet"],
+            ["remove", "w0", "--index", str(index), "--wait", "120"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "indexer.cli", *args], env=env, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+    finally:
+        stop.set()
+        thread.join(120)
+        server.stop()
+    assert errors == []
+    from search import Index
+
+    with Index.open(index) as opened:
+        assert opened.get_document("neu.txt") is not None and opened.get_document("w0") is None
