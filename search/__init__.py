@@ -12,8 +12,7 @@ torch; ``Index`` loads FAISS, and the model loads on the first query.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from store.errors import (
     BabelIndexError,
@@ -32,6 +31,7 @@ from store.errors import (
     SchemaVersionError,
     UnsafeFilesystem,
 )
+from store.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from indexer.build import build_index
@@ -47,13 +47,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes("search", _LAZY, globals())
 
 
 __all__ = [

@@ -80,18 +80,10 @@ class Hit:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list).
+        """The fields as a JSON-ready dict (the same names as the attributes; ``signals`` a list)
+        with its own copy of the metadata, safe to change.
 
         Written out rather than ``dataclasses.asdict``, which costs a tenth of an HTTP search."""
-        return {
-            "score": self.score,
-            "text": self.text,
-            "doc_id": self.doc_id,
-            "chunk_id": self.chunk_id,
-            "source": self.source,
-            "lang": self.lang,
-            "start": self.start,
-            "end": self.end,
-            "metadata": copy.deepcopy(self.metadata) if self.metadata else {},
-            "signals": list(self.signals),
-        }
+        data = self.as_json()
+        data["metadata"] = copy.deepcopy(self.metadata) if self.metadata else {}
+        return data

@@ -7,8 +7,7 @@ sqlite-utils; ``from store import IndexDir`` loads them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from store.errors import (
     BabelIndexError,
@@ -27,6 +26,7 @@ from store.errors import (
     SchemaVersionError,
     UnsafeFilesystem,
 )
+from store.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from store.index_dir import IndexDir
@@ -42,13 +42,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes("store", _LAZY, globals())
 
 
 __all__ = [
