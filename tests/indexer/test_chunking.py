@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import time
 
 import pytest
 from tokenizers import Tokenizer
@@ -319,3 +320,53 @@ def test_offsets_count_characters_not_bytes(count):
     _check_invariants(text, spans, count, 8)
     assert text[spans[0].start : spans[0].end].startswith("Ünïcödé")
     assert text[spans[-1].start : spans[-1].end].endswith("Last sentence.")
+
+
+# --- Time: linear whatever the punctuation (issue 17) -----------------------------------------
+
+
+@pytest.mark.parametrize("punctuated", [False, True])
+def test_a_megabyte_of_words_is_chunked_in_seconds(tiny_model, punctuated):
+    """Cutting a sentence by tokens used to re-tokenise every prefix: 320 KB without a sentence
+    end took 75 s, 1 MB about 12 min. The bound is generous (about 1 s here)."""
+    rnd = random.Random(7)
+    words = [rnd.choice(WORDS) for _ in range(170_000)]
+    if punctuated:
+        words = [w + "." if i % 12 == 11 else w for i, w in enumerate(words)]
+    text = " ".join(words)[:1_000_000]
+    started = time.perf_counter()
+    spans = chunk_text(text, tiny_model.count_tokens, max_tokens=tiny_model.max_tokens)
+    seconds = time.perf_counter() - started
+    assert seconds < 5, f"{seconds:.1f} s for 1 MB"
+    assert all(s.n_tokens <= 256 for s in spans)
+    _assert_covered(text, spans)
+
+
+def test_a_long_sentence_is_cut_into_pieces_that_fill_the_limit(count):
+    rnd = random.Random(8)
+    text = " ".join(rnd.choice(WORDS) for _ in range(20_000))
+    spans = chunk_text(text, count, max_tokens=256, target_tokens=100, overlap_tokens=0)
+    _check_invariants(text, spans, count, 100)
+    assert sum(s.n_tokens for s in spans[:-1]) >= 0.97 * 100 * (len(spans) - 1)
+
+
+def test_a_tokenizer_that_adds_tokens_between_words_still_gets_pieces_within_the_limit():
+    """Any TokenCounter works: here joining two words costs a token the words alone do not show."""
+
+    def count(texts):
+        return [len(t.split()) * 2 - 1 if t.strip() else 0 for t in texts]  # a separator token between words
+
+    text = " ".join(["word"] * 1000)
+    spans = chunk_text(text, count, max_tokens=512, target_tokens=31, overlap_tokens=0)
+    assert all(count([text[s.start : s.end]])[0] == s.n_tokens <= 31 for s in spans)
+    assert all(s.n_tokens >= 29 for s in spans[:-1])  # FILL: at least 95% of the limit
+    _assert_covered(text, spans)
+
+
+def test_a_single_word_of_a_million_tokens_is_cut_quickly(count):
+    word = "a-" * 500_000
+    started = time.perf_counter()
+    spans = chunk_text(word, count, max_tokens=256, target_tokens=256, overlap_tokens=0)
+    assert time.perf_counter() - started < 20
+    assert "".join(word[s.start : s.end] for s in spans) == word
+    assert all(s.n_tokens <= 256 for s in spans) and sum(s.n_tokens for s in spans) == 1_000_000
