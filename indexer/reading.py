@@ -223,19 +223,126 @@ def _one(rel: str, text: str, metadata: dict[str, Any]) -> Document | Skipped:
     return Document(doc_id=rel, source=rel, text=text, metadata=metadata, notes=(note,) if note else ())
 
 
+MAX_HTML_DEPTH = 1000
+"""HTML nested deeper than this is read by :func:`_flat_html_text` (lxml, even with
+``huge_tree``, drops everything below about 2,000 levels, and without it below 256)."""
+
+
 def _html_text(html: str) -> tuple[str, dict[str, Any]]:
     import html_text
+    import lxml.etree
     import lxml.html
 
+    body = html.strip().replace("\x00", "").encode("utf-8", "replace") or b"<html/>"
+    parser = lxml.html.HTMLParser(recover=True, encoding="utf-8", huge_tree=True)
     try:
-        tree = html_text.parse_html(html)
+        tree = lxml.etree.fromstring(body, parser=parser)
+        if tree is None:
+            tree = lxml.etree.fromstring(b"<html/>", parser=parser)
     except (ValueError, lxml.etree.ParserError) as exc:
         raise NotText(f"unparseable HTML: {exc}") from exc
     title = tree.findtext(".//title")
     for head in tree.xpath("//head"):
         head.drop_tree()  # the <title> is metadata, not page text
     text = html_text.extract_text(tree, guess_layout=True)
+    if not text.strip() or _depth(tree) >= MAX_HTML_DEPTH:
+        flat_text, flat_title = _flat_html_text(html)
+        if flat_text.strip():
+            text, title = flat_text, title or flat_title
     return text, ({"title": title.strip()} if title and title.strip() else {})
+
+
+def _depth(root: Any) -> int:
+    """How deep the element tree ``root`` is nested (1 for a lone element)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
+_SKIPPED_ELEMENTS = frozenset({"script", "style", "head", "title", "noscript", "template"})
+_BLOCK_ELEMENTS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "td",
+        "th",
+        "tr",
+        "ul",
+    ]
+)
+
+
+def _flat_html_text(html: str) -> tuple[str, str | None]:
+    """Visible text and title of HTML read as a flat stream of tags (Python's
+    :mod:`html.parser`, which builds no tree and so has no depth limit): text outside
+    scripts, styles and the head, a line break at each block element."""
+    from html.parser import HTMLParser
+
+    class Flat(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.title: list[str] = []
+            self.hidden = 0
+            self.in_title = False
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag in _SKIPPED_ELEMENTS:
+                self.hidden += 1
+                self.in_title = self.in_title or tag == "title"
+            elif tag in _BLOCK_ELEMENTS:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in _SKIPPED_ELEMENTS:
+                self.hidden = max(0, self.hidden - 1)
+                self.in_title = self.in_title and tag != "title"
+            elif tag in _BLOCK_ELEMENTS:
+                self.parts.append("\n")
+
+        def handle_data(self, data: str) -> None:
+            if self.in_title:
+                self.title.append(data)
+            elif not self.hidden:
+                self.parts.append(data)
+
+    flat = Flat()
+    flat.feed(html)
+    flat.close()
+    lines = (" ".join(line.split()) for line in "".join(flat.parts).split("\n"))
+    text = "\n".join(line for line in lines if line)
+    return text, "".join(flat.title).strip() or None
 
 
 def _pdf_text(path: Path) -> tuple[str, dict[str, Any]]:

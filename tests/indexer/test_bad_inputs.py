@@ -258,3 +258,21 @@ def test_a_build_resumed_after_a_kill_reports_the_removals_it_publishes(tmp_path
     resumed = build(corpus, tmp_path / "i.idx")
     assert (resumed.documents_removed, resumed.documents_unchanged) == (10, 2)
     assert set(indexed(tmp_path / "i.idx")) == {"f10.txt", "f11.txt"}
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [300, 1500, 5000])
+def test_html_nested_deeper_than_the_parsers_limit_keeps_its_text(tmp_path, depth):
+    html = (
+        "<html><head><title>Deep</title><script>var hidden = 1;</script></head><body>"
+        + "<div>" * depth
+        + "deep text"
+        + "</div>" * depth
+        + "<p>A paragraph after the nesting.</p></body></html>"
+    )
+    write_files(tmp_path, {"deep.html": html})
+    [doc] = read(tmp_path)
+    assert doc.text.split() == ["deep", "text", "A", "paragraph", "after", "the", "nesting."]
+    assert doc.metadata == {"title": "Deep"}
