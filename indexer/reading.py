@@ -12,7 +12,8 @@ the whole corpus). Formats, by extension:
 
 Hidden files and folders are skipped silently (they are not part of the corpus); every
 other file that yields no document is reported as :class:`Skipped` with its reason.
-Symbolic links are followed only while they stay inside the corpus root.
+Symbolic links are followed only to targets inside the corpus root that are not indexed
+under their own name (hidden ones); other links are reported.
 """
 
 from __future__ import annotations
@@ -88,8 +89,11 @@ class RecordFields:
 def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] | Skipped]:
     """Yield ``(file path, path relative to root)`` for every visible file under ``root``.
 
-    Follows symlinks only when their target stays inside ``root``; visits each directory
-    once (symlink loops end); reports unreadable folders and escaping links as ``Skipped``.
+    A symbolic link is followed only when its target is inside ``root`` and would not be
+    walked by itself (it lies in a hidden folder); a link to a file or folder of the corpus
+    is reported as ``Skipped`` (its target is indexed under its own name, never twice), as
+    are links leading outside ``root``. Visits each directory once (symlink loops end);
+    reports unreadable folders as ``Skipped``.
     The folder ``exclude`` (the index being built, if it lies inside the corpus) is not read.
     """
     root = Path(root)
@@ -125,6 +129,13 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
                     continue
                 if not target.is_relative_to(real_root):
                     yield Skipped(rel, "symbolic link points outside the corpus root")
+                    continue
+                inside = target.relative_to(real_root)
+                if not any(part.startswith(".") for part in inside.parts):  # the target is walked too
+                    what = path_text(inside.as_posix()) if inside.parts else "the corpus root"
+                    yield Skipped(
+                        rel, f"symbolic link to {what} inside the corpus (indexed under that name, not twice)"
+                    )
                     continue
             try:
                 if entry.is_dir():

@@ -415,22 +415,32 @@ def test_unreadable_folder(tmp_path):
 # --- Symbolic links ---------------------------------------------------------------------------
 
 
-def test_symlink_to_a_file_inside_the_root_is_read(tmp_path):
+def _link_reason(target: str) -> str:
+    return f"symbolic link to {target} inside the corpus (indexed under that name, not twice)"
+
+
+def test_a_symlink_to_a_file_of_the_corpus_is_reported_not_indexed_twice(tmp_path):
     root = write_files(tmp_path / "corpus", {"real.txt": "Real text.", "sub/other.md": "Other."})
     (root / "link.txt").symlink_to("real.txt")
     (root / "sub" / "up.txt").symlink_to("../real.txt")
     assert read(root) == [
-        Document("link.txt", "link.txt", "Real text.", {}),
+        Skipped("link.txt", _link_reason("real.txt")),
         Document("real.txt", "real.txt", "Real text.", {}),
         Document("sub/other.md", "sub/other.md", "Other.", {}),
-        Document("sub/up.txt", "sub/up.txt", "Real text.", {}),
+        Skipped("sub/up.txt", _link_reason("real.txt")),
     ]
 
 
-def test_symlinked_folder_inside_the_root_is_visited_once(tmp_path):
+def test_a_symlink_to_a_hidden_file_inside_the_root_is_read(tmp_path):
+    root = write_files(tmp_path / "corpus", {".drafts/real.txt": "Real text."})
+    (root / "link.txt").symlink_to(".drafts/real.txt")
+    assert read(root) == [Document("link.txt", "link.txt", "Real text.", {})]
+
+
+def test_a_symlinked_folder_of_the_corpus_is_reported_and_its_files_indexed_once(tmp_path):
     root = write_files(tmp_path / "corpus", {"data/a.txt": "A"})
     (root / "alias").symlink_to("data", target_is_directory=True)
-    assert [d.doc_id for d in read(root)] == ["alias/a.txt"]  # same folder: visited once, by the first name
+    assert read(root) == [Skipped("alias", _link_reason("data")), Document("data/a.txt", "data/a.txt", "A", {})]
 
 
 def test_symlinks_pointing_outside_the_root(tmp_path):
@@ -453,7 +463,12 @@ def test_symlink_loop_terminates_without_duplicates(tmp_path):
     (root / "sub" / "loop").symlink_to("..", target_is_directory=True)
     (root / "sub" / "self").symlink_to(".", target_is_directory=True)
     items = read(root)
-    assert items == [Document("a.txt", "a.txt", "A", {}), Document("sub/b.txt", "sub/b.txt", "B", {})]
+    assert items == [
+        Document("a.txt", "a.txt", "A", {}),
+        Document("sub/b.txt", "sub/b.txt", "B", {}),
+        Skipped("sub/loop", _link_reason("the corpus root")),
+        Skipped("sub/self", _link_reason("sub")),
+    ]
 
 
 def test_symlink_to_itself_and_broken_symlink(tmp_path):
