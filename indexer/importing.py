@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -68,6 +69,9 @@ from store.records import ModelRecord, StoredChunk
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+LANG_CODE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,2}")
+"""A row's ``lang``: an ISO 639 code of 2 or 3 letters, optionally with up to two BCP 47
+subtags (``pt-BR``, ``zh-Hant-TW``)."""
 RESERVED = ("ord", "start", "end", "lang", "source", "n_tokens", "metadata")
 """Optional columns with a meaning of their own; every other column is document metadata."""
 BATCH_ROWS = 4096
@@ -479,6 +483,8 @@ def _check(
         return bad(f"no text in {fields.text!r}; choose the text field with --text-field", doc_id)
     if vector is None:
         return bad(f"no vector in {fields.vector!r}; choose the vector field with --vector-field", doc_id)
+    if isinstance(vector, bool) or (isinstance(vector, list) and any(isinstance(x, bool) for x in vector)):
+        return bad(f"{fields.vector!r} holds true/false values, not numbers", doc_id)
     try:
         vec = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError):
@@ -506,6 +512,9 @@ def _check(
     if (start is None) != (end is None) or (start is not None and end is not None and not 0 <= start <= end):
         return bad("'start' and 'end' must both be given, with 0 <= start <= end", doc_id)
     lang = record.get("lang")
+    if lang is not None and lang != "" and not (isinstance(lang, str) and LANG_CODE.fullmatch(lang)):
+        shown = repr(lang) if len(repr(lang)) <= 40 else repr(lang)[:39] + "…"
+        return bad(f"'lang' must be a language code such as 'de' or 'pt-BR', not {shown}", doc_id)
     source = record.get("source")
     return _Row(
         where=Skipped(str(path), "", number),

@@ -276,3 +276,28 @@ def test_html_nested_deeper_than_the_parsers_limit_keeps_its_text(tmp_path, dept
     [doc] = read(tmp_path)
     assert doc.text.split() == ["deep", "text", "A", "paragraph", "after", "the", "nesting."]
     assert doc.metadata == {"title": "Deep"}
+
+
+# --- indexer import rows ---------------------------------------------------------------------
+
+
+def test_import_rejects_a_boolean_vector_and_a_lang_that_is_not_a_language_code(tmp_path):
+    from indexer.importing import import_vectors
+
+    hashing = HashingEmbedder(dimension=8)
+    good = [float(x) for x in hashing.embed_documents(["fine"])[0]]
+    rows = [
+        {"doc_id": "ok", "text": "fine", "vector": good, "lang": "pt-BR"},
+        {"doc_id": "bools", "text": "true/false", "vector": [True, False] * 4},
+        {"doc_id": "long-lang", "text": "x", "vector": good, "lang": "x" * 1000},
+        {"doc_id": "num-lang", "text": "x", "vector": good, "lang": 7},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = import_vectors([path], tmp_path / "i.idx", model=hashing)
+    assert {r["source"]: r["reason"] for r in report.rejected} == {
+        f"{path}:2": "'vector' holds true/false values, not numbers",
+        f"{path}:3": "'lang' must be a language code such as 'de' or 'pt-BR', not 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…",
+        f"{path}:4": "'lang' must be a language code such as 'de' or 'pt-BR', not 7",
+    }
+    assert report.documents_added == 1
