@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.cleaning import clean_text, clean_value, path_text
-from indexer.decoding import NotText, decode
+from indexer.decoding import NotText, decode_with_note
 from indexer.jsonl import parse_lines
 from store.errors import BabelIndexError
 
@@ -209,13 +209,15 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
     if suffix == ".pdf":
         yield _one(rel, *_pdf_text(path))
     elif suffix in RECORD_SUFFIXES:
-        text = decode(path.read_bytes())
+        text, note = decode_with_note(path.read_bytes())
         records = _csv_records(text) if suffix == ".csv" else _jsonl_records(text)
-        yield from _record_documents(records, rel, fields)
+        yield from _record_documents(records, rel, fields, note)
     elif suffix in HTML_SUFFIXES:
-        yield _one(rel, *_html_text(decode(path.read_bytes())))
+        text, note = decode_with_note(path.read_bytes())
+        yield _one(rel, *_html_text(text), note)
     else:
-        yield _one(rel, decode(path.read_bytes()), {})
+        text, note = decode_with_note(path.read_bytes())
+        yield _one(rel, text, {}, note)
 
 
 def _too_long(text: str, what: str) -> str | None:
@@ -224,14 +226,15 @@ def _too_long(text: str, what: str) -> str | None:
     return f"text too long ({len(text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,}): split the {what}"
 
 
-def _one(rel: str, text: str, metadata: dict[str, Any]) -> Document | Skipped:
+def _one(rel: str, text: str, metadata: dict[str, Any], decoding_note: str | None = None) -> Document | Skipped:
     if (reason := _too_long(text, "file")) is not None:
         return Skipped(rel, reason)
     text, note = clean_text(text)
     if not text.strip():
         return Skipped(rel, "no text in file")
     metadata = {k: clean_value(v) for k, v in metadata.items()}
-    return Document(doc_id=rel, source=rel, text=text, metadata=metadata, notes=(note,) if note else ())
+    notes = tuple(n for n in (decoding_note, note) if n)
+    return Document(doc_id=rel, source=rel, text=text, metadata=metadata, notes=notes)
 
 
 MAX_HTML_DEPTH = 1000
@@ -388,7 +391,10 @@ def _csv_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield reader.line_num, f"invalid CSV ({exc})"
 
 
-def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+def _record_documents(
+    records, rel: str, fields: RecordFields, decoding_note: str | None = None
+) -> Iterator[Document | Skipped]:
+    """The documents of a record file; ``decoding_note`` (the file's) goes with the first."""
     number = 0
     for line, record in records:
         number += 1
@@ -425,9 +431,9 @@ def _record_documents(records, rel: str, fields: RecordFields) -> Iterator[Docum
         metadata = {
             clean_text(k)[0]: clean_value(v) for k, v in record.items() if k not in (fields.text_field, fields.id_field)
         }
-        yield Document(
-            doc_id=doc_id, source=rel, text=text, metadata=metadata, notes=(f"line {line}: {note}",) if note else ()
-        )
+        notes = ((decoding_note,) if decoding_note else ()) + ((f"line {line}: {note}",) if note else ())
+        decoding_note = None
+        yield Document(doc_id=doc_id, source=rel, text=text, metadata=metadata, notes=notes)
     if number == 0:  # e.g. a CSV with only its header line: say so rather than yield nothing
         yield Skipped(rel, "no records in file")
 

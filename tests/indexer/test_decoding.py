@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from indexer.decoding import NotText, decode
+from indexer.decoding import NotText, decode, decode_with_note
 
 GERMAN = "Die Bücher über Äpfel und Öl gehören dem Straßenverkäufer. Größe zählt nicht, sagte Jürgen Müller in München."
 CHINESE = "我们今天去公园散步，天气非常好。他说这本书很有意思，值得一读。中国的历史文化源远流长，吸引了很多外国游客。"
@@ -189,3 +189,36 @@ def test_utf8_with_two_bad_bytes_and_a_dozen_accents_is_still_utf8():
     # Came back as Windows-1250 mojibake ("GrĂĽĂźe") when ten valid accents per bad byte were required.
     data = ("Lighthouses guide ships. Grüße! " * 5).encode() + b"\xff\xfe" + "Ende gut: schön.".encode()
     assert decode(data).endswith("Grüße! \ufffd\ufffdEnde gut: schön.")
+
+
+# --- issue 17, item 9 ---------------------------------------------------------------------------
+
+
+def test_mixed_utf8_latin1_and_cp1251_is_read_as_utf8_with_the_replaced_bytes_reported():
+    utf8 = "Привет, как дела? Сегодня хорошая погода, и мы пойдём гулять в парк. ".encode()
+    latin1 = "Käse entsteht, wenn man Milch gerinnen lässt. ".encode("latin-1")
+    cp1251 = "Шахматы — игра. ".encode("cp1251")
+    text, note = decode_with_note(utf8 + latin1 + cp1251)
+    assert text.startswith("Привет, как дела? Сегодня хорошая погода") and "K\ufffdse entsteht" in text
+    assert note == "14 bytes that are not UTF-8 replaced by U+FFFD"  # ä ä, then 12 bytes of CP1251
+
+
+def test_latin1_text_is_not_taken_for_damaged_utf8():
+    assert decode_with_note("Käse, Größe und Süße: schöne Grüße.".encode("latin-1")) == (
+        "Käse, Größe und Süße: schöne Grüße.",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rest", "expected"),
+    [
+        ("Grüße aus Köln, schöne Tage am Rhein.".encode("latin-1"), "Grüße aus Köln, schöne Tage am Rhein."),
+        (b"plain ASCII text after the marker", "plain ASCII text after the marker"),
+        ("Grüße aus Köln, in UTF-8.".encode(), "Grüße aus Köln, in UTF-8."),
+    ],
+)
+def test_a_file_starting_ff_fe_that_is_not_utf16_is_not_read_as_utf16(rest, expected):
+    text, note = decode_with_note(codecs.BOM_UTF16_LE + rest)
+    assert text == expected
+    assert note == "starts with bytes FF FE, but is not UTF-16: they were dropped"
