@@ -2,7 +2,10 @@
 
 The build runs in a separate process (without the capability to override file permissions
 when the tests run as root, so that unreadable files really are unreadable) and reports
-its own peak memory.
+its own peak memory, and that of its PDF extraction worker. Budgets of the whole run:
+:data:`MAX_SECONDS` and :data:`MAX_PEAK_RSS_MB`; the build runs with smaller per-file
+limits than the defaults (:data:`EXTRACT_SECONDS`, :data:`MAX_DOCUMENT_CHARS`) so that the
+files that exceed them stay small.
 """
 
 from __future__ import annotations
@@ -26,17 +29,33 @@ from search import Index
 from store import IndexDir
 from store.check import check_index
 from tests.helpers import eval_texts
+from tests.indexer.test_bad_inputs import flate_pdf
 
 BIG_MB = 50
+MAX_SECONDS = 600
+"""Wall-clock seconds the whole hostile build may take (about 105 s here)."""
+MAX_PEAK_RSS_MB = 2500
+"""Peak resident memory of the build process, in MB."""
+EXTRACT_SECONDS = 3.0
+MAX_DOCUMENT_CHARS = 55_000_000
 RUN_BUILD = """
-import importlib.util, json, resource, sys
+import importlib.util, json, resource, sys, time
+from indexer import extraction, reading
 from indexer.build import build_index
+extraction.EXTRACT_SECONDS = float(sys.argv[4])
+reading.MAX_DOCUMENT_CHARS = int(sys.argv[5])
 spec = importlib.util.spec_from_file_location("fakes", sys.argv[3])
 fakes = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fakes)
 HashingEmbedder = fakes.HashingEmbedder
+started = time.monotonic()
 report = build_index(sys.argv[1], sys.argv[2], model=HashingEmbedder())
-print(json.dumps({"report": report.to_dict(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({
+    "report": report.to_dict(),
+    "seconds": time.monotonic() - started,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+}))
 """
 GERMAN = "Käse entsteht, wenn man Milch gerinnen lässt. Größere Laibe reifen länger, süßer wird er nicht."
 CHINESE = "光合作用是植物利用光能将二氧化碳和水转化为有机物的过程。叶绿体中的叶绿素吸收光能。"
@@ -72,6 +91,20 @@ def hostile(tmp_path_factory):
         "good/utf16be.txt": "UTF-16 big endian without a byte order mark, plain text.".encode("utf-16-be"),
         "good/latin1.txt": GERMAN.encode("latin-1"),
         "good/gbk.txt": CHINESE.encode("gbk"),
+        # issue 17
+        "good/surrogate.jsonl": b'{"text": "bad \\ud800 escape, and more text"}\n',
+        "good/nul-after-8kb.txt": b"word " * 2000 + b"\x00tail after the NUL",
+        "good/deep.html": b"<html><body>"
+        + b"<div>" * 5000
+        + b"deep"
+        + b"</div>" * 5000
+        + b"<p>after</p></body></html>",
+        "good/mixed-encoding.txt": "Привет, как дела? Сегодня хорошая погода. ".encode()
+        + "Käse und Größe. ".encode("latin-1")
+        + "Шахматы. ".encode("cp1251"),
+        "good/ff-fe-latin1.txt": b"\xff\xfe" + GERMAN.encode("latin-1"),
+        "good/one-long-line.txt": " ".join(["word", "without", "sentence", "end"] * 500_000).encode(),  # 9.5 MB
+        "good/one-word.jsonl": b'{"text": "' + b"a" * 10_000_000 + b'"}\n',
     }
     bad = {
         "bad/image.txt": (b"\x89PNG\r\n\x1a\n" + os.urandom(2000), "binary file (PNG image)"),
@@ -79,6 +112,16 @@ def hostile(tmp_path_factory):
         "bad/program.txt": (b"\x7fELF\x02\x01\x01" + os.urandom(2000), "binary file (ELF executable)"),
         "bad/empty.txt": (b"", "empty file"),
         "bad/locked.txt": (b"Nobody may read this.", "cannot read: Permission denied"),
+        # issue 17
+        "bad/bomb.pdf": (flate_pdf(b" " * 100_000_000), "unreadable PDF (LimitReachedError: Limit reached while"),
+        "bad/slow.pdf": (
+            flate_pdf(b"BT /F1 12 Tf 72 720 Td (Hello world) Tj ET\n" * 60_000),  # 8 KB, 7 s of pypdf
+            f"PDF extraction took more than {EXTRACT_SECONDS:g} s",
+        ),
+        "bad/too-long.txt": (
+            b"x" * (MAX_DOCUMENT_CHARS + 1),
+            f"text too long ({MAX_DOCUMENT_CHARS + 1:,} characters; the limit is {MAX_DOCUMENT_CHARS:,})",
+        ),
     }
     for rel, data in [*good.items(), *((r, d) for r, (d, _) in bad.items())]:
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +134,9 @@ def hostile(tmp_path_factory):
             para = " ".join(rng.choices(sentences, k=8)) + "\n\n"
             written += fh.write(para)
     (corpus / "loop").symlink_to(corpus)  # a symlink loop
+    (corpus / "twice.txt").symlink_to("good/plain.txt")  # a link to a file of the corpus
+    with open(os.path.join(os.fsencode(corpus / "good"), b"name-\xff.txt"), "wb") as fh:  # not UTF-8
+        fh.write(ENGLISH.encode())
     (corpus / "outside.txt").symlink_to("/etc/hostname")
     (corpus / "outside-dir").symlink_to("/etc")
     os.chmod(corpus / "bad" / "locked.txt", 0)
@@ -104,13 +150,15 @@ def hostile(tmp_path_factory):
                 str(corpus),
                 str(root / "h.idx"),
                 str(Path(__file__).parents[1] / "fakes.py"),
+                str(EXTRACT_SECONDS),
+                str(MAX_DOCUMENT_CHARS),
             ]
         ),
         capture_output=True,
         text=True,
         env=env,
         cwd=root,
-        timeout=900,
+        timeout=MAX_SECONDS + 60,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
@@ -122,23 +170,44 @@ def hostile(tmp_path_factory):
 def test_every_good_file_is_indexed_and_every_bad_one_listed(hostile):
     report = hostile["result"]["report"]
     skipped = {s["source"]: s["reason"] for s in report["skipped"]}
-    assert {k: v for k, v in skipped.items() if k.startswith("bad/")} == {
-        r: why for r, (_, why) in hostile["bad"].items()
-    }
+    bad = {k: v for k, v in skipped.items() if k.startswith("bad/")}
+    assert set(bad) == set(hostile["bad"])
+    for rel, (_, why) in hostile["bad"].items():
+        assert bad[rel].startswith(why), (rel, bad[rel])
     assert skipped["outside.txt"] == "symbolic link points outside the corpus root"
     assert skipped["outside-dir"] == "symbolic link points outside the corpus root"
-    assert len(skipped) == len(hostile["bad"]) + 2  # the loop is walked once, silently
+    assert skipped["loop"] == "symbolic link to the corpus root inside the corpus (indexed under that name, not twice)"
+    assert skipped["twice.txt"] == (
+        "symbolic link to good/plain.txt inside the corpus (indexed under that name, not twice)"
+    )
+    assert len(skipped) == len(hostile["bad"]) + 4
     with IndexDir.open_for_reading(hostile["root"] / "h.idx") as idx:
         docs = dict(idx.meta.conn.execute("SELECT doc_id, n_chars FROM documents").fetchall())
         texts = {
             d: t
             for d, t in idx.meta.conn.execute(
                 "SELECT d.doc_id, group_concat(c.text, ' ') FROM chunks c JOIN documents d ON d.id = c.document "
-                "WHERE d.doc_id != 'good/huge.txt' GROUP BY d.doc_id"
+                "WHERE d.doc_id NOT IN ('good/huge.txt', 'good/one-long-line.txt', 'good/one-word.jsonl#1') "
+                "GROUP BY d.doc_id"
             )
         }
-    assert set(docs) == {*hostile["good"], "good/huge.txt"}
-    assert report["documents_added"] == len(hostile["good"]) + 1
+    expected = {r for r in hostile["good"] if not r.endswith(".jsonl")} | {"good/huge.txt", "good/name-\\xff.txt"}
+    expected |= {"good/surrogate.jsonl#1", "good/one-word.jsonl#1"}
+    assert set(docs) == expected
+    assert report["documents_added"] == len(expected)
+    warnings = {w["source"]: w["warning"] for w in report["warnings"]}
+    assert warnings == {
+        "good/damaged-utf8.txt": "2 bytes that are not UTF-8 replaced by U+FFFD",
+        "good/surrogate.jsonl": "line 1: 1 lone surrogate replaced by U+FFFD",
+        "good/nul-after-8kb.txt": "1 NUL character removed",
+        "good/mixed-encoding.txt": "10 bytes that are not UTF-8 replaced by U+FFFD",
+        "good/ff-fe-latin1.txt": "starts with bytes FF FE, but is not UTF-16: they were dropped",
+    }
+    assert texts["good/deep.html"].split() == ["deep", "after"]
+    assert texts["good/ff-fe-latin1.txt"] == GERMAN
+    assert texts["good/nul-after-8kb.txt"].endswith("tail after the NUL")
+    assert texts["good/mixed-encoding.txt"].startswith("Привет, как дела?")
+    assert docs["good/one-long-line.txt"] == len(hostile["good"]["good/one-long-line.txt"])
     assert texts["good/latin1.txt"] == GERMAN and texts["good/gbk.txt"] == CHINESE
     assert texts["good/utf16-bom.txt"] == "UTF-16 mit BOM: Grüße aus Köln."
     assert texts["good/damaged-utf8.txt"].endswith("\ufffd\ufffdEnde gut, alles gut: schön.")
@@ -146,10 +215,15 @@ def test_every_good_file_is_indexed_and_every_bad_one_listed(hostile):
 
 
 @pytest.mark.slow
-def test_the_big_file_is_covered_and_memory_stays_bounded(hostile):
-    peak = hostile["result"]["peak_rss_mb"]
-    print(f"hostile corpus build: peak RSS {peak:.0f} MB for a {BIG_MB} MB text file")
-    assert peak < 2500
+def test_the_big_file_is_covered_and_time_and_memory_stay_bounded(hostile):
+    result = hostile["result"]
+    peak, seconds = result["peak_rss_mb"], result["seconds"]
+    print(
+        f"hostile corpus build: {seconds:.0f} s, peak RSS {peak:.0f} MB for a {BIG_MB} MB text file "
+        f"(PDF worker {result['children_peak_rss_mb']:.0f} MB)"
+    )
+    assert seconds < MAX_SECONDS
+    assert peak < MAX_PEAK_RSS_MB
     with IndexDir.open_for_reading(hostile["root"] / "h.idx") as idx:
         spans = np.array(
             idx.meta.conn.execute(
