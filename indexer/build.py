@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from indexer.choices import ENGINES
+from indexer.cleaning import path_text
 from indexer.embedding import Embedder
 from indexer.reading import RecordFields, Skipped, read_corpus
 from indexer.writer import BuildReport, Progress, Writer, open_model, resolve_settings
@@ -91,7 +92,7 @@ def build_index(
                 idx, embedder, settings, corpus, fields, report, progress, model=model, ray_address=ray_address
             )
         else:
-            writer = Writer(idx, embedder, settings, report, corpus=str(corpus.resolve()), progress=progress)
+            writer = Writer(idx, embedder, settings, report, corpus=path_text(str(corpus.resolve())), progress=progress)
             for item in read_corpus(corpus, fields, exclude=idx.path):
                 if isinstance(item, Skipped):
                     writer.skip(item)

@@ -195,12 +195,13 @@ def build(
         f"{r.documents_removed} removed, {r.documents_unchanged} unchanged, {r.documents_skipped} skipped"
     )
     click.echo(f"  chunks:    {r.chunks_embedded} embedded, {r.chunks_total} in the index ({r.index_type})")
-    if r.skipped:
-        click.echo("Skipped:")
-        for item in r.skipped[:20]:
-            click.echo(f"  {item['source']}: {item['reason']}")
-        if len(r.skipped) > 20:
-            click.echo(f"  … and {len(r.skipped) - 20} more (see --json for all)")
+    for title, items, key in (("Skipped:", r.skipped, "reason"), ("Warnings:", r.warnings, "warning")):
+        if items:
+            click.echo(title)
+            for item in items[:20]:
+                click.echo(f"  {item['source']}: {item[key]}")
+            if len(items) > 20:
+                click.echo(f"  … and {len(items) - 20} more (see --json for all)")
 
 
 @cli.command("import")

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.cleaning import path_text
 from indexer.embedding import Embedder, load_embedder
 from indexer.reading import Document, RecordFields, Skipped, read_path, walk
 from indexer.writer import FLUSH_CHUNKS, BuildReport, Chunker, EmbeddedDocument, Progress, Writer, content_hash
@@ -99,7 +100,7 @@ def run(
     for name, level in quieter.items():
         logging.getLogger(name).setLevel(level)
     try:
-        corpus_root = str(corpus.resolve())
+        corpus_root = path_text(str(corpus.resolve()))
         clock = time.perf_counter()
 
         def step(name: str) -> None:

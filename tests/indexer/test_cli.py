@@ -111,3 +111,18 @@ def test_usage_errors_exit_2(tmp_path, run):
         "Invalid value for '--index-type'"
         in run("build", tmp_path, "--index", tmp_path / "i", "--index-type", "lsh", code=2).output
     )
+
+
+def test_the_build_report_lists_the_warnings(tmp_path):
+    """Text cleaned while reading (NUL characters removed) is reported in the readable report too."""
+    from indexer.cli import cli as command
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("Ein langer Text. " * 600 + "\x00 mit NUL.", encoding="utf-8")
+    result = CliRunner().invoke(
+        command,
+        ["build", str(tmp_path / "c"), "--index", str(tmp_path / "i"), "--model", "use-multilingual"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Warnings:\n  a.txt: 1 NUL character" in result.output, result.output
