@@ -159,7 +159,7 @@ def main() -> None:
         labels = [{"id": f"glob{i}", "text": f"Ein Dokument {i}.", "source": "a" * 4000 + f"/{i}"} for i in range(200)]
         assert client.post("/documents", json={"documents": labels}).status_code == 200
         alone = normal_latencies(url)
-        glob = "*" + "[a-b]" * 204 + "c"
+        glob = "*" + "[a-b]" * 15 + "c"  # as many wildcards as allowed (16)
 
         def glob_attack(c: httpx.Client) -> httpx.Response:
             return c.get("/search", params={"q": "Dokument", "source": glob})

@@ -33,6 +33,8 @@ MAX_IN_VALUES = 1024
 """Values of one ``in`` condition."""
 MAX_SOURCE_CHARS = 1024
 """Characters of a ``source`` glob or prefix."""
+MAX_GLOB_WILDCARDS = 16
+"""``*``, ``?`` and ``[`` in one ``source`` glob."""
 MAX_KEY_CHARS = 256
 """Characters of a metadata key path."""
 MAX_VALUE_CHARS = 4096
@@ -76,6 +78,12 @@ def build_filter(
         )
     if source is not None:
         check_text(source, "the source filter", MAX_SOURCE_CHARS)
+        wild = sum(source.count(c) for c in "*?[")
+        if wild > MAX_GLOB_WILDCARDS:
+            raise InvalidInput(
+                f"the source glob has {wild} wildcards and character classes; the limit is {MAX_GLOB_WILDCARDS} "
+                "(matching many of them backtracks over every source): use a simpler glob or a prefix."
+            )
     conditions = _conditions(where or {})
     if langs is None and source is None and not conditions:
         return None

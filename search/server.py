@@ -111,7 +111,8 @@ class ServerSettings:
     (``None``: no authentication, for loopback only). ``allowed_hosts``: the ``Host``
     header values accepted (names or addresses, without port; ``"*"`` accepts any).
     ``batch_size`` and ``batch_wait_ms``: micro-batching of query embeddings (``batch_size=1``
-    turns it off). ``search_threads``: threads for the FAISS and SQLite part of searches.
+    turns it off). ``search_threads``: threads for the FAISS and SQLite part of searches (and other reads):
+    more than the cores, so that a slow request never holds every one.
     ``refresh_seconds``: how often to look for a version published by
     another process.
     """
@@ -122,7 +123,7 @@ class ServerSettings:
     batch_size: int = 8
     batch_wait_ms: float = 2.0
     refresh_seconds: float = 2.0
-    search_threads: int = 2
+    search_threads: int = 4
     max_pending_writes: int = 16
     """Writes waiting for the writer at most; more are answered 503 with ``Retry-After``."""
     header_timeout_seconds: float = 10.0
@@ -162,6 +163,8 @@ NO_NUL = r"^[^\x00]*$"
 SOME_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
 """At least one character that is not white space, and no NUL."""
 SOME_LANGS = r"^[^\x00]*[^\s,\x00][^\x00]*$"
+GLOB = r"^[^*?\[\x00]*([*?\[][^*?\[\x00]*){0,16}$"
+"""A source glob or prefix: no NUL, at most 16 wildcards (``search.filters.MAX_GLOB_WILDCARDS``)."""
 KEY_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 CONDITION = rf"^(\s*{KEY_RE}\s*(!=|<=|>=|==|=|<|>)[^\x00]*|\s*{KEY_RE}\s+in\s+[^\x00]*)$"
 _SCALAR: dict[str, Any] = {
@@ -242,7 +245,7 @@ class SearchBody(BaseModel):
         None,
         description="Glob ('docs/*.md') or prefix ('docs/') of the source.",
         json_schema_extra={
-            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL}, {"type": "null"}]
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB}, {"type": "null"}]
         },
     )
     where: dict[str, Any] | None = Field(
@@ -453,7 +456,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                 description="Glob or prefix of the source.",
                 json_schema_extra={
                     "anyOf": [
-                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL},
+                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB},
                         {"type": "null"},
                     ]
                 },

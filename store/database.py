@@ -44,7 +44,7 @@ CREATING_SUFFIX = ".new"
 """A database being created is built under ``meta.db.new`` and renamed into place when complete."""
 ID_BATCH = 900
 """Ids bound in one ``IN (…)`` (SQLite allows 999 parameters in older builds)."""
-PROGRESS_STEPS = 1000
+PROGRESS_STEPS = 100
 """SQLite VM steps between two checks of a :meth:`MetaStore.budget` deadline."""
 
 P = ParamSpec("P")
