@@ -20,7 +20,7 @@ from indexer.reading import Document
 from indexer.writer import BuildReport, Writer, open_model, publish, resolve_settings
 from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
-from store.metadata_json import check_label, metadata_json
+from store.metadata_json import check_label, metadata_json, text_problem
 from store.records import FaissInfo
 
 DocumentLike = Document | Mapping[str, Any]
@@ -45,18 +45,11 @@ def as_document(item: DocumentLike) -> Document:
     if not isinstance(metadata, Mapping):
         raise InvalidInput(f"the 'metadata' of document {doc_id!r} must be a JSON object.")
     doc_id, source = check_label(str(doc_id), "id"), check_label(str(item.get("source") or doc_id), "source")
-    if "\x00" in text or not _encodable(text):
-        raise InvalidInput(f"the text of document {doc_id!r} holds a NUL character or a lone surrogate; remove it.")
+    problem = text_problem(text)
+    if problem:
+        raise InvalidInput(f"the text of document {doc_id!r} holds {problem}; remove it.")
     metadata_json(metadata, repr(doc_id))  # NaN, depth, size: refused before anything is embedded
     return Document(doc_id=doc_id, source=source, text=text, metadata=dict(metadata))
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def upsert_documents(

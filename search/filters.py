@@ -24,6 +24,7 @@ from typing import Any
 
 from store.errors import InvalidInput
 from store.filtering import Filter
+from store.metadata_json import text_problem
 
 MAX_LANGS = 256
 """Language codes in one ``lang`` filter."""
@@ -149,12 +150,9 @@ def check_text(value: str, what: str, limit: int) -> str:
     characters, else :class:`InvalidInput` naming ``what``."""
     if len(value) > limit:
         raise InvalidInput(f"{what} has {len(value)} characters; the limit is {limit}.")
-    if "\x00" in value:
-        raise InvalidInput(f"{what} holds a NUL character; remove it.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} holds a lone surrogate (an invalid \\ud800-\\udfff escape); remove it.") from None
+    problem = text_problem(value)
+    if problem:
+        raise InvalidInput(f"{what} holds {problem}; remove it.")
     return value
 
 

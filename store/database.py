@@ -157,7 +157,7 @@ class MetaStore:
             conn.execute("PRAGMA query_only = ON")
         else:
             with storage_errors(self.path.parent):
-                conn.execute("PRAGMA journal_mode = WAL")
+                sqlite_utils.Database(conn).enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
         return conn
@@ -174,11 +174,6 @@ class MetaStore:
         if conn is None:
             conn = self._local.conn = self._connect()
         return conn
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection as a ``sqlite_utils.Database``."""
-        return sqlite_utils.Database(self.conn)
 
     def _over_budget(self) -> int:
         deadline: float | None = getattr(self._local, "deadline", None)

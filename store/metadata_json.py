@@ -24,17 +24,6 @@ MAX_LABEL_CHARS = 4096
 """Characters of a document id or source label (the longest path Linux allows)."""
 
 
-def _bad_string(value: str) -> str | None:
-    """Why ``value`` cannot be stored as UTF-8 text, or None."""
-    if "\x00" in value:
-        return "a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a lone surrogate (an invalid \\ud800-\\udfff escape)"
-    return None
-
-
 def _unencodable(value: str) -> str | None:
     """Why ``value`` cannot be stored in JSON text (a NUL can: JSON escapes it), or None."""
     try:
@@ -44,13 +33,18 @@ def _unencodable(value: str) -> str | None:
     return None
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as SQLite text (a NUL character, a lone surrogate), or None."""
+    return "a NUL character" if "\x00" in value else _unencodable(value)
+
+
 def check_label(value: str, what: str) -> str:
     """``value`` if it can be a document's ``what`` (``id``, ``source``), else InvalidInput."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"the document {what} must be a non-empty string, not {value!r}.")
     if len(value) > MAX_LABEL_CHARS:
         raise InvalidInput(f"the document {what} has {len(value)} characters; the limit is {MAX_LABEL_CHARS}.")
-    problem = _bad_string(value)
+    problem = text_problem(value)
     if problem:
         raise InvalidInput(f"the document {what} {value[:80]!r} holds {problem}; remove it.")
     return value
