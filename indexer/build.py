@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.choices import ENGINES
 from indexer.cleaning import path_text
 from indexer.embedding import Embedder
 from indexer.reading import RecordFields, Skipped, read_corpus
+from indexer.selection import Selection
 from indexer.writer import BuildReport, Progress, Writer, open_model, resolve_settings
 from store.errors import InvalidInput
 from store.index_dir import IndexDir
@@ -41,6 +43,7 @@ def build_index(
     engine: str = "local",
     ray_address: str | None = None,
     wait: float = 0.0,
+    exclude: Sequence[str] = (),
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
@@ -60,6 +63,9 @@ def build_index(
             process is connected to, else ``$RAY_ADDRESS``, else a local one started here).
         wait: seconds to keep trying for the writer lock while another writer (a server's
             upserts, another build) holds it; 0 fails at once with ``IndexLocked``.
+        exclude: patterns of files and folders to leave out, as in ``.gitignore``
+            (:mod:`indexer.selection`; hidden and editors' temporary files are always left out).
+            Documents of files excluded now are removed, as a clean build would not have them.
     Raises:
         ModelMismatch: the index was built with another model.
         IndexLocked: another process is writing the index.
@@ -77,6 +83,7 @@ def build_index(
         ray_engine.require_ray()
     progress = progress or Progress()
     fields = RecordFields(text_field, id_field)
+    selection = Selection.of(exclude)
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index, wait=wait) as idx:
         try:
@@ -89,11 +96,20 @@ def build_index(
         report = BuildReport(index=str(index), model=embedder.name)
         if engine == "ray":
             writer = ray_engine.run(
-                idx, embedder, settings, corpus, fields, report, progress, model=model, ray_address=ray_address
+                idx,
+                embedder,
+                settings,
+                corpus,
+                fields,
+                report,
+                progress,
+                model=model,
+                ray_address=ray_address,
+                selection=selection,
             )
         else:
             writer = Writer(idx, embedder, settings, report, corpus=path_text(str(corpus.resolve())), progress=progress)
-            for item in read_corpus(corpus, fields, exclude=idx.path):
+            for item in read_corpus(corpus, fields, exclude=idx.path, selection=selection):
                 if isinstance(item, Skipped):
                     writer.skip(item)
                 else:

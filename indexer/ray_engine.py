@@ -41,6 +41,7 @@ import numpy as np
 from indexer.cleaning import path_text
 from indexer.embedding import Embedder, load_embedder
 from indexer.reading import Document, RecordFields, Skipped, read_path, walk
+from indexer.selection import DEFAULT_SELECTION, Selection
 from indexer.writer import FLUSH_CHUNKS, BuildReport, Chunker, EmbeddedDocument, Progress, Writer, content_hash
 from store.errors import MissingDependency
 from store.faults import crash_point
@@ -82,6 +83,7 @@ def run(
     *,
     model: str | Embedder | None,
     ray_address: str | None = None,
+    selection: Selection = DEFAULT_SELECTION,
 ) -> Writer:
     """Steps 1 to 3 of the module docstring, up to the pending writes; returns the writer,
     whose :meth:`~indexer.writer.Writer.publish` the caller calls.
@@ -122,7 +124,7 @@ def run(
             }
         )
         items, walk_skips, files = _run_pipeline(
-            ray, idx, writer, corpus, fields, staged, embedder, settings, model, report, progress
+            ray, idx, writer, corpus, fields, staged, embedder, settings, model, report, progress, selection
         )
         step("read_embed")
         keep, missing = _triage(writer, items, walk_skips, len(files) + len(walk_skips), progress)
@@ -163,6 +165,7 @@ def _run_pipeline(
     model: str | Embedder | None,
     report: BuildReport,
     progress: Progress,
+    selection: Selection,
 ) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
     """Read, hash, chunk and embed on the cluster; write embedded documents as shards.
 
@@ -172,7 +175,7 @@ def _run_pipeline(
     """
     files: list[dict[str, Any]] = []
     walk_skips: dict[int, Skipped] = {}
-    for item in walk(corpus, idx.path):
+    for item in walk(corpus, idx.path, selection):
         if isinstance(item, Skipped):
             walk_skips[len(files) + len(walk_skips)] = item
         else:

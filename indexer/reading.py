@@ -10,8 +10,8 @@ the whole corpus). Formats, by extension:
   ``text_field``, the id ``id_field`` (default: ``<file>#<record number>``), every other
   field is metadata.
 
-Hidden files and folders are skipped silently (they are not part of the corpus); every
-other file that yields no document is reported as :class:`Skipped` with its reason.
+Hidden files and folders, editors' temporary files and ``--exclude`` patterns are skipped
+silently (:mod:`indexer.selection`: they are not part of the corpus); every other file that yields no document is reported as :class:`Skipped` with its reason.
 Symbolic links are followed only to targets inside the corpus root that are not indexed
 under their own name (hidden ones); other links are reported.
 """
@@ -29,6 +29,7 @@ from typing import Any
 from indexer.cleaning import clean_text, clean_value, path_text
 from indexer.decoding import NotText, decode_with_note
 from indexer.jsonl import parse_lines
+from indexer.selection import DEFAULT_SELECTION, Selection
 from store.errors import BabelIndexError
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
@@ -86,8 +87,11 @@ class RecordFields:
     id_field: str | None = None
 
 
-def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] | Skipped]:
-    """Yield ``(file path, path relative to root)`` for every visible file under ``root``.
+def walk(
+    root: Path, exclude: Path | None = None, selection: Selection = DEFAULT_SELECTION, start: Path | None = None
+) -> Iterator[tuple[Path, str] | Skipped]:
+    """Yield ``(file path, path relative to root)`` for every file under ``root`` that
+    ``selection`` keeps (:mod:`indexer.selection`: not hidden, not temporary, not excluded).
 
     A symbolic link is followed only when its target is inside ``root`` and would not be
     walked by itself (it lies in a hidden folder); a link to a file or folder of the corpus
@@ -95,6 +99,7 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
     are links leading outside ``root``. Visits each directory once (symlink loops end);
     reports unreadable folders as ``Skipped``.
     The folder ``exclude`` (the index being built, if it lies inside the corpus) is not read.
+    ``start``: walk only this folder under ``root`` (paths stay relative to ``root``).
     """
     root = Path(root)
     if root.is_file():
@@ -103,7 +108,7 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
     real_root = root.resolve()
     excluded = exclude.resolve() if exclude is not None else None
     seen: set[tuple[int, int]] = set()
-    stack = [root]
+    stack = [start if start is not None else root]
     while stack:
         folder = stack.pop()
         try:
@@ -117,25 +122,20 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
             continue
         subfolders = []
         for entry in entries:
-            if entry.name.startswith("."):
+            if selection.skips_name(entry.name):
                 continue
             path = Path(entry.path)
             rel = _rel(path, root)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if selection.ignored(rel, is_dir=is_dir):
+                continue
             if entry.is_symlink():
-                try:
-                    target = path.resolve(strict=True)
-                except (OSError, RuntimeError):
-                    yield Skipped(rel, "broken symbolic link or symlink loop")
-                    continue
-                if not target.is_relative_to(real_root):
-                    yield Skipped(rel, "symbolic link points outside the corpus root")
-                    continue
-                inside = target.relative_to(real_root)
-                if not any(part.startswith(".") for part in inside.parts):  # the target is walked too
-                    what = path_text(inside.as_posix()) if inside.parts else "the corpus root"
-                    yield Skipped(
-                        rel, f"symbolic link to {what} inside the corpus (indexed under that name, not twice)"
-                    )
+                problem = link_problem(path, rel, real_root, selection)
+                if problem is not None:
+                    yield problem
                     continue
             try:
                 if entry.is_dir():
@@ -150,14 +150,32 @@ def walk(root: Path, exclude: Path | None = None) -> Iterator[tuple[Path, str] |
         stack.extend(reversed(subfolders))
 
 
+def link_problem(path: Path, rel: str, real_root: Path, selection: Selection = DEFAULT_SELECTION) -> Skipped | None:
+    """Why the symbolic link ``path`` (``rel`` in the corpus whose resolved root is
+    ``real_root``) is not followed, or None to follow it: only links to targets inside the
+    root that would not be walked by themselves (hidden, temporary or excluded) are followed."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return Skipped(rel, "broken symbolic link or symlink loop")
+    if not target.is_relative_to(real_root):
+        return Skipped(rel, "symbolic link points outside the corpus root")
+    inside = target.relative_to(real_root)
+    if not inside.parts or not selection.ignored(inside.as_posix(), is_dir=target.is_dir()):  # walked too
+        what = path_text(inside.as_posix()) if inside.parts else "the corpus root"
+        return Skipped(rel, f"symbolic link to {what} inside the corpus (indexed under that name, not twice)")
+    return None
+
+
 def read_corpus(
     root: str | Path,
     fields: RecordFields = RecordFields(),
     exclude: Path | None = None,
+    selection: Selection = DEFAULT_SELECTION,
 ) -> Iterator[Document | Skipped]:
     """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure."""
     root = Path(root)
-    for item in walk(root, exclude):
+    for item in walk(root, exclude, selection):
         if isinstance(item, Skipped):
             yield item
             continue

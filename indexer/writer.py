@@ -15,8 +15,12 @@ the HTTP server) and vector imports (:mod:`indexer.importing`) hand their docume
    (its indexed version, if any, is kept);
 4. **pending writes**: each batch is one SQLite transaction of whole documents, pending
    until the publish, so readers never see half a change and an interrupted run resumes;
-5. **removals** of a corpus's documents that are gone (:meth:`Writer.finish`);
-6. **publishing** the FAISS version with the report filled in (:meth:`Writer.publish`).
+5. **reuse**: a new or changed document whose content (text, metadata, chunking) some
+   stored version already has, such as a renamed or copied file, takes that version's chunks
+   and vectors instead of being embedded again;
+6. **removals** of a corpus's documents that are gone (:meth:`Writer.finish`), in a whole
+   build, or within a :class:`Scope` (the files and folders ``indexer watch`` saw change);
+7. **publishing** the FAISS version with the report filled in (:meth:`Writer.publish`).
 
 Its settings (:class:`~store.records.IndexSettings`) and the model record
 (:class:`~store.records.ModelRecord`) are typed records, given, else as the index records
@@ -63,6 +67,7 @@ __all__ = [
     "Chunker",
     "EmbeddedDocument",
     "Progress",
+    "Scope",
     "Writer",
     "content_hash",
     "open_model",
@@ -79,6 +84,8 @@ class BuildReport:
     ``skipped``: one ``{"source", "reason"}`` per file or record that gave no document.
     ``warnings``: one ``{"source", "warning"}`` per document indexed with a change made while
     reading it (NULs removed, bytes that are not UTF-8 replaced, …).
+    ``chunks_reused``: chunks whose vectors were taken from a stored version with the same
+    content (a renamed or copied file) instead of being embedded.
     ``steps``: seconds per step of a distributed build (``read_embed``, ``merge``, ``publish``,
     …); empty for local builds.
     """
@@ -92,6 +99,7 @@ class BuildReport:
     documents_unchanged: int = 0
     documents_skipped: int = 0
     chunks_embedded: int = 0
+    chunks_reused: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -238,11 +246,32 @@ class EmbeddedDocument:
     chunks: list[StoredChunk]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The part of a corpus a partial build read: these files, and everything under these folders.
+
+    Paths are relative to the corpus root, ``/``-separated, as documents' ``source``; folders
+    without a trailing ``/``. :meth:`covers` looks up each parent folder of a source, so a
+    scope of thousands of paths costs the same per document as a scope of one.
+    """
+
+    files: frozenset[str] = frozenset()
+    folders: frozenset[str] = frozenset()
+
+    def covers(self, source: str) -> bool:
+        """Whether the file ``source`` lies in this scope."""
+        if source in self.files:
+            return True
+        parts = source.split("/")
+        return any("/".join(parts[:n]) in self.folders for n in range(1, len(parts)))
+
+
 class Writer:
     """Classifies documents (new, changed, unchanged), batches the work, writes it.
 
     ``corpus`` is the absolute corpus root of a build (its documents that are gone get
-    removed by :meth:`finish`), None for upserts and imports. ``embedder`` may be None only
+    removed by :meth:`finish`), None for upserts and imports. With ``scope``, the build read
+    only that part of the corpus, and :meth:`finish` removes only the gone documents of it. ``embedder`` may be None only
     for a writer that is given embedded documents (:meth:`write_embedded`). Writes are
     pending until :meth:`publish`.
     """
@@ -255,11 +284,14 @@ class Writer:
         report: BuildReport,
         *,
         corpus: str | None = None,
+        scope: Scope | None = None,
         progress: Progress | None = None,
     ):
         self.idx, self.embedder, self.settings = idx, embedder, settings
-        self.corpus, self.report, self.progress = corpus, report, progress or Progress()
+        self.corpus, self.scope, self.report, self.progress = corpus, scope, report, progress or Progress()
         self.states = idx.meta.document_states()
+        self.ready: list[StoredDocument] = []
+        self._by_hash: dict[str, str] | None = None
         self.seen: set[str] = set()
         self.keep: list[str] = []
         self.unreadable_files: set[str] = set()
@@ -301,14 +333,41 @@ class Writer:
             return
         try:
             digest = content_hash(doc, self.settings)
-            chunks = self.chunk(doc) if self.triage(doc.doc_id, doc.source, digest) else None
+            if not self.triage(doc.doc_id, doc.source, digest):
+                return
+            if self._reuse(doc, digest):
+                return
+            chunks = self.chunk(doc)
         except BabelIndexError:
             raise
         except Exception as exc:  # one bad document never stops a build
             self._drop(Skipped(doc.source, f"cannot index document {doc.doc_id!r}: {describe_error(exc)}"), doc)
             return
-        if chunks is not None:
-            self.embed_and_write(doc, digest, chunks)
+        self.embed_and_write(doc, digest, chunks)
+
+    def _reuse(self, doc: Document, digest: str) -> bool:
+        """Queue ``doc`` with the chunks and vectors of a stored version of the same content
+        (a renamed or copied file), if there is one; whether it was."""
+        if self._by_hash is None:
+            self._by_hash = {}
+            for doc_id, state in self.states.items():
+                if state.live_hash is not None:
+                    self._by_hash.setdefault(state.live_hash, doc_id)
+                if state.pending_hash is not None and state.pending_complete:
+                    self._by_hash.setdefault(state.pending_hash, doc_id)
+        donor = self._by_hash.get(digest)
+        if donor is None:
+            return False
+        chunks = self.idx.meta.stored_chunks(donor, digest)
+        if not chunks:
+            return False
+        self.ready.append(self._stored(doc, digest, chunks))
+        self._count(doc.doc_id)
+        self.report.chunks_reused += len(chunks)
+        self.pending_chunks += len(chunks)
+        if self.pending_chunks >= PENDING_CHUNKS:
+            self.flush()
+        return True
 
     def _refused(self, doc: Document) -> Skipped | None:
         """Why the store would refuse ``doc`` (its id, source or metadata: NaN, too large, too
@@ -413,12 +472,16 @@ class Writer:
         ]
 
     def flush(self) -> None:
-        """Embed the pending documents together and store them in one transaction."""
+        """Embed the pending documents together and store them, with the reused ones, in one transaction."""
+        docs, self.ready = self.ready, []
         if not self.pending:
+            if docs:
+                self.idx.meta.write_documents(docs)
+            self.pending_chunks = 0
             return
         all_chunks = [c for _, _, chunks in self.pending for c in chunks]
         embedded = self._embed(all_chunks)
-        docs, at = [], 0
+        at = 0
         for doc, digest, chunks in self.pending:
             mine = None if embedded is None else embedded[at : at + len(chunks)]
             at += len(chunks)
@@ -429,8 +492,14 @@ class Writer:
                 continue
             docs.append(self._stored(doc, digest, mine))
             self._count(doc.doc_id)
+            self._remember(doc.doc_id, digest)
         self.idx.meta.write_documents(docs)
         self.pending, self.pending_chunks = [], 0
+
+    def _remember(self, doc_id: str, digest: str) -> None:
+        """A version just stored can give its vectors to a later copy in the same run."""
+        if self._by_hash is not None:
+            self._by_hash.setdefault(digest, doc_id)
 
     def write_embedded(self, items: Sequence[EmbeddedDocument]) -> None:
         """Store documents whose chunks already carry their vectors.
@@ -501,7 +570,7 @@ class Writer:
         if self.corpus is not None:
             sources: dict[str, str] = {}
             for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus):
-                if doc_id not in self.seen:
+                if doc_id not in self.seen and (self.scope is None or self.scope.covers(source)):
                     sources.setdefault(doc_id, source)
             gone = sorted(sources)
             self.idx.meta.delete_documents(gone)

@@ -399,6 +399,28 @@ class MetaStore:
             found[source] = sorted(r[0] for r in rows)
         return found
 
+    @locked
+    def stored_chunks(self, doc_id: str, content_hash: str) -> list[StoredChunk]:
+        """The chunks, with vectors (float32 ``(dimension,)`` each), of a complete stored version
+        of ``doc_id`` with this content hash, in order; empty if there is none."""
+        row = self.conn.execute(
+            "SELECT id FROM documents WHERE doc_id = ? AND content_hash = ? AND complete = 1 ORDER BY pending LIMIT 1",
+            (doc_id, content_hash),
+        ).fetchone()
+        if row is None:
+            return []
+        rows = self.conn.execute(
+            'SELECT c.text, c.start, c."end", c.n_tokens, c.lang, v.vector FROM chunks c'
+            " JOIN vectors v ON v.chunk = c.id WHERE c.document = ? ORDER BY c.ord",
+            (row[0],),
+        ).fetchall()
+        chunks = []
+        for text, start, end, n_tokens, lang, blob in rows:
+            if not isinstance(blob, bytes) or len(blob) % 4:
+                return []  # a damaged vector: embed the document again rather than copy it
+            chunks.append(StoredChunk(text, start, end, n_tokens, lang, np.frombuffer(blob, dtype="<f4").copy()))
+        return chunks
+
     def write_documents(self, docs: Iterable[StoredDocument]) -> int:
         """Store new versions of documents, complete with chunks and vectors, in one transaction.
 

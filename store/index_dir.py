@@ -27,6 +27,7 @@ from store.records import DiskUsage, FaissInfo, IndexParams, IndexSettings, Mode
 from store.schema import DB_FILE
 from store.staging import StagingArea
 from store.storage_errors import storage_errors
+from store.worker_status import STATUS_FILE
 
 R = TypeVar("R")
 ADD_BATCH = 8192
@@ -78,7 +79,7 @@ class IndexDir:
         if path.exists() and not path.is_dir():
             raise InvalidInput(f"{path} exists and is not a directory; choose another --index path.")
         # What a writer killed before meta.db was complete leaves behind:
-        ours = {LOCK_FILE, faiss_files.FAISS_DIR, DB_FILE + CREATING_SUFFIX}
+        ours = {LOCK_FILE, faiss_files.FAISS_DIR, DB_FILE + CREATING_SUFFIX, STATUS_FILE}
         if path.is_dir() and any(p.name not in ours for p in path.iterdir()) and not (path / DB_FILE).exists():
             raise InvalidInput(
                 f"{path} is a non-empty directory that is not a babelindex index; choose a new or empty --index path."
