@@ -11,89 +11,13 @@ import os
 import shutil
 import sys
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from indexer.progress import Progress
-from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES, PRECISIONS
+from indexer.cli_common import INDEX_OPTION, MMAP_OPTION, PRECISION_OPTION, WAIT_OPTION, fail, with_progress
+from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES
 from store.errors import BabelIndexError
-
-INDEX_OPTION = click.option(
-    "--index",
-    "index_path",
-    required=True,
-    envvar="BABELINDEX_INDEX",
-    show_envvar=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Index directory.",
-)
-
-MMAP_OPTION = click.option(
-    "--mmap",
-    is_flag=True,
-    help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
-    "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
-)
-
-WAIT_OPTION = click.option(
-    "--wait",
-    type=click.FloatRange(0),
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="While another process writes the index (a server's upserts, another build), keep trying for the "
-    "writer lock this long instead of failing at once.",
-)
-
-PRECISION_OPTION = click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default=None,
-    envvar="BABELINDEX_PRECISION",
-    show_envvar=True,
-    help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
-    "measured once and cached), fp32, bf16 or int8.",
-)
-
-
-class _Bars(Progress):
-    """tqdm bars for a build: documents read and chunks embedded (on stderr)."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.read = tqdm(desc="reading", unit=" docs", position=0, leave=False, dynamic_ncols=True)
-        self.embed = tqdm(desc="embedding", unit=" chunks", position=1, leave=False, dynamic_ncols=True)
-
-    def document_read(self) -> None:
-        self.read.update(1)
-
-    def chunks_embedded(self, n: int) -> None:
-        self.embed.update(n)
-
-    def close(self) -> None:
-        self.read.close()
-        self.embed.close()
-
-
-@contextmanager
-def _with_progress(wanted: bool) -> Iterator[_Bars | None]:
-    """Progress bars on a terminal when ``wanted``; library errors become ClickExceptions."""
-    bars = _Bars() if wanted and sys.stderr.isatty() else None
-    try:
-        yield bars
-    except BabelIndexError as exc:
-        raise _fail(exc) from None
-    finally:
-        if bars:
-            bars.close()
-
-
-def _fail(exc: BabelIndexError) -> click.ClickException:
-    return click.ClickException(str(exc))
 
 
 @click.group()
@@ -141,6 +65,13 @@ def cli() -> None:
     help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
     "local Ray started for the build.",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave out files and folders matching PATTERN, written as in .gitignore (repeatable): "
+    "'drafts/', '*.log', '/build'. Hidden and editors' temporary files are always left out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
 @WAIT_OPTION
@@ -156,6 +87,7 @@ def build(
     id_field,
     engine,
     ray_address,
+    exclude,
     as_json,
     quiet,
     wait,
@@ -167,7 +99,7 @@ def build(
     """
     from indexer.build import build_index
 
-    with _with_progress(not (quiet or as_json)) as bars:
+    with with_progress(not (quiet or as_json)) as bars:
         report = build_index(
             corpus,
             index_path,
@@ -182,6 +114,7 @@ def build(
             engine=engine,
             ray_address=ray_address,
             wait=wait,
+            exclude=exclude,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -194,7 +127,8 @@ def build(
         f"  documents: {r.documents_added} added, {r.documents_updated} updated, "
         f"{r.documents_removed} removed, {r.documents_unchanged} unchanged, {r.documents_skipped} skipped"
     )
-    click.echo(f"  chunks:    {r.chunks_embedded} embedded, {r.chunks_total} in the index ({r.index_type})")
+    reused = f", {r.chunks_reused} reused" if r.chunks_reused else ""
+    click.echo(f"  chunks:    {r.chunks_embedded} embedded{reused}, {r.chunks_total} in the index ({r.index_type})")
     for title, items, key in (("Skipped:", r.skipped, "reason"), ("Warnings:", r.warnings, "warning")):
         if items:
             click.echo(title)
@@ -238,7 +172,7 @@ def import_(
     """
     from indexer.importing import import_vectors
 
-    with _with_progress(False):
+    with with_progress(False):
         r = import_vectors(
             files,
             index_path,
@@ -327,7 +261,7 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
                 group_by=group_by,
             )
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         return
@@ -387,7 +321,7 @@ def stats(index_path, as_json, mmap):
         with Index.open(index_path, mmap=mmap) as index:
             s = index.stats()
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         click.echo(json.dumps(s, ensure_ascii=False))
         return
@@ -422,7 +356,7 @@ def remove(sources, index_path, as_json, wait):
     try:
         report = remove_sources(index_path, sources, wait=wait)
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         click.echo(json.dumps({"removed": report.removed, "missing": report.missing}, ensure_ascii=False))
     else:
@@ -468,7 +402,7 @@ def repair(index_path, wait):
     try:
         info = repair_index(index_path, wait=wait)
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if info is None:
         click.echo(f"Nothing to repair: {index_path} has no chunks yet.")
     else:
@@ -486,7 +420,7 @@ def reindex(index_path, index_type, wait):
     try:
         info = reindex_index(index_path, index_type, wait=wait)
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if info is None:
         click.echo(f"{index_path} has no chunks yet; {index_type} will be used once it has.")
         return
@@ -532,7 +466,7 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
     """
     from search.evaluate import evaluate
 
-    with _with_progress(not (quiet or as_json)) as bars:
+    with with_progress(not (quiet or as_json)) as bars:
         r = evaluate(task_dir, model=model, index_type=index_type, index=index_path, nprobe=nprobe, progress=bars)
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
@@ -731,7 +665,7 @@ def serve(
         check_exposure(host, settings.token)
         index = Index.open(index_path, precision=precision, mmap=mmap)
     except BabelIndexError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     auth = "token required" if settings.token else "no token (loopback only)"
     click.echo(
         f"Serving {index_path} ({len(index):,} chunks, model {index.model_name}) on "
@@ -739,6 +673,11 @@ def serve(
         err=True,
     )
     run_server(index, host=host, port=port, settings=settings, log_level=log_level)
+
+
+from indexer.watch_cli import watch  # noqa: E402 - registered after the group exists
+
+cli.add_command(watch)
 
 
 def _url_host(host: str) -> str:

@@ -170,6 +170,31 @@ class Notice:
 Event = BatchReport | Notice
 
 
+class Stopped(BaseException):
+    """Raised through the initial pass when the worker is asked to stop (a BaseException, so
+    that no per-file error handling takes it for a bad file)."""
+
+
+class _StoppableProgress(Progress):
+    """Passes progress on, and stops the initial pass between two documents or batches."""
+
+    def __init__(self, inner: Progress | None, stop: threading.Event):
+        self.inner, self.stop = inner or Progress(), stop
+
+    def document_read(self) -> None:
+        self.inner.document_read()
+        if self.stop.is_set():
+            raise Stopped
+
+    def chunks_embedded(self, n: int) -> None:
+        self.inner.chunks_embedded(n)
+        if self.stop.is_set():
+            raise Stopped
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Watcher:
     """Keeps the index ``index`` in step with the folder (or file) ``corpus``; see the module doc.
 
@@ -218,6 +243,7 @@ class Watcher:
             pid=os.getpid(), host=socket.gethostname(), corpus=self.corpus_text, started_at=_now()
         )
         self.publishes = 0
+        self._notify: RustNotify | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -225,24 +251,43 @@ class Watcher:
         self.stop_event.set()
 
     def run(self) -> None:
-        """Watch until :meth:`stop` (or a signal handler that calls it). Raises only for what
-        no retry can fix: a missing corpus, a model that cannot be loaded or does not match
-        the index, bad settings."""
+        """:meth:`start`, then :meth:`loop` until :meth:`stop` (or a signal handler that calls it).
+
+        Raises only for what no retry can fix: a missing corpus, a model that cannot be loaded
+        or does not match the index, bad settings.
+        """
+        self.start()
+        self.loop()
+
+    def start(self) -> None:
+        """Start watching, load the model, and build or resume the index from the whole folder.
+
+        Changes made meanwhile are collected, and applied by :meth:`loop`.
+        """
         self._set(state="starting")
-        notify = self._open_notify()
+        self._notify = self._open_notify()
         try:
             self._load_model()
             self._initial_pass()
+        except BaseException:
+            self._close()
+            raise
+
+    def loop(self) -> None:
+        """Apply batches of changes until :meth:`stop`; the batch being applied is finished and published."""
+        if self._notify is None:
+            raise InvalidInput("call Watcher.start() before Watcher.loop()")
+        try:
             next_rescan = self._next_rescan()
             retry_at: float | None = None
             while not self.stop_event.is_set():
                 timeout = self._timeout(next_rescan, retry_at)
                 try:
-                    raw = notify.watch(self.options.debounce_ms, self.options.step_ms, timeout, self.stop_event)
+                    raw = self._notify.watch(self.options.debounce_ms, self.options.step_ms, timeout, self.stop_event)
                 except Exception as exc:  # the watcher lost events or failed: rescan, watch anew
                     self._say("warning", f"the file watcher failed ({describe_error(exc)}); rescanning the folder")
-                    notify.close()
-                    notify = self._open_notify()
+                    self._notify.close()
+                    self._notify = self._open_notify()
                     self.dirty |= self._rescan()
                     raw = set()
                 if raw in ("stop", "signal"):
@@ -256,8 +301,13 @@ class Watcher:
                 if self.dirty and (retry_at is None or now >= retry_at or isinstance(raw, set)):
                     retry_at = None if self._apply() else now + self.options.retry_seconds
         finally:
-            notify.close()
-            self._set(state="stopped", files_pending=len(self.dirty), running=False)
+            self._close()
+
+    def _close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        self._set(state="stopped", files_pending=len(self.dirty), running=False)
 
     def _timeout(self, next_rescan: float | None, retry_at: float | None) -> int:
         """Milliseconds the watcher may wait for events before the loop has work of its own."""
@@ -325,7 +375,7 @@ class Watcher:
                     index_type=self.index_type,
                     text_field=self.fields.text_field,
                     id_field=self.fields.id_field,
-                    progress=self.progress,
+                    progress=_StoppableProgress(self.progress, self.stop_event),
                     wait=self.options.lock_wait,
                     exclude=self.exclude,
                 )
@@ -334,6 +384,13 @@ class Watcher:
                 self._say("warning", f"{exc} Trying again in {self.options.retry_seconds:g} s.")
                 if self.stop_event.wait(self.options.retry_seconds):
                     return
+            except Stopped:
+                self._say(
+                    "info",
+                    "stopped during the initial pass: what was embedded is kept (not yet published), "
+                    "and the next start resumes from there",
+                )
+                return
         version = self._version()
         self.publishes += 1
         self._done(BatchReport.of(report, files=len(self.known), initial=True, version=version))

@@ -18,6 +18,7 @@ from store.errors import DimensionMismatch, IndexNotReady, InvalidInput, ModelNo
 from store.filtering import Filter
 from store.index_dir import IndexDir
 from store.records import ModelRecord
+from store.worker_status import read_worker_status
 
 if TYPE_CHECKING:
     from indexer.embedding import Embedder
@@ -447,7 +448,9 @@ class Index:
     def stats(self) -> dict[str, Any]:
         """Counts, model, index type and parameters, languages, sizes on disk (bytes), and what a
         vector costs (see :func:`store.vectors.memory_report`: ``code_bytes_per_vector``,
-        ``file_bytes_per_vector``, ``memory_bytes``, ``memory_bytes_per_vector``, ``mmap``)."""
+        ``file_bytes_per_vector``, ``memory_bytes``, ``memory_bytes_per_vector``, ``mmap``).
+        ``watch``: the state of an ``indexer watch`` worker on this index (see
+        :class:`store.worker_status.WorkerStatus`), None if none ever ran."""
         meta = self._store.meta
         index, info = self._loaded
         with meta.snapshot():  # the counts of one moment
@@ -468,6 +471,7 @@ class Index:
             "languages": languages,
             "build": meta.get_setting("build", {}),
             "size_bytes": self._store.disk_usage().to_dict(),
+            "watch": watch.to_dict() if (watch := read_worker_status(self.path)) is not None else None,
         }
 
     def close(self) -> None:

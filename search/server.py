@@ -39,13 +39,14 @@ import json
 import logging
 import math
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -73,6 +74,9 @@ from store.errors import (
     ModelError,
     ReadOnlyIndex,
 )
+
+if TYPE_CHECKING:
+    from indexer.watch import Watcher
 
 log = logging.getLogger("babelindex.server")
 
@@ -355,8 +359,14 @@ ERRORS[422] = {"model": ErrorBody | ValidationErrors, "description": "A request 
 """The error answers every route may give, for the OpenAPI schema."""
 
 
-def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
-    """A FastAPI application serving ``index`` (which it closes on shutdown)."""
+def create_app(index: Index, settings: ServerSettings | None = None, worker: Watcher | None = None) -> FastAPI:
+    """A FastAPI application serving ``index`` (which it closes on shutdown).
+
+    ``worker``: an ``indexer watch`` worker, already started (:meth:`Watcher.start`), whose
+    loop runs on a thread of its own while the server runs and is stopped (its batch
+    finished and published) on shutdown. It is the index's single writer beside the API's
+    upserts: both take the writer lock per write.
+    """
     settings = settings or ServerSettings()
     limits = settings.limits
     batcher = QueryBatcher(index.embed, max_batch=settings.batch_size, max_wait_ms=settings.batch_wait_ms)
@@ -377,9 +387,15 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         await run_in_threadpool(index.embed, ["warm-up"])  # load the model before the first request
         await batcher.start()
         refresher = asyncio.get_running_loop().create_task(refresh_loop(index, settings.refresh_seconds))
+        watching = threading.Thread(target=worker.loop, name="babelindex-watch", daemon=True) if worker else None
+        if watching is not None:
+            watching.start()
         try:
             yield
         finally:
+            if worker is not None and watching is not None:
+                worker.stop()
+                await run_in_threadpool(watching.join)
             refresher.cancel()
             await batcher.stop()
             writer.shutdown(wait=True)
@@ -916,8 +932,10 @@ def serve(
     port: int = 8000,
     settings: ServerSettings | None = None,
     log_level: str = "info",
+    worker: Watcher | None = None,
 ) -> None:
-    """Serve ``index`` over HTTP until interrupted (blocking).
+    """Serve ``index`` over HTTP until interrupted (blocking); with the ``worker`` of
+    ``indexer serve --watch`` (see :func:`create_app`).
 
     The HTTP layer is uvicorn's h11 protocol with bounds of its own
     (:class:`search.http_protocol.BoundedH11Protocol`): headers are limited in size and in
@@ -930,7 +948,7 @@ def serve(
 
     settings = settings or ServerSettings(allowed_hosts=default_allowed_hosts(host))
     check_exposure(host, settings.token)
-    app = create_app(index, settings)
+    app = create_app(index, settings, worker)
     uvicorn.run(
         app,
         host=host,
