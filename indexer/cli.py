@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from indexer.cli_common import INDEX_OPTION, MMAP_OPTION, PRECISION_OPTION, WAIT_OPTION, fail, with_progress
+from indexer.watch_cli import EventLog, make_watcher, watch, watch_options
 from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES
 from store.errors import BabelIndexError
 
@@ -339,6 +340,18 @@ def stats(index_path, as_json, mmap):
     )
     click.echo("languages:  " + ", ".join(f"{lang} {n}" for lang, n in s["languages"].items()))
     click.echo(f"on disk:    {_mb(size['total'])} (meta.db {_mb(size['meta_db'])}, faiss {_mb(size['faiss'])})")
+    if (w := s.get("watch")) is not None:
+        published = (
+            f"last publish {w['last_publish_at']} (version {w['version']})"
+            if w["last_publish_at"]
+            else "no publish yet"
+        )
+        click.echo(
+            f"watch:      {w['state']} {w['corpus']} ({w['mode']}, pid {w['pid']}); {published}; "
+            f"{w['files_pending']} files pending; {len(w['errors'])} recent problems"
+        )
+        for e in w["errors"][-3:]:
+            click.echo(f"            {e['time']} {e['source'] + ': ' if e['source'] else ''}{e['reason']}")
 
 
 @cli.command()
@@ -608,6 +621,22 @@ def models(as_json):
 )
 @PRECISION_OPTION
 @MMAP_OPTION
+@click.option(
+    "--model",
+    default=None,
+    help="Model for queries (and, with --watch, for a new index): a name from `indexer models`, a Hub id or "
+    "a local directory. Default: the index's model (an index built with another model is refused).",
+)
+@click.option(
+    "--watch",
+    "watch_corpus",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    metavar="CORPUS",
+    help="Also keep the index in step with the folder CORPUS, as `indexer watch` does, in this process "
+    "(built or resumed before the server starts; searches are served from the last published version).",
+)
+@watch_options
 def serve(
     index_path,
     host,
@@ -629,6 +658,13 @@ def serve(
     log_level,
     precision,
     mmap,
+    model,
+    watch_corpus,
+    exclude,
+    poll,
+    step_ms,
+    debounce_ms,
+    rescan,
 ):
     """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
@@ -663,7 +699,28 @@ def serve(
             max_connections=max_connections,
         )
         check_exposure(host, settings.token)
-        index = Index.open(index_path, precision=precision, mmap=mmap)
+        worker = None
+        if watch_corpus is not None:
+            with with_progress(True) as bars:
+                worker = make_watcher(
+                    watch_corpus,
+                    index_path,
+                    model=model,
+                    precision=precision,
+                    exclude=exclude,
+                    poll=poll,
+                    step_ms=step_ms,
+                    debounce_ms=debounce_ms,
+                    rescan=rescan,
+                    log=EventLog(err=True),
+                    progress=bars,
+                )
+                worker.start()
+        index = Index.open(
+            index_path, model=worker.embedder if worker is not None else model, precision=precision, mmap=mmap
+        )
+        if worker is not None:
+            worker.on_publish = index.refresh
     except BabelIndexError as exc:
         raise fail(exc) from None
     auth = "token required" if settings.token else "no token (loopback only)"
@@ -672,10 +729,8 @@ def serve(
         f"http://{_url_host(host)}:{port} ({auth}); API docs at /docs",
         err=True,
     )
-    run_server(index, host=host, port=port, settings=settings, log_level=log_level)
+    run_server(index, host=host, port=port, settings=settings, log_level=log_level, worker=worker)
 
-
-from indexer.watch_cli import watch  # noqa: E402 - registered after the group exists
 
 cli.add_command(watch)
 

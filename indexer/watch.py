@@ -218,7 +218,7 @@ class Watcher:
         exclude: tuple[str, ...] = (),
         options: WatchOptions | None = None,
         on_event: Callable[[Event], None] | None = None,
-        on_publish: Callable[[], None] | None = None,
+        on_publish: Callable[[], object] | None = None,
         progress: Progress | None = None,
     ):
         self.corpus = Path(corpus).resolve()

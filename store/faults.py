@@ -11,19 +11,34 @@ each check costs one lookup.
 
 With ``BABELINDEX_CRASH_ONCE=<file>`` as well, only the process that creates ``<file>`` dies:
 a crash happens once across processes (a Ray actor restarted after its crash lives on).
+
+``BABELINDEX_PAUSE_AT=<point>:<seconds>`` pauses there instead (each passage), after
+creating the file ``BABELINDEX_PAUSE_MARK`` if set: a test then knows the process is in
+the middle of that step (a watch worker's batch, say) and can signal it there.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 
 _passages: Counter[str] = Counter()
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL the process if ``BABELINDEX_CRASH_AT`` names this point (and passage)."""
+    """SIGKILL the process if ``BABELINDEX_CRASH_AT`` names this point (and passage); pause
+    if ``BABELINDEX_PAUSE_AT`` does."""
+    pause = os.environ.get("BABELINDEX_PAUSE_AT")
+    if pause:
+        point, _, seconds = pause.partition(":")
+        if point == name:
+            mark = os.environ.get("BABELINDEX_PAUSE_MARK")
+            if mark:
+                with open(mark, "a", encoding="utf-8") as fh:
+                    fh.write(f"{name}\n")
+            time.sleep(float(seconds or 1))
     wanted = os.environ.get("BABELINDEX_CRASH_AT")
     if not wanted:
         return
