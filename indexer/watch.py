@@ -2,10 +2,11 @@
 
 The worker
 
-1. starts watching the folder (filesystem events through watchfiles' ``RustNotify``, the
+1. starts watching the folder: filesystem events through watchfiles' ``RustNotify`` (the
    Rust ``notify`` crate: inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on
-   Windows; polling on network filesystems, where events from other machines never arrive,
-   on request, or when the native watcher cannot start);
+   Windows), or polling (a comparison of every file's size, mtime and inode with what was
+   read, at an interval) on network filesystems, where other machines' changes raise no
+   event, on request, or when events are unavailable (the inotify watch limit reached);
 2. then builds or resumes the index with :func:`~indexer.build.build_index` (its triage by
    content hash embeds only what is new or changed, so a restart after a crash, even a
    SIGKILL, converges on the folder's contents);
@@ -195,6 +196,23 @@ class _StoppableProgress(Progress):
         self.inner.close()
 
 
+class _Poller:
+    """Stands in for ``RustNotify`` where the folder is polled: each :meth:`watch` waits one
+    interval and answers ``"poll"`` (the caller compares the folder's files with what it
+    read: sizes, mtimes in ns and inodes, by the corpus rules, so hidden folders such as
+    ``.git`` are never walked), or ``"stop"``. (notify's own poll watcher compares
+    modification times at a coarser grain and misses a change made within the second.)"""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def watch(self, debounce_ms: int, step_ms: int, timeout_ms: int, stop_event: threading.Event) -> str:
+        return "stop" if stop_event.wait(self.seconds) else "poll"
+
+    def close(self) -> None:
+        pass
+
+
 class Watcher:
     """Keeps the index ``index`` in step with the folder (or file) ``corpus``; see the module doc.
 
@@ -243,7 +261,7 @@ class Watcher:
             pid=os.getpid(), host=socket.gethostname(), corpus=self.corpus_text, started_at=_now()
         )
         self.publishes = 0
-        self._notify: RustNotify | None = None
+        self._notify: RustNotify | _Poller | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -292,6 +310,8 @@ class Watcher:
                     raw = set()
                 if raw in ("stop", "signal"):
                     break
+                if raw == "poll":
+                    self.dirty |= self._rescan()
                 now = time.monotonic()
                 if isinstance(raw, set):
                     self.dirty |= self._paths_of(raw)
@@ -318,10 +338,10 @@ class Watcher:
 
     def _next_rescan(self) -> float | None:
         if self.mode == "polling" or not self.options.rescan_seconds:
-            return None  # a polling watcher compares the whole folder anyway
+            return None  # polling compares the whole folder anyway
         return time.monotonic() + self.options.rescan_seconds
 
-    def _open_notify(self) -> RustNotify:
+    def _open_notify(self) -> RustNotify | _Poller:
         poll = self.options.poll_seconds
         fs = filesystem_type(self.corpus)
         if poll is None and fs in NETWORK_FILESYSTEMS:
@@ -341,7 +361,7 @@ class Watcher:
                     "warning", f"filesystem events are unavailable ({describe_error(exc)}): polling every {poll:g} s"
                 )
         self.mode = "polling"
-        return RustNotify([str(target)], False, True, int(poll * 1000), recursive, True)
+        return _Poller(poll)
 
     # -- model and the initial pass ----------------------------------------------------------
     def _load_model(self) -> None:
@@ -432,8 +452,6 @@ class Watcher:
 
     def _rescan(self) -> set[str]:
         """The files that changed, appeared or went away since they were last read."""
-        if self.corpus.is_file():
-            return {path_text(self.corpus.name)}
         now = dict(self._stats())
         changed = {rel for rel, st in now.items() if self.known.get(rel) != st}
         return changed | (self.known.keys() - now.keys())

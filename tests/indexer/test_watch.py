@@ -385,3 +385,77 @@ def test_a_renamed_file_is_not_embedded_again_by_build(tmp_path, tiny_model):
     assert (second.documents_added, second.documents_removed) == (2, 1)
     assert chunk_set(tmp_path / "idx") == Clean(tmp_path, tiny_model)(corpus)
     assert check_index(tmp_path / "idx").ok
+
+
+def test_polling_picks_up_changes_where_events_are_missing(tmp_path, tiny_model, running, monkeypatch):
+    corpus = write_files(tmp_path / "corpus", {"a.txt": "The first version."})
+    watcher, _ = running(corpus, tmp_path / "idx", options=WatchOptions(step_ms=50, debounce_ms=500, poll_seconds=0.1))
+    assert watcher.mode == "polling"
+    (corpus / "a.txt").write_text("The pangolin rolls into a ball.")
+    assert eventually(lambda: lexical_ids(tmp_path / "idx", tiny_model, "pangolin") == {"a.txt"})
+    # a network filesystem never delivers other machines' events: it is polled by default
+    import indexer.watch as watch_module
+
+    monkeypatch.setattr(watch_module, "filesystem_type", lambda path: "nfs4")
+    other, notices = running(write_files(tmp_path / "nfs", {"b.txt": "b"}), tmp_path / "idx2")
+    assert other.mode == "polling"
+    assert any(isinstance(e, Notice) and "network filesystem (nfs4)" in e.message for e in notices)
+
+
+def test_a_batch_waits_for_another_writer_and_is_not_lost(tmp_path, tiny_model, running):
+    from store.index_dir import IndexDir
+
+    corpus = write_files(tmp_path / "corpus", {"a.txt": "first"})
+    index = tmp_path / "idx"
+    options = WatchOptions(step_ms=50, debounce_ms=500, lock_wait=0.2, retry_seconds=0.3)
+    _, events = running(corpus, index, options=options)
+    with IndexDir.open_for_writing(index):  # another writer (a build, a server's upsert) holds the lock
+        (corpus / "b.txt").write_text("The tapir waits its turn.")
+        assert eventually(lambda: any(isinstance(e, Notice) and "wait for the next try" in e.message for e in events))
+        assert lexical_ids(index, tiny_model, "tapir") == set()
+    assert eventually(lambda: lexical_ids(index, tiny_model, "tapir") == {"b.txt"})
+
+
+def test_a_single_file_corpus_survives_editor_saves(tmp_path, tiny_model, running):
+    folder = write_files(tmp_path / "folder", {"notes.md": "The first note.", "other.md": "not part of it"})
+    _, _ = running(folder / "notes.md", tmp_path / "idx")
+    for n in range(3):  # each save replaces the file (a new inode)
+        (folder / "notes.md.tmp").write_text(f"The save number {n} mentions the capybara{n}.")
+        os.replace(folder / "notes.md.tmp", folder / "notes.md")
+        assert eventually(lambda n=n: lexical_ids(tmp_path / "idx", tiny_model, f"capybara{n}") == {"notes.md"})
+    assert {d for d, *_ in chunk_set(tmp_path / "idx")} == {"notes.md"}
+
+
+@pytest.mark.slow
+def test_serve_watch_serves_while_the_worker_ingests(tmp_path, tiny_model_dir):
+    import httpx
+
+    from tests.search.test_server_process import Server
+
+    corpus = write_files(tmp_path / "corpus", {"a.txt": "The first file."})
+    server = Server(
+        tmp_path / "idx",
+        tmp_path / "serve.log",
+        "--watch",
+        str(corpus),
+        "--model",
+        str(tiny_model_dir),
+        "--step-ms",
+        "50",
+    )
+    try:
+        (corpus / "b.txt").write_text("The axolotl regrows its limbs.")
+
+        def found() -> bool:
+            hits = httpx.get(server.url + "/search", params={"q": "axolotl", "mode": "lexical"}).json()["hits"]
+            return [h["doc_id"] for h in hits] == ["b.txt"]
+
+        assert eventually(found, timeout=20), server.log.read_text()
+        stats = httpx.get(server.url + "/stats").json()
+        assert stats["documents"] == 2
+        assert stats["watch"]["state"] == "watching" and stats["watch"]["running"]
+        assert stats["watch"]["version"] == stats["faiss_version"]
+    finally:
+        log = server.stop()
+    assert "Application shutdown complete" in log, log  # the worker stopped with the server
+    assert "batch: 1 files, 1 added" in log
