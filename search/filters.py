@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from store.errors import InvalidInput
+from search.languages import resolve
+from store.errors import InvalidFilter, InvalidInput
 from store.filtering import Filter
 from store.metadata_json import text_problem
 
@@ -48,8 +49,6 @@ OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in")
 _SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ALLOWED = "operators are " + ", ".join(OPERATORS)
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
-_CLI_IN = re.compile(r"\s*([^\s<>=!]+)\s+in\s+(.*)\Z", re.DOTALL)
-_CLI_OP = re.compile(r"\s*([^\s<>=!]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*)\Z", re.DOTALL)
 
 
 def build_filter(
@@ -68,20 +67,21 @@ def build_filter(
     if lang is not None:
         langs = (lang,) if isinstance(lang, str) else tuple(lang)
         if not langs or not all(isinstance(x, str) and x for x in langs):
-            raise InvalidInput(f"lang must be a language code such as 'de' or a list of them, not {_short(lang)}.")
+            raise InvalidFilter(f"lang must be a language code such as 'de' or a list of them, not {_short(lang)}.")
         if len(langs) > MAX_LANGS:
-            raise InvalidInput(f"lang lists {len(langs)} languages; the limit is {MAX_LANGS}.")
+            raise InvalidFilter(f"lang lists {len(langs)} languages; the limit is {MAX_LANGS}.")
         for code in langs:
-            check_text(code, "a lang code", MAX_VALUE_CHARS)
+            check_text(code, "a lang code", MAX_VALUE_CHARS, InvalidFilter)
+        langs = stored_codes(langs)
     if source is not None and (not isinstance(source, str) or not source):
-        raise InvalidInput(
+        raise InvalidFilter(
             f"source must be a non-empty glob ('docs/*.md') or path prefix ('docs/'), not {_short(source)}."
         )
     if source is not None:
-        check_text(source, "the source filter", MAX_SOURCE_CHARS)
+        check_text(source, "the source filter", MAX_SOURCE_CHARS, InvalidFilter)
         wild = sum(source.count(c) for c in "*?[")
         if wild > MAX_GLOB_WILDCARDS:
-            raise InvalidInput(
+            raise InvalidFilter(
                 f"the source glob has {wild} wildcards and character classes; the limit is {MAX_GLOB_WILDCARDS} "
                 "(matching many of them backtracks over every source): use a simpler glob or a prefix."
             )
@@ -93,39 +93,39 @@ def build_filter(
 
 def _conditions(where: Mapping[str, Any]) -> tuple[tuple[str, str, Any], ...]:
     if not isinstance(where, Mapping):
-        raise InvalidInput(f"where must be a dict such as {{'year': {{'>=': 2020}}}}, not {_short(where)}.")
+        raise InvalidFilter(f"where must be a dict such as {{'year': {{'>=': 2020}}}}, not {_short(where)}.")
     out: list[tuple[str, str, Any]] = []
     for key, spec in where.items():
         if len(out) >= MAX_CONDITIONS:
-            raise InvalidInput(f"where has more than {MAX_CONDITIONS} conditions; the limit is {MAX_CONDITIONS}.")
+            raise InvalidFilter(f"where has more than {MAX_CONDITIONS} conditions; the limit is {MAX_CONDITIONS}.")
         if not isinstance(key, str) or len(key) > MAX_KEY_CHARS or not KEY.match(key):
-            raise InvalidInput(
+            raise InvalidFilter(
                 f"bad metadata key {_short(key)}: keys are letters, digits and underscores, not starting "
                 "with a digit, with dots for nested fields (e.g. 'year', 'author.name')."
             )
         ops = spec if isinstance(spec, Mapping) else {"=": spec}
         if not ops:
-            raise InvalidInput(f"no condition for the metadata key {key!r}; {_ALLOWED}.")
+            raise InvalidFilter(f"no condition for the metadata key {key!r}; {_ALLOWED}.")
         for op, value in ops.items():
             if op not in _SQL_OPS and op != "in":
-                raise InvalidInput(f"unknown operator {op!r} for the metadata key {key!r}; {_ALLOWED}.")
+                raise InvalidFilter(f"unknown operator {op!r} for the metadata key {key!r}; {_ALLOWED}.")
             if op == "in":
                 if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
-                    raise InvalidInput(
+                    raise InvalidFilter(
                         f"'in' for the metadata key {key!r} needs a non-empty list of values, not {_short(value)}."
                     )
                 if len(value) > MAX_IN_VALUES:
-                    raise InvalidInput(
+                    raise InvalidFilter(
                         f"'in' for the metadata key {key!r} lists {len(value)} values; the limit is {MAX_IN_VALUES}."
                     )
                 out.append((key, "in", tuple(_scalar(key, v) for v in value)))
                 continue
             value = _scalar(key, value)
             if value is None and _SQL_OPS[op] not in ("=", "!="):
-                raise InvalidInput(f"the metadata key {key!r} can only be compared with None by = or !=.")
+                raise InvalidFilter(f"the metadata key {key!r} can only be compared with None by = or !=.")
             out.append((key, _SQL_OPS[op], value))
     if len(out) > MAX_CONDITIONS:
-        raise InvalidInput(f"where has {len(out)} conditions; the limit is {MAX_CONDITIONS}.")
+        raise InvalidFilter(f"where has {len(out)} conditions; the limit is {MAX_CONDITIONS}.")
     return tuple(out)
 
 
@@ -133,27 +133,38 @@ def _scalar(key: str, value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-        raise InvalidInput(f"the value {_short(value)} for the metadata key {key!r} is beyond 64-bit integers.")
+        raise InvalidFilter(f"the value {_short(value)} for the metadata key {key!r} is beyond 64-bit integers.")
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInput(f"the value {value!r} for the metadata key {key!r} is not a finite number.")
+        raise InvalidFilter(f"the value {value!r} for the metadata key {key!r} is not a finite number.")
     if isinstance(value, str):
-        return check_text(value, f"the value for the metadata key {key!r}", MAX_VALUE_CHARS)
+        return check_text(value, f"the value for the metadata key {key!r}", MAX_VALUE_CHARS, InvalidFilter)
     if value is None or isinstance(value, int | float):
         return value
-    raise InvalidInput(
+    raise InvalidFilter(
         f"the value {_short(value)} for the metadata key {key!r} is not a string, number, boolean or None."
     )
 
 
-def check_text(value: str, what: str, limit: int) -> str:
+def check_text(value: str, what: str, limit: int, error: type[InvalidInput] = InvalidInput) -> str:
     """``value`` if it is text SQLite can take (no NUL, no lone surrogate) of at most ``limit``
-    characters, else :class:`InvalidInput` naming ``what``."""
+    characters, else ``error`` (:class:`InvalidInput` or a subclass) naming ``what``."""
     if len(value) > limit:
-        raise InvalidInput(f"{what} has {len(value)} characters; the limit is {limit}.")
+        raise error(f"{what} has {len(value)} characters; the limit is {limit}.")
     problem = text_problem(value)
     if problem:
-        raise InvalidInput(f"{what} holds {problem}; remove it.")
+        raise error(f"{what} holds {problem}; remove it.")
     return value
+
+
+def stored_codes(langs: Sequence[str]) -> tuple[str, ...]:
+    """The codes an index may store for the languages ``langs`` name (:func:`search.languages.resolve`:
+    ``("German",)`` → ``("de", "deu", "ger")``); a text that names no language is kept as it is
+    (an imported index may store codes of its own)."""
+    codes: dict[str, None] = {}
+    for text in langs:
+        language = resolve(text)
+        codes.update(dict.fromkeys(language.codes if language else (text.strip(),)))
+    return tuple(codes)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -172,21 +183,70 @@ def parse_where(expressions: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The ``where`` dict of CLI conditions such as ``year>=2020``, ``tag in a,b``.
 
     Operators: ``= != < <= > >=`` and ``in`` (comma-separated values). Values that look
-    like numbers are numbers; others are strings (surrounding quotes are removed).
+    like numbers are numbers; others are strings (surrounding quotes are removed). A value
+    may not start with ``< > = !`` unless quoted (``year>>2020`` is a typo, not the text
+    ``>2020``). A condition that does not read raises :class:`InvalidFilter` naming the
+    position (0-based) of the first character that does not fit, and the grammar.
     """
     where: dict[str, dict[str, Any]] = {}
     for text in expressions:
-        if m := _CLI_IN.match(text):
-            key, op, value = m[1], "in", [_cli_value(v) for v in m[2].split(",")]
-        elif m := _CLI_OP.match(text):
-            key, op, value = m[1], m[2], _cli_value(m[3])
-        else:
-            raise InvalidInput(
-                f"cannot read the condition {text!r}: write KEY OP VALUE with OP one of = != < <= > >= "
-                "(e.g. 'year>=2020'), or 'KEY in A,B'."
-            )
+        key, op, value = _condition(text)
         where.setdefault(key, {})[op] = value
     return where
+
+
+CONDITION_GRAMMAR = (
+    "conditions look like key=value, key>=number or 'key in a,b' (operators = != < <= > >= in; "
+    "quote a value that starts with < > = or !: name='=x')"
+)
+_OPS_LONGEST_FIRST = ("!=", "<=", ">=", "==", "=", "<", ">")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+def _condition(text: str) -> tuple[str, str, Any]:
+    """``(key, operator, value)`` of one CLI condition; ``in`` gives a list of values."""
+
+    def fail(problem: str) -> InvalidFilter:
+        return InvalidFilter(f"cannot read the condition {_short(text)}: {problem}; {CONDITION_GRAMMAR}.")
+
+    def unexpected(at: int) -> InvalidFilter:
+        return fail(f"unexpected {text[at]!r} at position {at}")
+
+    n = len(text)
+    i = _skip_space(text, 0)
+    start = i
+    while i < n and text[i] in _KEY_CHARS:
+        i += 1
+    if i == start:
+        raise fail("the condition is empty") if i == n else fail(f"a metadata key is missing at position {i}")
+    key = text[start:i]
+    j = _skip_space(text, i)
+    if j > i and text.startswith("in", j) and (j + 2 == n or text[j + 2].isspace()):
+        values: list[Any] = []
+        at = j + 2
+        for item in text[at:].split(","):
+            if not item.strip():
+                raise fail(f"a value is missing in the list after 'in' at position {_skip_space(text, at)}")
+            values.append(_cli_value(item))
+            at += len(item) + 1
+        return key, "in", values
+    if j == n:
+        raise fail(f"an operator is missing after the key {key!r} at position {j}")
+    op = next((o for o in _OPS_LONGEST_FIRST if text.startswith(o, j)), None)
+    if op is None:
+        raise unexpected(j)
+    v = _skip_space(text, j + len(op))
+    if v == n:
+        raise fail(f"a value is missing after {op!r} at position {v}")
+    if text[v] in "<>=!":
+        raise unexpected(v)
+    return key, op, _cli_value(text[v:])
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at
 
 
 def _cli_value(text: str) -> Any:

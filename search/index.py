@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from search.choices import GROUP_BY, MODES
+from search.explain import Explainer
 from search.filters import INT64_MAX, INT64_MIN, build_filter, check_text
 from search.fusion import rrf
 from search.hit import Hit
@@ -53,6 +54,7 @@ class Index:
         self._store = store
         self.budget_seconds = BUDGET_SECONDS
         """See :data:`BUDGET_SECONDS`; set per view."""
+        self._explainer = Explainer(store)
         self._precision = precision
         self._mmap = mmap
         self._model_lock = threading.Lock()  # one thread loads the model
@@ -176,7 +178,10 @@ class Index:
         chunks exist): ``lang`` a language code or a list of them; ``source`` a glob
         (``docs/*.md``) or a prefix (``docs/``) of the source path; ``where`` conditions on
         the document metadata, e.g. ``{"year": {">=": 2020}, "tag": {"in": ["a", "b"]}}``
-        (see :mod:`search.filters`).
+        (see :mod:`search.filters`). Languages may be named by any ISO 639 code or by name
+        (``"deu"``, ``"German"``: :mod:`search.languages`). A filter that cannot be read, or that
+        names a language, source or metadata key the index does not hold, raises
+        :class:`~store.errors.InvalidFilter` saying what it holds (:mod:`search.explain`).
 
         ``mode``: ``dense`` (cosine of embeddings), ``lexical`` (full-text, bm25) or
         ``hybrid`` (both fused by reciprocal rank fusion); see :class:`Hit` for the scores.
@@ -217,6 +222,7 @@ class Index:
             if filt is not None:
                 with self._store.meta.budget(self.budget_seconds, "this filter"):
                     allowed = self._store.meta.live_chunk_ids(filt)
+                self._explainer.check(filt, lang, empty=len(allowed) == 0, budget_seconds=self.budget_seconds)
             results = [
                 self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)
                 for q, v in zip(queries, vectors, strict=True)

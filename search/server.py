@@ -69,6 +69,7 @@ from store.errors import (
     IndexLocked,
     IndexNotFound,
     IndexNotReady,
+    InvalidFilter,
     InvalidInput,
     MissingDependency,
     ModelError,
@@ -170,7 +171,13 @@ SOME_LANGS = r"^[^\x00]*[^\s,\x00][^\x00]*$"
 GLOB = r"^[^*?\[\x00]*([*?\[][^*?\[\x00]*){0,16}$"
 """A source glob or prefix: no NUL, at most 16 wildcards (``search.filters.MAX_GLOB_WILDCARDS``)."""
 KEY_RE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
-CONDITION = rf"^(\s*{KEY_RE}\s*(!=|<=|>=|==|=|<|>)[^\x00]*|\s*{KEY_RE}\s+in\s+[^\x00]*)$"
+_IN_VALUE = r"[^,\x00]*[^\s,\x00][^,\x00]*"
+CONDITION = (
+    rf"^(\s*{KEY_RE}\s*(!=|<=|>=|==|=|<|>)\s*[^\s<>=!\x00][^\x00]*"
+    rf"|\s*{KEY_RE}\s+in\s+{_IN_VALUE}(,{_IN_VALUE})*)$"
+)
+"""A ``where=`` condition as :func:`search.filters.parse_where` reads it: a value after an
+operator that does not start with ``< > = !`` (``year>>2020`` is refused), no empty ``in`` value."""
 _SCALAR: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "maxLength": 4096, "pattern": NO_NUL},
@@ -328,6 +335,7 @@ class DocumentModel(BaseModel):
 STATUS: dict[type[BabelIndexError], int] = {
     IndexNotFound: 404,
     IndexLocked: 409,
+    InvalidFilter: 422,  # before InvalidInput, its base: the first match counts
     InvalidInput: 400,
     DimensionMismatch: 400,
     CorruptIndex: 503,
@@ -355,7 +363,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (507, "The disk is full"),
     )
 }
-ERRORS[422] = {"model": ErrorBody | ValidationErrors, "description": "A request that does not fit its schema"}
+ERRORS[422] = {
+    "model": ErrorBody | ValidationErrors,
+    "description": "A request that does not fit its schema, or a filter naming what the index does not hold",
+}
 """The error answers every route may give, for the OpenAPI schema."""
 
 

@@ -18,6 +18,8 @@ message says what happened and what to do next, so the CLI can print it as it is
     │   ├── ModelMismatch        the index was built with another model
     │   └── DimensionMismatch    vectors of the wrong width
     ├── InvalidInput         a bad argument or option value
+    │   └── InvalidFilter    a search filter that cannot be read or cannot match: an
+    │                        unknown language, metadata key or source (HTTP 422)
     └── MissingDependency    an optional extra (e.g. ``babelindex[ray]``) or a newer library
                              (SQLite, FAISS) is needed for this
 """
@@ -83,6 +85,12 @@ class InvalidInput(BabelIndexError):
     """An argument or option has a value babelindex cannot use."""
 
 
+class InvalidFilter(InvalidInput):
+    """A search filter (``lang``, ``source``, ``where``) that cannot be read, or that names what
+    the index does not hold; the message lists what it holds (languages, metadata keys, the
+    closest sources)."""
+
+
 class MissingDependency(BabelIndexError):
     """An optional feature needs a package that is not installed; the message says how to get it."""
 
@@ -95,6 +103,7 @@ __all__ = [
     "IndexLocked",
     "IndexNotFound",
     "IndexNotReady",
+    "InvalidFilter",
     "InvalidInput",
     "MissingDependency",
     "ModelError",

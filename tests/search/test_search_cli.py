@@ -78,11 +78,14 @@ def test_group_by_document_option(built):
 def test_bad_filters_exit_1_saying_what_is_allowed(built):
     out = run("search", "x", "--index", built, "--where", "year~2020", code=1)
     assert out == (
-        "Error: cannot read the condition 'year~2020': write KEY OP VALUE with OP one of = != < <= > >= "
-        "(e.g. 'year>=2020'), or 'KEY in A,B'.\n"
+        "Error: cannot read the condition 'year~2020': unexpected '~' at position 4; conditions look like "
+        "key=value, key>=number or 'key in a,b' (operators = != < <= > >= in; quote a value that starts with "
+        "< > = or !: name='=x').\n"
     )
     out = run("search", "x", "--index", built, "--where", "year')OR(1=1)--", code=1)
-    assert out.startswith('Error: bad metadata key "year\')OR(1": keys are letters, digits and underscores')
+    assert out.startswith('Error: cannot read the condition "year\')OR(1=1)--": unexpected "\'" at position 4')
+    out = run("search", "x", "--index", built, "--where", "1year=1", code=1)
+    assert out.startswith("Error: bad metadata key '1year': keys are letters, digits and underscores")
     assert "Invalid value for '--mode'" in run("search", "x", "--index", built, "--mode", "fuzzy", code=2)
 
 
