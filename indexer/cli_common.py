@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from indexer.choices import PRECISIONS
 from indexer.progress import Progress
-from search.choices import PRECISIONS
 from store.errors import BabelIndexError
 
 __all__ = ["INDEX_OPTION", "MMAP_OPTION", "PRECISION_OPTION", "WAIT_OPTION", "Bars", "fail", "with_progress"]

@@ -13,15 +13,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from indexer.choices import INDEX_TYPES
 from indexer.cli_common import INDEX_OPTION, PRECISION_OPTION, fail, with_progress
-from indexer.reading import RecordFields
-from indexer.watch import BatchReport, Event, Notice, Watcher, WatchOptions
-from search.choices import INDEX_TYPES
 from store.errors import BabelIndexError
+
+if TYPE_CHECKING:  # the worker (watchfiles, the model) is imported when a command runs
+    from indexer.watch import Event, Watcher
 
 __all__ = ["WATCH_OPTIONS", "EventLog", "make_watcher", "stop_on_signals", "watch", "watch_options"]
 
@@ -94,7 +95,8 @@ def make_watcher(
     progress: Any = None,
 ) -> Watcher:
     """A :class:`Watcher` from the command line's options. Raises ``InvalidInput`` for bad ones."""
-    from indexer.watch import Watcher
+    from indexer.reading import RecordFields
+    from indexer.watch import Watcher, WatchOptions
 
     return Watcher(
         corpus,
@@ -123,6 +125,7 @@ class EventLog:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
+        from indexer.watch import BatchReport, Notice
 
         with self._lock:
             if self.as_json:
@@ -144,6 +147,8 @@ class EventLog:
 def stop_on_signals(watcher: Watcher, log: EventLog) -> None:
     """SIGTERM or SIGINT: finish the batch being applied, publish it, stop (exit 0). A second
     SIGINT stops at once (KeyboardInterrupt): nothing is lost, the next start resumes."""
+
+    from indexer.watch import Notice
 
     asked = {"n": 0}
 
@@ -202,6 +207,8 @@ def watch(
     and publish the batch being applied (exit 0); a second Ctrl-C stops at once. Killed in
     any way, the next start converges on the folder's contents.
     """
+
+    from indexer.watch import Notice
 
     log = EventLog(as_json=as_json, quiet=quiet)
     try:
