@@ -13,6 +13,10 @@
 A missing key (or a JSON ``null``) matches only ``None`` (``{"key": None}``), never another
 comparison, not even ``!=``. Numbers compare as numbers, strings as
 strings; in SQLite every number sorts before every string, so store numbers as numbers.
+
+Languages are named by any ISO 639 code or by name (:mod:`search.languages`) and become every
+code an index may store for them. Every error here is :class:`~store.errors.InvalidFilter`;
+whether a well-formed filter names what the index holds is :mod:`search.explain`'s question.
 """
 
 from __future__ import annotations

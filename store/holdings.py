@@ -1,7 +1,7 @@
 """What the live index holds that a search filter can name: languages, metadata keys, sources.
 
-Read when a filter matches nothing, to say why (:mod:`search.explain`); never on the path of
-a search that finds hits. Each function reads one moment of the store under its lock and is
+Read by the query side when a filter matches nothing, to say why; never on the path of a
+search that finds hits. Each function reads one moment of the store under its lock and is
 sized for large indexes: the existence checks stop at the first match, the source lookups
 walk the ``documents (source)`` index, and :func:`metadata_keys` reads at most
 :data:`KEY_SAMPLE` documents (about 2 µs per document and key: docs/search.md has the
