@@ -255,6 +255,9 @@ class Watcher:
         """Every file of the corpus as last read: ``{path relative to the root: stat}``."""
         self.dirty: set[str] = set()
         """Paths (relative to the root) changed since the last applied batch."""
+        self.where: dict[str, Path] = {}
+        """The filesystem path of each relative path seen, where the two differ in more than
+        the root (a name that is not UTF-8 is stored as ``\\xNN``: see :func:`path_text`)."""
         self.stop_event = threading.Event()
         self.mode = "events"
         self.status = WorkerStatus(
@@ -436,7 +439,18 @@ class Watcher:
             rel = self._rel(path)
             if rel is not None and not (rel and self.selection.ignored(rel)):
                 paths.add(rel)
+                self._remember(rel, Path(path))
         return paths
+
+    def _remember(self, rel: str, path: Path) -> None:
+        if path != self.corpus / rel:
+            self.where[rel] = path
+
+    def _path(self, rel: str) -> Path:
+        """The filesystem path of ``rel``."""
+        if self.corpus.is_file():
+            return self.corpus
+        return self.where.get(rel, self.corpus / rel)
 
     def _stats(self, start: Path | None = None) -> Iterator[tuple[str, FileStat]]:
         """``(rel, stat)`` of the corpus's files (under ``start``), by the build's rules."""
@@ -448,6 +462,7 @@ class Watcher:
                 st = path.stat()
             except OSError:
                 continue
+            self._remember(rel, path)
             yield rel, (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def _rescan(self) -> set[str]:
@@ -469,7 +484,7 @@ class Watcher:
         scope_folders: set[str] = set()
         single = self.corpus.is_file()
         for rel in sorted(paths):
-            path = self.corpus if single else self.corpus / rel
+            path = self._path(rel)
             if not os.path.lexists(path):
                 scope_files.add(rel)
                 scope_folders.add(rel)
@@ -484,6 +499,7 @@ class Watcher:
                         continue
                     file, r = item
                     seen.add(r)
+                    self._remember(r, file)
                     try:
                         st = file.stat()
                     except OSError:
@@ -513,6 +529,8 @@ class Watcher:
         prefix = rel.rstrip("/") + "/"
         for k in [k for k in self.known if k == rel or k.startswith(prefix) or not rel]:
             del self.known[k]
+        for k in [k for k in self.where if k == rel or k.startswith(prefix) or not rel]:
+            del self.where[k]
 
     def _apply(self) -> bool:
         """Apply the changed paths as one batch and publish; False if it must be tried again."""

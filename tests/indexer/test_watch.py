@@ -459,3 +459,16 @@ def test_serve_watch_serves_while_the_worker_ingests(tmp_path, tiny_model_dir):
         log = server.stop()
     assert "Application shutdown complete" in log, log  # the worker stopped with the server
     assert "batch: 1 files, 1 added" in log
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_and_the_watcher_goes_on(tmp_path, tiny_model, running):
+    corpus = write_files(tmp_path / "corpus", {"a.txt": "first"})
+    index = tmp_path / "idx"
+    _, events = running(corpus, index)
+    with open(os.path.join(os.fsencode(corpus), b"bad-\xff.txt"), "w") as fh:
+        fh.write("The kakapo is a flightless parrot.")
+    assert eventually(lambda: lexical_ids(index, tiny_model, "kakapo") == {"bad-\\xff.txt"})
+    (corpus / "after.txt").write_text("The dingo howls.")
+    assert eventually(lambda: lexical_ids(index, tiny_model, "dingo") == {"after.txt"})
+    assert chunk_set(index) == Clean(tmp_path, tiny_model)(corpus)
+    assert any(isinstance(e, Notice) and "rescanning" in e.message for e in events)  # how it was found
