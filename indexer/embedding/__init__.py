@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 from indexer.choices import PRECISIONS
 from indexer.embedding.base import Embedder, describe, same_model
 from indexer.embedding.registry import DEFAULT_NAME as DEFAULT_MODEL
 from indexer.embedding.registry import REGISTRY, ModelSpec, display, list_models, resolve
 from indexer.embedding.use_multilingual import NAME as USE_MULTILINGUAL
 from store.records import ModelRecord
+
+log = logging.getLogger("babelindex.models")
+"""Says what loading takes: the model loaded (and how long it took), precisions measured.
+The CLI prints these lines on stderr; the server logs them."""
 
 
 def is_available(name: str) -> bool:
@@ -41,10 +49,18 @@ def load_embedder(name: str | None = None, *, precision: str | None = None) -> E
             )
         from indexer.embedding.use_multilingual import UseMultilingualEmbedder
 
-        return UseMultilingualEmbedder()
+        return _timed(name, UseMultilingualEmbedder)
     from indexer.embedding.transformer import TransformerEmbedder
 
-    return TransformerEmbedder(name, precision=wanted, source=resolve(name))
+    return _timed(name, lambda: TransformerEmbedder(name, precision=wanted, source=resolve(name)))
+
+
+def _timed(name: str, load: Callable[[], Embedder]) -> Embedder:
+    log.info("loading the model %s …", display(name))
+    started = time.perf_counter()
+    embedder = load()
+    log.info("loaded the model %s in %.1f s", display(name), time.perf_counter() - started)
+    return embedder
 
 
 def require_same_model(recorded: ModelRecord, embedder: Embedder, index: object, advice: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ import numpy as np
 from indexer.choices import PRECISIONS
 from store.atomic import atomic_write
 from store.errors import InvalidInput
+
+log = logging.getLogger("babelindex.models")
 
 AGREEMENT_MEAN = 0.999
 """``auto`` keeps a precision only if its vectors' mean cosine to fp32 is at least this..."""
@@ -214,7 +217,14 @@ def measure(make_runner: Callable[[str], Runner], candidates: Sequence[str]) -> 
     """
     docs = calibration_texts()
     trials, reference = [], None
-    for precision in ["fp32", *[c for c in candidates if c != "fp32"]]:
+    order = ["fp32", *[c for c in candidates if c != "fp32"]]
+    log.info(
+        "measuring %s on this CPU to pick the fastest that agrees with fp32 (once per model and machine; "
+        "the choice is cached)",
+        ", ".join(order),
+    )
+    for precision in order:
+        started = time.perf_counter()
         try:
             run = make_runner(precision)
             run(docs[:2])  # warm up: first-call allocations, weight packing
@@ -238,6 +248,14 @@ def measure(make_runner: Callable[[str], Runner], candidates: Sequence[str]) -> 
         if reference is None:
             reference = vectors
         agree = agreement(reference, vectors)
+        log.info(
+            "  %s: %.2f s for %d texts, agreement with fp32 %.4f (measured in %.1f s)",
+            precision,
+            docs_seconds,
+            len(docs),
+            agree.mean,
+            time.perf_counter() - started,
+        )
         trials.append(
             Trial(
                 precision,
