@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from indexer.choices import ENGINES, INDEX_TYPES, PRECISIONS, Engine, Precision
 
 Mode = Literal["dense", "lexical", "hybrid"]
-"""``dense``: cosine of embeddings; ``lexical``: full text (bm25); ``hybrid``: both, fused by rank."""
+"""``dense``: cosine of embeddings; ``lexical``: full text (whole tokens, ranked by term rarity); ``hybrid``: both, fused by rank."""
 MODES: tuple[str, ...] = get_args(Mode)
 
 GroupBy = Literal["document"]

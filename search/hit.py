@@ -17,9 +17,10 @@ class Hit:
     Attributes:
         score: how well the chunk matches; higher is better. Its meaning depends on the mode:
             ``dense``: cosine similarity of query and chunk vectors, in [-1, 1];
-            ``lexical``: ``-bm25`` of the full-text match (unbounded, comparable only within
-            one query), or, for queries whose terms all have fewer than 3 characters, the
-            number of terms the chunk contains;
+            ``lexical``: the sum of the idf weights (rarity) of the query's parts the chunk
+            contains (unbounded, comparable only within one query; see :mod:`store.lexical`),
+            or, for queries whose terms all have fewer than 3 characters, the number of
+            parts the chunk contains;
             ``hybrid``: the reciprocal rank fusion score ``Σ 1/(60 + rank)`` over the dense
             and lexical rankings (at most 2/61 ≈ 0.033); a lexical match beyond the dense
             candidates is ranked in the dense list by its exact cosine.

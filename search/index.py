@@ -183,8 +183,10 @@ class Index:
         names a language, source or metadata key the index does not hold, raises
         :class:`~store.errors.InvalidFilter` saying what it holds (:mod:`search.explain`).
 
-        ``mode``: ``dense`` (cosine of embeddings), ``lexical`` (full-text, bm25) or
-        ``hybrid`` (both fused by reciprocal rank fusion); see :class:`Hit` for the scores.
+        ``mode``: ``dense`` (cosine of embeddings), ``lexical`` (full text, whole tokens; the
+        syntax of ``"phrases"``, ``OR``, ``+term``, ``-term`` and ``E-2*`` is
+        :mod:`store.lexical_query`'s) or ``hybrid`` (both fused by reciprocal rank fusion); see
+        :class:`Hit` for the scores. Bad lexical syntax raises :class:`InvalidInput`.
         ``group_by="document"`` returns the best chunk of each of ``k`` documents.
 
         ``query_vectors``: the queries' embeddings if already computed with :meth:`embed`

@@ -566,7 +566,7 @@ class MetaStore:
     @locked
     def lexical_search(self, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:
         """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query`` by full text
-        (see :mod:`store.lexical`: scores are ``-bm25``, higher is better), best first."""
+        (see :mod:`store.lexical`: the query syntax, and scores, higher is better), best first."""
         return lexical.search(self.conn, query, limit, filt)
 
     @locked

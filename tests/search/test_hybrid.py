@@ -1,4 +1,4 @@
-"""Lexical (FTS5 trigram, bm25) and hybrid (RRF) search, signals, CJK, FTS upkeep, group_by."""
+"""Lexical (whole tokens, FTS5 trigram lookup) and hybrid (RRF) search, signals, CJK, FTS upkeep, group_by."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from indexer.build import build_index
-from search import Index, IndexNotReady
+from search import Index, IndexNotReady, InvalidInput
 from search.fusion import rrf
 from store import IndexDir
 from tests.fakes import HashingEmbedder
@@ -65,9 +65,10 @@ def test_a_rare_code_is_first_in_lexical_and_hybrid_where_dense_misses_it(index)
     assert len(hybrid) == 5
 
 
-def test_lexical_is_case_insensitive_and_matches_substrings(index):
+def test_lexical_is_case_insensitive_and_matches_whole_tokens_or_wildcards(index):
     assert [h.doc_id for h in index.search("xk-4471", k=3, mode="lexical")] == ["orders/shipment.txt"]
-    assert [h.doc_id for h in index.search("warehou", k=3, mode="lexical")] == ["orders/shipment.txt"]
+    assert index.search("warehou", k=3, mode="lexical") == []  # a part of a word: no longer a match
+    assert [h.doc_id for h in index.search("warehou*", k=3, mode="lexical")] == ["orders/shipment.txt"]
     assert index.search("nowhere-to-be-found", k=3, mode="lexical") == []
 
 
@@ -145,38 +146,53 @@ def test_group_by_document_gives_the_best_chunk_of_k_documents(tmp_path):
         assert sorted(h.doc_id for h in everything) == sorted(["long.txt"] + [f"s{i}.txt" for i in range(5)])
 
 
+SYNTAX_DOCS = {
+    "a.txt": 'He said "NEAR(x y)" and a*b OR c; DROP TABLE chunks; -- 100% ^x col:val',
+    "b.txt": "plain words here",
+}
+
+
+@pytest.fixture(scope="module")
+def syntax_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syntax")
+    build_index(write_files(root / "c", SYNTAX_DOCS), root / "i", model=HashingEmbedder())
+    with Index.open(root / "i", model=HashingEmbedder()) as idx:
+        yield idx
+
+
 @pytest.mark.parametrize(
-    "query",
+    "query, found",
     [
-        '"',
-        'a"b"c',
-        "NEAR(x",
-        "*",
-        "a*b",
-        "OR",
-        "DROP TABLE chunks; --",
-        "100%",
-        "%",
-        "_",
-        "'",
-        "^x",
-        "col:val",
-        "AND NOT",
-        "x' OR '1'='1",
+        ('a"b"c', ["a.txt"]),  # the terms a, b and c around the phrase "b"
+        ("NEAR(x", ["a.txt"]),
+        ("a*b", ["a.txt"]),  # a * inside a term is an ordinary character
+        ("DROP TABLE chunks; --", ["a.txt"]),
+        ("100%", ["a.txt"]),  # punctuation at a term's edges is ignored
+        ("_", []),  # a token character: searched for, found nowhere
+        ("^x", ["a.txt"]),
+        ("col:val", ["a.txt"]),
+        ("AND NOT", ["a.txt"]),  # words, not FTS5 operators
+        ("x' OR '1'='1", []),  # x OR 1'='1: x is too short to find chunks beside a longer term
+        ("'1'='1' OR x'", []),
+        ("NEAR(x OR '1'='1", ["a.txt"]),
+        ('"OR"', ["a.txt"]),
+        ("plain -said", ["b.txt"]),
     ],
 )
-def test_fts_syntax_in_queries_is_taken_literally(tmp_path, query):
-    docs = {
-        "a.txt": 'He said "NEAR(x y)" and a*b OR c; DROP TABLE chunks; -- 100% ^x col:val',
-        "b.txt": "plain words here",
-    }
-    build_index(write_files(tmp_path / "c", docs), tmp_path / "i", model=HashingEmbedder())
-    with Index.open(tmp_path / "i", model=HashingEmbedder()) as idx:
-        found = sorted(h.doc_id for h in idx.search(query, k=3, mode="lexical"))
-        terms = [t for t in query.split() if len(t) >= 3] or query.split()  # short terms only count alone
-        assert found == [d for d, text in docs.items() if any(t.lower() in text.lower() for t in terms)]
-        assert len(idx.search(query, k=3, mode="hybrid")) == 2
-        assert len(idx.search("plain", k=3)) == 2  # the tables are intact
+def test_fts5_and_sql_syntax_in_queries_never_reaches_sqlite(syntax_index, query, found):
+    """Queries are parsed by store.lexical_query; FTS5 and SQL see only quoted strings and
+    bound parameters."""
+    assert sorted(h.doc_id for h in syntax_index.search(query, k=3, mode="lexical")) == found
+    assert len(syntax_index.search(query, k=3, mode="hybrid")) == 2
+    assert len(syntax_index.search("plain", k=3)) == 2  # the tables are intact
+
+
+@pytest.mark.parametrize("query", ['"', "*", "OR", "%", "'", '""', "-plain"])
+def test_queries_with_nothing_to_search_for_are_errors_in_lexical_and_hybrid_modes(syntax_index, query):
+    for mode in ("lexical", "hybrid"):
+        with pytest.raises(InvalidInput, match="lexical query"):
+            syntax_index.search(query, k=3, mode=mode)
+    assert len(syntax_index.search(query, k=3)) == 2  # dense search has no syntax
 
 
 def test_hybrid_ranking_does_not_depend_on_k(index):
