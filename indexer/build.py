@@ -19,7 +19,7 @@ from pathlib import Path
 from indexer.choices import ENGINES
 from indexer.cleaning import path_text
 from indexer.embedding import Embedder
-from indexer.reading import RecordFields, Skipped, read_corpus
+from indexer.reading import RecordFields, Skipped, read_corpus, walk
 from indexer.selection import Selection
 from indexer.writer import BuildReport, Progress, Writer, open_model, resolve_settings
 from store.errors import InvalidInput
@@ -109,12 +109,20 @@ def build_index(
             )
         else:
             writer = Writer(idx, embedder, settings, report, corpus=path_text(str(corpus.resolve())), progress=progress)
+            progress.files_total(sum(1 for _ in walk(corpus, idx.path, selection)))
+            last = None
             for item in read_corpus(corpus, fields, exclude=idx.path, selection=selection):
+                if item.source != last:
+                    if last is not None:
+                        progress.file_read()
+                    last = item.source
                 if isinstance(item, Skipped):
                     writer.skip(item)
                 else:
                     writer.add(item)
                 progress.document_read()
+            if last is not None:
+                progress.file_read()
             writer.finish()
         published = time.perf_counter()
         writer.publish()

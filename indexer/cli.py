@@ -100,23 +100,26 @@ def build(
     """
     from indexer.build import build_index
 
-    with with_progress(not (quiet or as_json)) as bars:
-        report = build_index(
-            corpus,
-            index_path,
-            model=model,
-            chunk_tokens=chunk_tokens,
-            overlap_tokens=overlap_tokens,
-            index_type=index_type,
-            text_field=text_field,
-            id_field=id_field,
-            progress=bars,
-            precision=precision,
-            engine=engine,
-            ray_address=ray_address,
-            wait=wait,
-            exclude=exclude,
-        )
+    try:
+        with with_progress(not (quiet or as_json)) as bars:
+            report = build_index(
+                corpus,
+                index_path,
+                model=model,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap_tokens,
+                index_type=index_type,
+                text_field=text_field,
+                id_field=id_field,
+                progress=bars,
+                precision=precision,
+                engine=engine,
+                ray_address=ray_address,
+                wait=wait,
+                exclude=exclude,
+            )
+    except KeyboardInterrupt:
+        _interrupted(index_path)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
         return
@@ -733,6 +736,25 @@ def serve(
 
 
 cli.add_command(watch)
+
+
+def _interrupted(index_path: Path) -> None:
+    """Say what an interrupted build kept, and exit 130 (as a shell does after Ctrl-C)."""
+    from store.index_dir import IndexDir
+
+    kept = 0
+    try:
+        with IndexDir.open_for_reading(index_path) as idx:
+            kept = idx.meta.unpublished_changes()
+    except BabelIndexError:
+        pass
+    what = f"{kept} documents written so far are kept" if kept else "nothing was written yet"
+    click.echo(
+        f"\nInterrupted: {what} (not yet searchable). Run the same command again to resume: "
+        "it embeds only what is left.",
+        err=True,
+    )
+    sys.exit(130)
 
 
 def _url_host(host: str) -> str:

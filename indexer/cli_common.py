@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -54,29 +56,71 @@ PRECISION_OPTION = click.option(
 
 
 class Bars(Progress):
-    """tqdm bars for a build: documents read and chunks embedded (on stderr)."""
+    """tqdm bars for a build on stderr: files read (with the total, a percentage and an ETA
+    once the files are counted; documents where they are not) and chunks embedded. Each bar
+    appears with its first figure, so that nothing sits at zero while the model loads."""
 
     def __init__(self) -> None:
+        self.read: Any = None
+        self.embed: Any = None
+
+    def _bar(self, desc: str, unit: str, position: int, total: int | None = None) -> Any:
         from tqdm import tqdm
 
-        self.read = tqdm(desc="reading", unit=" docs", position=0, leave=False, dynamic_ncols=True)
-        self.embed = tqdm(desc="embedding", unit=" chunks", position=1, leave=False, dynamic_ncols=True)
+        return tqdm(desc=desc, unit=unit, total=total, position=position, leave=False, dynamic_ncols=True)
+
+    def files_total(self, n: int) -> None:
+        if self.read is None:
+            self.read = self._bar("reading", " files", 0, total=n)
+
+    def file_read(self) -> None:
+        if self.read is not None and self.read.total is not None:
+            self.read.update(1)
 
     def document_read(self) -> None:
-        self.read.update(1)
+        if self.read is None:  # no file count (an import): count documents
+            self.read = self._bar("reading", " docs", 0)
+        if self.read.total is None:
+            self.read.update(1)
 
     def chunks_embedded(self, n: int) -> None:
+        if self.embed is None:
+            self.embed = self._bar("embedding", " chunks", 1)
         self.embed.update(n)
 
     def close(self) -> None:
-        self.read.close()
-        self.embed.close()
+        for bar in (self.embed, self.read):
+            if bar is not None:
+                bar.close()
+        if self.read is not None or self.embed is not None:
+            sys.stderr.write("\r")  # tqdm leaves the cursor where the lower bar ended
+            sys.stderr.flush()
+
+
+class _TqdmLines(logging.Handler):
+    """Writes log lines above the bars (``tqdm.write``), on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never break a command
+            self.handleError(record)
 
 
 @contextmanager
 def with_progress(wanted: bool) -> Iterator[Bars | None]:
-    """Progress bars on a terminal when ``wanted``; library errors become ClickExceptions."""
+    """When ``wanted``: progress bars on a terminal, and babelindex's log lines (the model
+    loaded, precisions measured) on stderr. Library errors become ClickExceptions."""
     bars = Bars() if wanted and sys.stderr.isatty() else None
+    logger = logging.getLogger("babelindex")
+    handler = _TqdmLines() if wanted else None
+    if handler is not None:
+        before = logger.level, logger.propagate
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     try:
         yield bars
     except BabelIndexError as exc:
@@ -84,6 +128,10 @@ def with_progress(wanted: bool) -> Iterator[Bars | None]:
     finally:
         if bars:
             bars.close()
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(before[0])
+            logger.propagate = before[1]
 
 
 def fail(exc: BabelIndexError) -> click.ClickException:
