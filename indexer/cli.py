@@ -272,7 +272,7 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
     if not hits:
         click.echo("No hits.")
         return
-    _print_hits(hits, query.split() if mode != "dense" else [], mode)
+    _print_hits(hits, _highlighted(query) if mode != "dense" else [], mode)
 
 
 def _print_hits(hits, terms, mode) -> None:
@@ -755,6 +755,16 @@ def _interrupted(index_path: Path) -> None:
         err=True,
     )
     sys.exit(130)
+
+
+def _highlighted(query: str) -> list[str]:
+    """The words a lexical query searched for (phrases unquoted, ``-term`` left out)."""
+    from store.lexical_query import terms
+
+    try:
+        return terms(query)
+    except BabelIndexError:
+        return query.split()
 
 
 def _url_host(host: str) -> str:

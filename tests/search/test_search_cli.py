@@ -98,3 +98,11 @@ def test_snippet_windows_and_spans():
     assert parts[0] == ("…", False) and parts[-1] == ("…", False) and ("TARGET", True) in parts
     assert columns("".join(p for p, _ in parts)) <= 30
     assert columns("".join(p for p, _ in snippet("海の潮の満ち引きは月の引力", ["引力"], 10))) <= 10
+
+
+def test_a_phrase_is_highlighted_as_one_and_an_excluded_term_not_at_all(tmp_path, tiny_model):
+    corpus = write_files(tmp_path / "c", {"a.txt": "The red car is fast.", "b.txt": "A red car in a draft."})
+    build_index(corpus, tmp_path / "i.idx", model=tiny_model)
+    out = run("search", '"red car" -draft', "--index", tmp_path / "i.idx", "--mode", "lexical")
+    assert "[[red car]]" in out  # the query's words, not its quotes
+    assert "b.txt" not in out and "[[-draft]]" not in out
