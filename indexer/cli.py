@@ -719,6 +719,16 @@ def serve(
                     progress=bars,
                 )
                 worker.start()
+        if worker is None and not index_path.exists():
+            from indexer.update import create_index
+
+            loaded = create_index(index_path, model=model, precision=precision)
+            click.echo(
+                f"Created a new, empty index at {index_path} (model {loaded.name}): add documents with "
+                "POST /documents.",
+                err=True,
+            )
+            model = loaded
         index = Index.open(
             index_path, model=worker.embedder if worker is not None else model, precision=precision, mmap=mmap
         )

@@ -1,4 +1,4 @@
-"""Changing an index without a corpus folder: upsert, delete, remove, reindex, repair.
+"""Changing an index without a corpus folder: create, upsert, delete, remove, reindex, repair.
 
 Each call takes the writer lock (``wait``: trying for up to that many seconds while another
 writer holds it), writes its changes through the ingestion engine
@@ -8,6 +8,7 @@ returned, no reader is served a deleted chunk.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
 from store.metadata_json import check_label, metadata_json, text_problem
 from store.records import FaissInfo
+from store.schema import DB_FILE
 
 DocumentLike = Document | Mapping[str, Any]
 
@@ -52,6 +54,42 @@ def as_document(item: DocumentLike) -> Document:
     return Document(doc_id=doc_id, source=source, text=text, metadata=dict(metadata))
 
 
+def create_index(
+    index: str | Path,
+    *,
+    model: str | Embedder | None = None,
+    precision: str | None = None,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    index_type: str | None = None,
+    exist_ok: bool = False,
+) -> Embedder:
+    """Make an empty index at ``index`` for ``model`` (default ``distilmbert``) and these
+    settings (defaults as for a build: 256 / 32 tokens, ``auto``), published and ready for
+    upserts; returns the loaded model. An existing index raises :class:`InvalidInput`
+    unless ``exist_ok``: then it is left as it is, and a ``model`` other than its own raises
+    ``ModelMismatch``.
+    """
+    path = Path(index)
+    exists = (path / DB_FILE).exists()
+    if exists and not exist_ok:
+        raise InvalidInput(
+            f"{path} is already an index; open it with Index.open (or pass exist_ok=True), or choose a new path."
+        )
+    with IndexDir.open_for_writing(path) as idx:
+        try:
+            embedder = open_model(idx, model, precision)
+        except BaseException:
+            if not exists:
+                idx.close()
+                shutil.rmtree(path, ignore_errors=True)  # nothing was recorded: leave no empty index
+            raise
+        settings = resolve_settings(idx, chunk_tokens, overlap_tokens, index_type)
+        if idx.faiss_info() is None:
+            publish(idx, settings, dimension=embedder.dimension)
+    return embedder
+
+
 def upsert_documents(
     index: str | Path, documents: Iterable[DocumentLike], *, model: str | Embedder | None = None, wait: float = 0.0
 ) -> BuildReport:
@@ -60,10 +98,14 @@ def upsert_documents(
     Each document is a :class:`~indexer.reading.Document` or a mapping with ``id``,
     ``text`` and optionally ``metadata`` (a JSON object) and ``source``. A document whose
     text and metadata are unchanged is not embedded again. All are checked before any is
-    written. Returns the report (``documents_added``, ``documents_updated``, …).
+    written. Returns the report (``documents_added``, ``documents_updated``, …). A path
+    where there is no index yet gets a new one, with ``model`` (default ``distilmbert``),
+    as :func:`create_index` makes it.
     """
     started = time.perf_counter()
     docs = [as_document(d) for d in documents]
+    if not (Path(index) / DB_FILE).exists():
+        model = create_index(index, model=model, exist_ok=True)
     with _open(index, wait) as idx:
         embedder = open_model(idx, model)
         report = BuildReport(index=str(index), model=embedder.name)

@@ -71,6 +71,39 @@ class Index:
             self._check_model(model)
 
     @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        model: str | Embedder | None = None,
+        precision: str | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+        index_type: str | None = None,
+        exist_ok: bool = False,
+    ) -> Index:
+        """Make a new, empty index at ``path`` and open it: fill it with :meth:`upsert`.
+
+        ``model``: a name from ``indexer models``, a Hub id, a local directory or a loaded
+        ``Embedder`` (default ``distilmbert``); ``chunk_tokens`` / ``overlap_tokens`` /
+        ``index_type`` as for ``indexer build`` (defaults 256 / 32 / ``auto``). An existing
+        index raises ``InvalidInput`` unless ``exist_ok``, which opens it instead (and
+        raises ``ModelMismatch`` if it was built with another ``model``).
+        """
+        from indexer.update import create_index
+
+        embedder = create_index(
+            path,
+            model=model,
+            precision=precision,
+            chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens,
+            index_type=index_type,
+            exist_ok=exist_ok,
+        )
+        return cls.open(path, model=embedder, precision=precision)
+
+    @classmethod
     def open(
         cls, path: str | Path, *, model: str | Embedder | None = None, precision: str | None = None, mmap: bool = False
     ) -> Index:

@@ -104,9 +104,29 @@ DEFAULT_NAME = "distilmbert"
 
 
 def resolve(name: str) -> str:
-    """What to load for ``name``: a registry name becomes its Hub id; anything else is kept."""
+    """What to load for ``name``: a registry name becomes its Hub id; anything else is kept.
+
+    Raises ``ModelNotAvailable`` for a name that can only be a local path (absolute,
+    ``./``, ``../``, ``~``, or more than one ``/``) where there is nothing: the Hub would
+    otherwise be asked for it and answer with a message about repository ids.
+    """
     spec = REGISTRY.get(name)
-    return spec.source if spec else name
+    if spec:
+        return spec.source
+    if looks_like_path(name) and not Path(name).expanduser().exists():
+        from store.errors import ModelNotAvailable
+
+        raise ModelNotAvailable(
+            f"there is no model directory at {name}: check the path (a local model is a folder holding "
+            "config.json and the weights, e.g. a SentenceTransformer saved with .save()), or give a name "
+            "from `indexer models` or a Hugging Face Hub id."
+        )
+    return name
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only be a filesystem path, not a Hub id (``org/name``) or registry name."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name or name in (".", "..")
 
 
 def display(name: str) -> str:
