@@ -244,9 +244,16 @@ def import_(
     "or 'KEY in A,B'.",
 )
 @click.option("--group-by", type=click.Choice(GROUP_BY), default=None, help="Best chunk of each of k documents.")
+@click.option(
+    "--min-score",
+    type=float,
+    default=None,
+    metavar="SCORE",
+    help="Leave out hits scoring below SCORE (in the mode's own score: cosine for dense).",
+)
 @PRECISION_OPTION
 @MMAP_OPTION
-def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, precision, mmap):
+def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, min_score, precision, mmap):
     """Find the passages that best match QUERY, in any language."""
     from search import Index
     from search.filters import parse_langs, parse_where
@@ -254,6 +261,12 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
     try:
         langs = parse_langs(lang)
         with Index.open(index_path, precision=precision, mmap=mmap) as index:
+            if nprobe is not None and not index.uses_nprobe:
+                click.echo(
+                    f"note: --nprobe changes nothing on this index ({index.stats()['index_kind']}: IVF indexes only).",
+                    err=True,
+                )
+                nprobe = None
             hits = index.search(
                 query,
                 k=k,
@@ -263,6 +276,7 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
                 where=parse_where(where),
                 mode=mode,
                 group_by=group_by,
+                min_score=min_score,
             )
     except BabelIndexError as exc:
         raise fail(exc) from None
@@ -270,7 +284,7 @@ def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, gro
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         return
     if not hits:
-        click.echo("No hits.")
+        click.echo(f"No hits scored {min_score:g} or more." if min_score is not None else "No hits.")
         return
     _print_hits(hits, _highlighted(query) if mode != "dense" else [], mode)
 
@@ -311,6 +325,44 @@ def _fit(text: str, width: int, left: bool = False) -> str:
             kept.append(ch)
         text = "…" + "".join(reversed(kept)) if left else "".join(kept) + "…"
     return text + " " * (width - _width(text))
+
+
+@cli.command()
+@INDEX_OPTION
+@click.option("--lang", default=None, help="Only documents with chunks in these languages, comma-separated.")
+@click.option("--source", default=None, help="Only documents whose source matches this glob or prefix.")
+@click.option("--where", "where", multiple=True, metavar="COND", help="Metadata condition, repeatable (as for search).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Documents to list.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Documents to skip first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: total, offset, documents.")
+def documents(index_path, lang, source, where, limit, offset, as_json):
+    """List the documents of an index (id, source, language, chunks, size), ordered by id."""
+    from search import Index
+    from search.filters import parse_langs, parse_where
+
+    try:
+        with Index.open(index_path) as index:
+            page = index.documents(
+                lang=parse_langs(lang), source=source, where=parse_where(where), limit=limit, offset=offset
+            )
+    except BabelIndexError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(page.to_dict(), ensure_ascii=False))
+        return
+    if not page.documents:
+        click.echo(f"No documents{' from ' + str(offset) if offset else ''} (of {page.total}).")
+        return
+    id_w = min(max(_width(d.doc_id) for d in page.documents), 48)
+    click.echo(f"{_fit('doc_id', id_w)}  lang  chunks  {'chars':>9}  updated               source")
+    for d in page.documents:
+        source_text = "" if d.source == d.doc_id else d.source
+        click.echo(
+            f"{_fit(d.doc_id, id_w, left=True)}  {d.lang or '?':4}  {d.chunks:>6}  {d.n_chars:>9,}  {d.updated_at}  {source_text}".rstrip()
+        )
+    last = offset + len(page.documents)
+    more = f"; the next page: --offset {last}" if last < page.total else ""
+    click.echo(f"{offset + 1}–{last} of {page.total} documents{more}")
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from store.errors import (
     BabelIndexError,
+    BabelIndexWarning,
     CorruptIndex,
     DimensionMismatch,
     DiskFull,
@@ -28,6 +29,7 @@ from store.errors import (
     ModelError,
     ModelMismatch,
     ModelNotAvailable,
+    NprobeIgnored,
     ReadOnlyIndex,
     SchemaVersionError,
     UnsafeFilesystem,
@@ -53,6 +55,7 @@ __getattr__ = lazy_attributes("search", _LAZY, globals())
 
 __all__ = [
     "BabelIndexError",
+    "BabelIndexWarning",
     "BuildReport",
     "CorruptIndex",
     "DimensionMismatch",
@@ -68,6 +71,7 @@ __all__ = [
     "ModelError",
     "ModelMismatch",
     "ModelNotAvailable",
+    "NprobeIgnored",
     "ReadOnlyIndex",
     "SchemaVersionError",
     "UnsafeFilesystem",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -15,10 +17,11 @@ from search.filters import INT64_MAX, INT64_MIN, build_filter, check_text
 from search.fusion import rrf
 from search.hit import Hit
 from store import faiss_index
-from store.errors import DimensionMismatch, IndexNotReady, InvalidInput, ModelNotAvailable
+from store.errors import DimensionMismatch, IndexNotReady, InvalidInput, ModelNotAvailable, NprobeIgnored
 from store.filtering import Filter
 from store.index_dir import IndexDir
-from store.records import ModelRecord
+from store.index_types import IVF_KINDS
+from store.records import DocumentPage, ModelRecord
 from store.worker_status import read_worker_status
 
 if TYPE_CHECKING:
@@ -37,6 +40,10 @@ EXACT_MAX = 2_000
 EXACT_FRACTION = 0.05
 """Filters allowing fewer than EXACT_MAX chunks or this fraction of the index are searched
 exactly (inner products over the stored vectors) rather than through FAISS."""
+
+
+MAX_PAGE = 10_000
+"""Documents one :meth:`Index.documents` call returns at most."""
 
 
 class Index:
@@ -172,6 +179,7 @@ class Index:
         mode: str = "dense",
         group_by: str | None = None,
         query_vectors: np.ndarray | None = None,
+        min_score: float | None = None,
     ) -> list[Hit]: ...
     @overload
     def search(
@@ -186,6 +194,7 @@ class Index:
         mode: str = "dense",
         group_by: str | None = None,
         query_vectors: np.ndarray | None = None,
+        min_score: float | None = None,
     ) -> list[list[Hit]]: ...
 
     def search(
@@ -200,6 +209,7 @@ class Index:
         mode: str = "dense",
         group_by: str | None = None,
         query_vectors: np.ndarray | None = None,
+        min_score: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """The ``k`` chunks that best match ``query``, best first.
 
@@ -224,6 +234,12 @@ class Index:
 
         ``query_vectors``: the queries' embeddings if already computed with :meth:`embed`
         (float32 ``(q, dimension)``, one row per query), so that they are not embedded again.
+
+        ``min_score``: leave out hits scoring below it (a threshold in the mode's own score:
+        cosine for ``dense``; see :class:`Hit`), so fewer than ``k`` may come back.
+
+        ``nprobe`` on an index that is not IVF (flat, HNSW) changes nothing: a
+        :class:`NprobeIgnored` warning says so.
         """
         single = isinstance(query, str)
         queries: list[str] = [query] if isinstance(query, str) else list(query)
@@ -240,6 +256,17 @@ class Index:
         if group_by is not None and group_by not in GROUP_BY:
             choices = " or ".join(map(repr, GROUP_BY))
             raise InvalidInput(f"group_by must be None or {choices}, not {group_by!r}.")
+        if min_score is not None and (
+            isinstance(min_score, bool) or not isinstance(min_score, int | float) or not math.isfinite(min_score)
+        ):
+            raise InvalidInput(f"min_score must be a finite number, not {min_score!r}.")
+        if nprobe is not None and not self.uses_nprobe:
+            warnings.warn(
+                f"nprobe changes nothing on this index: it is {self._loaded[1].kind} (IVF indexes only); leave it out.",
+                NprobeIgnored,
+                stacklevel=2,
+            )
+            nprobe = None
         filt = build_filter(lang, source, where)
         if query_vectors is not None:
             query_vectors = self._checked_vectors(query_vectors)
@@ -262,7 +289,14 @@ class Index:
                 self._search_one(q, v, k, nprobe, mode, filt, allowed, group_by)
                 for q, v in zip(queries, vectors, strict=True)
             ]
+        if min_score is not None:
+            results = [[h for h in hits if h.score >= min_score] for hits in results]
         return results[0] if single else results
+
+    @property
+    def uses_nprobe(self) -> bool:
+        """Whether searches of this index take ``nprobe`` (its FAISS index is IVF)."""
+        return self._loaded[1].kind in IVF_KINDS
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None) -> list[list[Hit]]:
         """Search with precomputed query vectors, float32 ``(q, dimension)`` L2-normalised."""
@@ -438,6 +472,31 @@ class Index:
         "end", "lang"}]}``; offsets are characters in the document's text."""
         row = self._store.meta.document(str(doc_id))
         return None if row is None else row.to_dict()
+
+    def documents(
+        self,
+        *,
+        lang: str | Sequence[str] | None = None,
+        source: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> DocumentPage:
+        """The live documents, ordered by id, a page at a time: ``limit`` (1 to
+        :data:`MAX_PAGE`) from ``offset`` on, with the ``total`` that match. ``lang``,
+        ``source`` and ``where`` are the filters of :meth:`search` (a document matches when
+        one of its chunks does); a filter naming what the index does not hold raises
+        :class:`~store.errors.InvalidFilter`."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}.")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= INT64_MAX:
+            raise InvalidInput(f"offset must be an integer from 0, not {offset!r}.")
+        filt = build_filter(lang, source, where)
+        with self._store.meta.budget(self.budget_seconds, "this listing"):
+            page = self._store.meta.list_documents(filt, limit, offset)
+        if filt is not None and page.total == 0:
+            self._explainer.check(filt, lang, empty=True, budget_seconds=self.budget_seconds)
+        return page
 
     def get_chunk(self, chunk_id: int) -> Hit | None:
         """A live chunk as a :class:`Hit` (``score`` 0.0, no signals), or ``None``."""

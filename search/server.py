@@ -7,6 +7,7 @@ GET      /health                      liveness; the only endpoint open without t
 GET      /search?q=…&k=…              one query; filters as query parameters
 POST     /search                      one query or a batch, with every option
 POST     /documents                   add or replace documents (id, text, metadata)
+GET      /documents                   list the documents (filtered, a page at a time)
 GET      /documents/{doc_id}          a document and its chunks
 DELETE   /documents/{doc_id}          delete one document
 POST     /documents/delete            delete several documents by id
@@ -265,6 +266,9 @@ class SearchBody(BaseModel):
         json_schema_extra={"anyOf": [WHERE_SCHEMA, {"type": "null"}]},
     )
     group_by: GroupBy | None = Field(None, description="'document': the best chunk of each document.")
+    min_score: float | None = Field(
+        None, allow_inf_nan=False, description="Leave out hits scoring below this (in the mode's own score)."
+    )
 
 
 class SearchResult(BaseModel):
@@ -329,6 +333,22 @@ class DocumentModel(BaseModel):
     n_chars: int
     updated_at: str
     chunks: list[ChunkModel]
+
+
+class DocumentSummaryModel(BaseModel):
+    doc_id: str
+    source: str
+    lang: str | None
+    metadata: dict[str, Any]
+    n_chars: int
+    chunks: int = Field(description="How many chunks the document has.")
+    updated_at: str
+
+
+class DocumentPageModel(BaseModel):
+    total: int = Field(description="Documents matching the filters.")
+    offset: int
+    documents: list[DocumentSummaryModel]
 
 
 # -- the application ------------------------------------------------------------------------
@@ -507,6 +527,9 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         ] = None,
         group_by: GroupBy | None = None,
         nprobe: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+        min_score: Annotated[
+            float | None, Query(allow_inf_nan=False, description="Leave out hits scoring below this.")
+        ] = None,
     ) -> JSONResponse:
         """One query, with its filters as query parameters."""
         started = time.perf_counter()
@@ -520,6 +543,7 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
             source=source,
             where=parse_where(where) if where else None,
             group_by=group_by,
+            min_score=min_score,
         )
         return JSONResponse(
             {"query": q, "hits": [h.as_json() for h in hits[0]], "version": version, "took_ms": _ms(started)}
@@ -578,6 +602,56 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         result: dict[str, Any] = report.to_dict()
         result["index"] = "the index"
         return result
+
+    @app.get("/documents", response_model=DocumentPageModel, tags=["documents"])
+    async def list_documents(
+        lang: Annotated[
+            str | None,
+            Query(
+                description="Only documents with chunks in these languages, comma-separated.",
+                json_schema_extra={
+                    "anyOf": [{"type": "string", "maxLength": 512, "pattern": SOME_LANGS}, {"type": "null"}]
+                },
+            ),
+        ] = None,
+        source: Annotated[
+            str | None,
+            Query(
+                description="Glob or prefix of the source.",
+                json_schema_extra={
+                    "anyOf": [
+                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB},
+                        {"type": "null"},
+                    ]
+                },
+            ),
+        ] = None,
+        where: Annotated[
+            list[str] | None,
+            Query(
+                description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.",
+                json_schema_extra={
+                    "anyOf": [
+                        {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {"type": "string", "maxLength": 1024, "pattern": CONDITION},
+                        },
+                        {"type": "null"},
+                    ]
+                },
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="Documents to return.")] = 100,
+        offset: Annotated[int, Query(ge=0, le=INT32_MAX, description="Documents to skip first.")] = 0,
+    ) -> dict[str, Any]:
+        """The documents (without their text), ordered by id, a page at a time, with the total."""
+        langs = parse_langs(lang)
+        conditions = parse_where(where) if where else None
+        page = await read(
+            lambda: index.documents(lang=langs, source=source, where=conditions, limit=limit, offset=offset)
+        )
+        return page.to_dict()
 
     @app.get("/documents/{doc_id:path}", response_model=DocumentModel, tags=["documents"])
     async def get_document(doc_id: str) -> dict[str, Any]:

@@ -32,8 +32,10 @@ from store.metadata_json import check_label, metadata_json
 from store.records import (
     ChunkRow,
     DocumentChunk,
+    DocumentPage,
     DocumentRow,
     DocumentState,
+    DocumentSummary,
     StoredChunk,
     StoredDocument,
 )
@@ -678,6 +680,35 @@ class MetaStore:
                     for c in chunks
                 ),
             )
+
+    @locked
+    def list_documents(self, filt: Filter | None, limit: int, offset: int = 0) -> DocumentPage:
+        """The live documents with at least one chunk matching ``filt`` (all with None),
+        ordered by ``doc_id``: ``limit`` of them from ``offset`` on, and how many match."""
+        condition, params = sql_of(filt)
+        matching = (
+            f"FROM documents d WHERE {LIVE} AND EXISTS (SELECT 1 FROM chunks c WHERE c.document = d.id AND {condition})"
+        )
+        with self.snapshot():  # the count and the page of one moment
+            total = int(self.conn.execute(f"SELECT count(*) {matching}", params).fetchone()[0])
+            rows = self.conn.execute(
+                "SELECT d.doc_id, d.source, d.lang, d.metadata, d.n_chars, d.updated_at,"
+                f" (SELECT count(*) FROM chunks x WHERE x.document = d.id) {matching} ORDER BY d.doc_id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        documents = tuple(
+            DocumentSummary(
+                doc_id=r[0],
+                source=r[1],
+                lang=r[2],
+                metadata=json.loads(r[3]),
+                n_chars=r[4],
+                updated_at=r[5],
+                chunks=r[6],
+            )
+            for r in rows
+        )
+        return DocumentPage(total=total, offset=offset, documents=documents)
 
     @locked
     def chunk_texts(self, limit: int | None = None) -> list[str]:

@@ -113,3 +113,11 @@ __all__ = [
     "SchemaVersionError",
     "UnsafeFilesystem",
 ]
+
+
+class BabelIndexWarning(UserWarning):
+    """Base class of babelindex's warnings: something given that changes nothing."""
+
+
+class NprobeIgnored(BabelIndexWarning):
+    """``nprobe`` was given for an index that is not IVF (flat, HNSW), where it changes nothing."""

@@ -305,3 +305,41 @@ class IndexParams:
     nprobe: int | None = None
     trained_on: int | None = None
     tuned_recall: float | None = None
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """A live document without its text: ``chunks`` counts its chunks; ``n_chars`` the
+    characters of its text; ``updated_at`` when this version was written (UTC, ISO 8601)."""
+
+    doc_id: str
+    source: str
+    lang: str | None
+    metadata: Mapping[str, Any]
+    n_chars: int
+    chunks: int
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "lang": self.lang,
+            "metadata": dict(self.metadata),
+            "n_chars": self.n_chars,
+            "chunks": self.chunks,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of a document listing: ``total`` documents match, ``documents`` are those
+    from ``offset`` on (at most the limit asked for), ordered by ``doc_id``."""
+
+    total: int
+    offset: int
+    documents: tuple[DocumentSummary, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "offset": self.offset, "documents": [d.to_dict() for d in self.documents]}

@@ -77,7 +77,7 @@ def _fuzz(operation: Any, base_url: str, counts: dict[str, int], name: str) -> N
     # names an id twice is refused with 422), so schema-valid upserts may be refused; and a
     # search filter must name what this index holds, so schema-valid searches may be refused,
     # but only with 422 saying what the index lacks (checked instead).
-    searches = name in ("GET /search", "POST /search")
+    searches = name in ("GET /search", "POST /search", "GET /documents")  # listings take the search filters
     excluded = [positive_data_acceptance] if name == "POST /documents" or searches else []
     extra = [refused_only_for_what_the_index_lacks] if searches else []
 
@@ -106,6 +106,7 @@ ROUTES = [
     ("GET", "/search?q=Vulkan"),
     ("POST", "/search"),
     ("POST", "/documents"),
+    ("GET", "/documents"),
     ("GET", "/documents/de/vulkan.md"),
     ("DELETE", "/documents/nothing-here"),
     ("POST", "/documents/delete"),
