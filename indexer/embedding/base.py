@@ -67,8 +67,24 @@ def token_budget_batches(counts: Sequence[int], budget: int, max_batch: int) -> 
     return batches
 
 
+def require_embedder(model: object) -> None:
+    """Raise ``InvalidInput`` unless ``model`` is an :class:`Embedder`, saying how to make one
+    (a loaded ``SentenceTransformer`` or any other object that is not one would otherwise fail
+    later with an ``AttributeError``)."""
+    if isinstance(model, Embedder):
+        return
+    from store.errors import InvalidInput
+
+    raise InvalidInput(
+        f"model must be a model name or directory, or a babelindex Embedder, not a {type(model).__name__}. "
+        "Wrap a loaded sentence_transformers.SentenceTransformer (or pass anything model= takes) with "
+        "indexer.embedding.to_embedder(model)."
+    )
+
+
 def describe(embedder: Embedder) -> ModelRecord:
     """The model record stored in an index: the fingerprint plus a probe embedding."""
+    require_embedder(embedder)
     probe = [round(float(x), 6) for x in embedder.embed_documents([PROBE_TEXT])[0]]
     return ModelRecord.from_fingerprint(embedder.fingerprint(), probe)
 
@@ -79,6 +95,7 @@ def same_model(recorded: ModelRecord, embedder: Embedder) -> bool:
     An index of imported vectors whose model could not be loaded at import records no probe
     embedding: then only the dimension can be compared (``indexer import`` documents this).
     """
+    require_embedder(embedder)
     mine = embedder.fingerprint()
     if recorded.imported and not recorded.probe:
         return bool(mine.get("dimension") == recorded.dimension)

@@ -55,16 +55,30 @@ class TransformerEmbedder:
         precision: ``auto`` (default; see :mod:`indexer.embedding.precision`), ``fp32``,
             ``bf16`` or ``int8``; None reads ``$BABELINDEX_PRECISION``.
         source: what to load (a Hub id or a directory); default ``name``.
+        model: an already loaded ``sentence_transformers.SentenceTransformer`` to use instead
+            of loading ``source`` (see :func:`from_sentence_transformer`); its
+            ``max_seq_length`` is capped at 512 tokens.
 
     Attributes:
         precision: the precision used for ``documents`` and for ``queries``.
         calibration: the measurements ``auto`` chose from (None for a fixed precision).
     """
 
-    def __init__(self, name: str, device: str = "cpu", *, precision: str | None = None, source: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        device: str = "cpu",
+        *,
+        precision: str | None = None,
+        source: str | None = None,
+        model: Any = None,
+    ):
         self.name = name
         self.source = source or name
-        self._model, self._folder = _load(self.source, device, name)
+        if model is None:
+            self._model, self._folder = _load(self.source, device, name)
+        else:
+            self._model, self._folder = model, _folder_of(self.source)
         seq = self._model.max_seq_length or MAX_MODEL_TOKENS
         self._model.max_seq_length = min(seq, MAX_MODEL_TOKENS)
         tokenizer = self._model.tokenizer
@@ -96,7 +110,9 @@ class TransformerEmbedder:
         with torch.inference_mode():
             for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
                 features = self._model.preprocess([texts[i] for i in batch])
-                out[batch] = self._forward(features, precision).numpy()
+                if self._model.device.type != "cpu":  # a loaded model the user put on a GPU
+                    features = {k: v.to(self._model.device) if hasattr(v, "to") else v for k, v in features.items()}
+                out[batch] = self._forward(features, precision).cpu().numpy()
         return check_vectors(out, texts)
 
     def _forward(self, features: dict[str, Any], precision: str) -> Any:
@@ -205,6 +221,30 @@ class TransformerEmbedder:
             f"the int8 export of {self.name!r} does not agree with its fp32 vectors; "
             "use --precision auto, fp32 or bf16."
         )
+
+
+def from_sentence_transformer(model: Any, *, precision: str | None = None) -> TransformerEmbedder:
+    """The embedder of a loaded ``sentence_transformers.SentenceTransformer``, used as it is
+    (its own modules and device). It is named as the model it was loaded from: the Hub id of
+    a Hub cache snapshot, else the directory its transformer was loaded from, so that an index
+    records a name ``load_embedder`` can load again. Raises ``InvalidInput`` for a model that
+    does not say where it came from."""
+    first = model[0] if len(model) else None
+    path = getattr(getattr(getattr(first, "auto_model", None), "config", None), "_name_or_path", None)
+    if not isinstance(path, str) or not path:
+        raise InvalidInput(
+            "this SentenceTransformer does not say which model it is (its first module is not a transformer "
+            "loaded from a Hub id or a directory): save it with model.save(DIR) and pass model=DIR."
+        )
+    name, parts = path, Path(path).parts
+    if "snapshots" in parts and parts[parts.index("snapshots") - 1].startswith("models--"):
+        name = parts[parts.index("snapshots") - 1].removeprefix("models--").replace("--", "/")
+    return TransformerEmbedder(name, precision=precision, source=path, model=model)
+
+
+def _folder_of(source: str) -> Path:
+    """The folder holding the files of ``source`` (a directory, or a Hub id in the cache)."""
+    return Path(source) if os.path.isdir(source) else (local_snapshot(source) or Path(source))
 
 
 def _load(source: str, device: str, name: str):

@@ -1,11 +1,8 @@
-"""RAG adapters: context text with citations, and the LangChain retriever (langchain-core)."""
+"""RAG adapters: context text with citations (the LangChain adapters: test_langchain.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import pytest
 from search import Index, build_index
 from search.hit import Hit
 from search.rag import ELLIPSIS, MIN_PART, context, format_context
-from store.errors import BabelIndexError, InvalidInput
+from store.errors import InvalidInput
 from tests.helpers import MULTILINGUAL_DOCS, write_files
 
 HEADER = re.compile(
@@ -99,58 +96,3 @@ def test_format_context_of_given_hits():
     )
     assert format_context([hit]) == "[1] source: d.jsonl | doc_id: d.jsonl#2 | chars 10-21 | score: 0.500\nAlpha beta."
     assert format_context([]) == ""
-
-
-# -- LangChain ----------------------------------------------------------------------------------
-def test_langchain_retriever_returns_documents_with_hit_metadata(index):
-    from langchain_core.documents import Document
-
-    from search.langchain import BabelIndexRetriever
-
-    retriever = BabelIndexRetriever(index=index, k=2)
-    docs = retriever.invoke("¿Cómo se prepara el café?")
-    hits = index.search("¿Cómo se prepara el café?", k=2)
-    assert all(isinstance(d, Document) for d in docs)
-    assert [d.page_content for d in docs] == [h.text for h in hits]
-    assert [d.metadata for d in docs] == [{k: v for k, v in h.to_dict().items() if k != "text"} for h in hits]
-    assert [d.id for d in docs] == [str(h.chunk_id) for h in hits]
-    assert docs[0].metadata["source"] == "es/cafe.html" and docs[0].metadata["metadata"] == {"title": "El café"}
-    assert asyncio.run(retriever.ainvoke("¿Cómo se prepara el café?")) == docs
-
-
-def test_langchain_retriever_from_a_path_with_search_arguments(index):
-    from search.langchain import BabelIndexRetriever
-
-    retriever = BabelIndexRetriever(index=str(index.path), k=1, search_kwargs={"nprobe": 2})
-    try:
-        assert [d.metadata["doc_id"] for d in retriever.invoke("шахматы")] == ["ru/shakhmaty.txt"]
-    finally:
-        retriever.index.close()
-
-
-def test_langchain_retriever_rejects_bad_arguments(index):
-    from pydantic import ValidationError
-
-    from search.langchain import BabelIndexRetriever
-
-    with pytest.raises(ValidationError, match="greater than or equal to 1"):
-        BabelIndexRetriever(index=index, k=0)
-    with pytest.raises(ValidationError, match=r"index must be a search\.Index or the path"):
-        BabelIndexRetriever(index=42)
-
-
-def test_missing_langchain_says_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "langchain_core", None)  # import langchain_core now fails
-    for name in [n for n in sys.modules if n.startswith("langchain_core.")] + ["search.langchain"]:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    with pytest.raises(ImportError, match=r"pip install 'babelindex\[langchain\]'") as info:
-        importlib.import_module("search.langchain")
-    assert isinstance(info.value, BabelIndexError)
-
-
-def test_import_search_does_not_import_langchain():
-    import subprocess
-
-    code = "import search, search.rag, sys; print('langchain_core' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
