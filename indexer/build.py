@@ -19,11 +19,13 @@ from pathlib import Path
 from indexer.choices import ENGINES
 from indexer.cleaning import path_text
 from indexer.embedding import Embedder
-from indexer.reading import RecordFields, Skipped, read_corpus, walk
+from indexer.reading import Skipped, read_corpus, walk
+from indexer.record_files import parse_field_rule
 from indexer.selection import Selection
 from indexer.writer import BuildReport, Progress, Writer, open_model, resolve_settings
 from store.errors import InvalidInput
 from store.index_dir import IndexDir
+from store.records import FieldRule
 
 __all__ = ["ENGINES", "BuildReport", "Progress", "build_index"]
 
@@ -36,8 +38,9 @@ def build_index(
     chunk_tokens: int | None = None,
     overlap_tokens: int | None = None,
     index_type: str | None = None,
-    text_field: str = "text",
+    text_field: str | None = None,
     id_field: str | None = None,
+    fields: Sequence[str | FieldRule] = (),
     progress: Progress | None = None,
     precision: str | None = None,
     engine: str = "local",
@@ -56,7 +59,13 @@ def build_index(
         chunk_tokens / overlap_tokens: chunk size and overlap in model tokens (default: as
             recorded in the index, else 256 / 32). Changing them re-chunks every document.
         index_type: one of ``indexer.choices.INDEX_TYPES`` (default: as recorded, else ``auto``).
-        text_field / id_field: the record fields of ``.jsonl``/``.csv`` files.
+        text_field / id_field: the record fields of ``.jsonl``/``.csv`` files, for the whole
+            corpus (default: as recorded in the index, else the text field detected in each
+            file and ids ``<file>#<record number>``; ``""`` goes back to those defaults).
+        fields: record fields per file, as :class:`~store.records.FieldRule` or as the
+            ``--fields`` option writes them (``"faq.csv:text=answer,id=qid"``,
+            :func:`indexer.record_files.parse_field_rule`). Record fields given are recorded in
+            the index, so that later builds and ``indexer watch`` read records the same way.
         engine: ``local`` (this process) or ``ray``: reading, chunking and embedding on a Ray
             cluster, merged here into the same index (see :mod:`indexer.ray_engine`).
         ray_address: the Ray cluster to use with ``engine="ray"`` (default: the one this
@@ -82,7 +91,7 @@ def build_index(
 
         ray_engine.require_ray()
     progress = progress or Progress()
-    fields = RecordFields(text_field, id_field)
+    rules = [parse_field_rule(r) if isinstance(r, str) else r for r in fields]
     selection = Selection.of(exclude)
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index, wait=wait) as idx:
@@ -92,7 +101,9 @@ def build_index(
             if is_new:  # nothing was recorded: leave no empty index behind
                 shutil.rmtree(index, ignore_errors=True)
             raise
-        settings = resolve_settings(idx, chunk_tokens, overlap_tokens, index_type)
+        settings = resolve_settings(
+            idx, chunk_tokens, overlap_tokens, index_type, text_field=text_field, id_field=id_field, field_rules=rules
+        )
         report = BuildReport(index=str(index), model=embedder.name)
         if engine == "ray":
             writer = ray_engine.run(
@@ -100,7 +111,7 @@ def build_index(
                 embedder,
                 settings,
                 corpus,
-                fields,
+                settings.fields,
                 report,
                 progress,
                 model=model,
@@ -111,7 +122,7 @@ def build_index(
             writer = Writer(idx, embedder, settings, report, corpus=path_text(str(corpus.resolve())), progress=progress)
             progress.files_total(sum(1 for _ in walk(corpus, idx.path, selection)))
             last = None
-            for item in read_corpus(corpus, fields, exclude=idx.path, selection=selection):
+            for item in read_corpus(corpus, settings.fields, exclude=idx.path, selection=selection):
                 if item.source != last:
                     if last is not None:
                         progress.file_read()

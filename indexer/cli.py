@@ -50,8 +50,26 @@ def cli() -> None:
     help="FAISS index: flat (exact), ivf, ivf-sq8, ivf-pq, ivf-opq, hnsw, or auto (flat up to 20,000 chunks, "
     "then ivf). Default: as recorded, else auto.",
 )
-@click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
-@click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
+@click.option(
+    "--text-field",
+    default=None,
+    help="Text field of .jsonl/.csv records, for the whole corpus. Default: as the index records, else detected "
+    "per file ('text' if present, else the field holding the most text). Remembered by the index.",
+)
+@click.option(
+    "--id-field",
+    default=None,
+    help="Id field of .jsonl/.csv records, for the whole corpus. Default: as the index records, else "
+    "file#record number ('' to go back to that). Remembered by the index.",
+)
+@click.option(
+    "--fields",
+    "field_rules",
+    multiple=True,
+    metavar="FILE:text=F,id=F",
+    help="Record fields of one file (a name, a path under CORPUS or a glob), repeatable: "
+    "--fields 'faq.csv:text=answer,id=qid'. Remembered by the index; 'FILE:' forgets a rule.",
+)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
@@ -86,6 +104,7 @@ def build(
     index_type,
     text_field,
     id_field,
+    field_rules,
     engine,
     ray_address,
     exclude,
@@ -111,6 +130,7 @@ def build(
                 index_type=index_type,
                 text_field=text_field,
                 id_field=id_field,
+                fields=field_rules,
                 progress=bars,
                 precision=precision,
                 engine=engine,

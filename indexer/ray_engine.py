@@ -40,13 +40,13 @@ import numpy as np
 
 from indexer.cleaning import path_text
 from indexer.embedding import Embedder, load_embedder
-from indexer.reading import Document, RecordFields, Skipped, read_path, walk
+from indexer.reading import Document, Skipped, read_path, walk
 from indexer.selection import DEFAULT_SELECTION, Selection
 from indexer.writer import FLUSH_CHUNKS, BuildReport, Chunker, EmbeddedDocument, Progress, Writer, content_hash
 from store.errors import MissingDependency
 from store.faults import crash_point
 from store.index_dir import IndexDir
-from store.records import IndexSettings, StoredChunk
+from store.records import FieldSettings, IndexSettings, StoredChunk
 from store.staging import StagedBuild
 
 MAX_BATCH_FILES = 64
@@ -77,7 +77,7 @@ def run(
     embedder: Embedder,
     settings: IndexSettings,
     corpus: Path,
-    fields: RecordFields,
+    fields: FieldSettings,
     report: BuildReport,
     progress: Progress,
     *,
@@ -158,7 +158,7 @@ def _run_pipeline(
     idx: IndexDir,
     writer: Writer,
     corpus: Path,
-    fields: RecordFields,
+    fields: FieldSettings,
     staged: StagedBuild,
     embedder: Embedder,
     settings: IndexSettings,
@@ -169,8 +169,9 @@ def _run_pipeline(
 ) -> tuple[list[dict[str, Any]], dict[int, Skipped], list[dict[str, Any]]]:
     """Read, hash, chunk and embed on the cluster; write embedded documents as shards.
 
-    Returns every item read (``key``, ``doc_id``, ``source``, ``reason``, ``line``,
-    ``content_hash``; ``embedded`` True for those in the shards) and the walk's own skips by
+    Returns every item read (``key``, ``doc_id``, ``source``, ``reason``: a skip as the JSON
+    of :meth:`Skipped.to_json`, ``line``, ``content_hash``; ``embedded`` True for those in the
+    shards) and the walk's own skips by
     file number, and the file list, for the driver's triage.
     """
     files: list[dict[str, Any]] = []
@@ -205,7 +206,7 @@ def _run_pipeline(
                 "precision": precision,
                 "device": "cuda" if gpus else "cpu",
                 "settings": settings,
-                "fields": (fields.text_field, fields.id_field),
+                "fields": fields,
                 "known": known,
             },
             batch_format="numpy",
@@ -262,14 +263,14 @@ def _triage(
             row = items[at]
             at += 1
             if row["doc_id"] is None:
-                writer.skip(Skipped(row["source"], row["reason"], row["line"]))
+                writer.skip(Skipped.from_json(json.loads(row["reason"])))  # an actor's skip, as JSON
             elif writer.triage(row["doc_id"], row["source"], row["content_hash"]):
                 (merge.add if row["embedded"] else missing.append)(row["key"])
             progress.document_read()
     return merge, missing
 
 
-def _embed_here(writer: Writer, files: list[dict[str, Any]], keys: list[int], fields: RecordFields) -> None:
+def _embed_here(writer: Writer, files: list[dict[str, Any]], keys: list[int], fields: FieldSettings) -> None:
     """Embed on the driver the documents ``keys`` the workers skipped (see :func:`_triage`)."""
     by_file: dict[int, set[int]] = {}
     for key in keys:
@@ -303,11 +304,11 @@ class ChunkEmbedActor:
         precision: str | None,
         device: str,
         settings: IndexSettings,
-        fields: tuple[str, str | None],
+        fields: FieldSettings,
         known: np.ndarray,
     ):
         self.embedder = _load_model(model, precision, device)
-        self.settings, self.fields, self.known = settings, RecordFields(*fields), known
+        self.settings, self.fields, self.known = settings, fields, known
         self.chunker = Chunker(self.embedder, settings)
 
     def _is_known(self, doc_id: str, digest: str) -> bool:
@@ -324,7 +325,7 @@ class ChunkEmbedActor:
             for item_no, item in enumerate(read_path(Path(str(path)), str(rel), self.fields)):
                 key = (int(file_no) << 32) | item_no
                 if isinstance(item, Skipped):
-                    rows.info(key, None, item.source, item.reason, item.line, None)
+                    rows.info(key, None, item.source, json.dumps(item.to_json()), item.line, None)
                     continue
                 digest = content_hash(item, self.settings)
                 if self._is_known(item.doc_id, digest):

@@ -6,9 +6,9 @@ the whole corpus). Formats, by extension:
 * ``.txt .text .md .markdown .rst``: the text, decoded by detection if not UTF-8;
 * ``.html .htm .xhtml``: visible text only (html-text drops tags, scripts and styles);
 * ``.pdf``: the text layer (pypdf);
-* ``.jsonl .ndjson`` and ``.csv``: one document per record; the text field is
-  ``text_field``, the id ``id_field`` (default: ``<file>#<record number>``), every other
-  field is metadata.
+* ``.jsonl .ndjson`` and ``.csv``: one document per record (:mod:`indexer.record_files`:
+  the text and id fields a build chose for the file, else the text field detected and ids
+  ``<file>#<record number>``; every other field is metadata; CSV numbers typed).
 
 Hidden files and folders, editors' temporary files and ``--exclude`` patterns are skipped
 silently (:mod:`indexer.selection`: they are not part of the corpus); every other file that yields no document is reported as :class:`Skipped` with its reason.
@@ -18,19 +18,34 @@ under their own name (hidden ones); other links are reported.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from indexer.cleaning import clean_text, clean_value, path_text
 from indexer.decoding import NotText, decode_with_note
-from indexer.jsonl import parse_lines
+from indexer.documents import Document, Skipped
+from indexer.record_files import csv_records, jsonl_records, record_documents, too_long
 from indexer.selection import DEFAULT_SELECTION, Selection
 from store.errors import BabelIndexError
+from store.records import FieldSettings, RecordFields
+
+__all__ = [
+    "MAX_DOCUMENT_CHARS",
+    "MAX_FILE_BYTES",
+    "SUPPORTED",
+    "Document",
+    "FieldSettings",
+    "RecordFields",
+    "Skipped",
+    "describe_error",
+    "link_problem",
+    "read_corpus",
+    "read_file",
+    "read_path",
+    "walk",
+]
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -43,48 +58,6 @@ MAX_DOCUMENT_CHARS = 64_000_000
 skipped with its reason. Chunking is linear in the text, so this bounds a document's time
 and memory: about 1.5 GB of peak memory and a few minutes of chunking at the limit, before
 embedding (its 64 MB of text would keep a real model busy for hours)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document read from the corpus.
-
-    ``doc_id`` is unique in an index: the file's path relative to the corpus root, or for a
-    record the value of the id field (default ``<path>#<record number>``, counted from 1).
-    ``source`` is the file's path relative to the corpus root (the file name for a single
-    file), as :func:`indexer.cleaning.path_text` writes names that are not UTF-8. ``text``
-    is the extracted text, cleaned of NULs and lone surrogates; chunk offsets count
-    characters in it. ``notes`` say what reading changed (``"2 NUL characters removed"``);
-    a build reports them as warnings.
-    """
-
-    doc_id: str
-    source: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file, or one record of a record file (``line`` set), that gave no document, and why."""
-
-    source: str
-    reason: str
-    line: int | None = None
-
-    @property
-    def where(self) -> str:
-        """``source`` or ``source:line``."""
-        return self.source if self.line is None else f"{self.source}:{self.line}"
-
-
-@dataclass(frozen=True)
-class RecordFields:
-    """How records of ``.jsonl``/``.csv`` files map to documents."""
-
-    text_field: str = "text"
-    id_field: str | None = None
 
 
 def walk(
@@ -169,12 +142,17 @@ def link_problem(path: Path, rel: str, real_root: Path, selection: Selection = D
 
 def read_corpus(
     root: str | Path,
-    fields: RecordFields = RecordFields(),
+    fields: FieldSettings | RecordFields | None = None,
     exclude: Path | None = None,
     selection: Selection = DEFAULT_SELECTION,
 ) -> Iterator[Document | Skipped]:
-    """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure."""
+    """Stream the documents of a folder or a single file, with a ``Skipped`` for each failure.
+
+    ``fields``: the record fields per file (:class:`~store.records.FieldSettings`, as an index
+    records them), or one :class:`~store.records.RecordFields` for every record file; default:
+    detected in each file."""
     root = Path(root)
+    fields = FieldSettings() if fields is None else fields
     for item in walk(root, exclude, selection):
         if isinstance(item, Skipped):
             yield item
@@ -182,7 +160,7 @@ def read_corpus(
         yield from read_path(*item, fields)
 
 
-def read_path(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+def read_path(path: Path, rel: str, fields: FieldSettings | RecordFields) -> Iterator[Document | Skipped]:
     """The documents of one file, with a ``Skipped`` for each failure (never raises for bad input).
 
     Any exception while reading, decoding or extracting the file (a library's bug, a
@@ -209,7 +187,7 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document | Skipped]:
+def read_file(path: Path, rel: str, fields: FieldSettings | RecordFields) -> Iterator[Document | Skipped]:
     """The documents of one file (several for record files); raises ``NotText``/``OSError``."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -228,8 +206,12 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
         yield _one(rel, *_pdf_text(path))
     elif suffix in RECORD_SUFFIXES:
         text, note = decode_with_note(path.read_bytes())
-        records = _csv_records(text) if suffix == ".csv" else _jsonl_records(text)
-        yield from _record_documents(records, rel, fields, note)
+        is_csv = suffix == ".csv"
+        records = csv_records(text, MAX_FILE_BYTES) if is_csv else jsonl_records(text)
+        chosen = fields.for_source(rel) if isinstance(fields, FieldSettings) else fields
+        yield from record_documents(
+            records, rel, chosen, typed=is_csv, max_chars=MAX_DOCUMENT_CHARS, decoding_note=note
+        )
     elif suffix in HTML_SUFFIXES:
         text, note = decode_with_note(path.read_bytes())
         yield _one(rel, *_html_text(text), note)
@@ -239,9 +221,7 @@ def read_file(path: Path, rel: str, fields: RecordFields) -> Iterator[Document |
 
 
 def _too_long(text: str, what: str) -> str | None:
-    if len(text) <= MAX_DOCUMENT_CHARS:
-        return None
-    return f"text too long ({len(text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,}): split the {what}"
+    return None if len(text) <= MAX_DOCUMENT_CHARS else too_long(text, what, MAX_DOCUMENT_CHARS)
 
 
 def _one(rel: str, text: str, metadata: dict[str, Any], decoding_note: str | None = None) -> Document | Skipped:
@@ -388,72 +368,6 @@ def _pdf_text(path: Path) -> tuple[str, dict[str, Any]]:
     if not text.strip():
         raise NotText("PDF has no text layer (scanned? run OCR first)")
     return text, ({"title": title} if title else {})
-
-
-def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """``(line number, record or error message)`` for each non-blank line."""
-    for line in parse_lines(io.StringIO(text)):
-        yield line.number, line.record if line.record is not None else str(line.problem)
-
-
-def _csv_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    csv.field_size_limit(MAX_FILE_BYTES)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        for record in reader:
-            if None in record:
-                yield reader.line_num, "more values than header columns"
-                continue
-            yield reader.line_num, {k: v for k, v in record.items() if v is not None}
-    except csv.Error as exc:
-        yield reader.line_num, f"invalid CSV ({exc})"
-
-
-def _record_documents(
-    records, rel: str, fields: RecordFields, decoding_note: str | None = None
-) -> Iterator[Document | Skipped]:
-    """The documents of a record file; ``decoding_note`` (the file's) goes with the first."""
-    number = 0
-    for line, record in records:
-        number += 1
-        if isinstance(record, str):
-            yield Skipped(rel, record, line)
-            continue
-        text = record.get(fields.text_field)
-        note = None
-        if isinstance(text, str):
-            if (reason := _too_long(text, "record")) is not None:
-                yield Skipped(rel, reason, line)
-                continue
-            text, note = clean_text(text)
-        if not isinstance(text, str) or not text.strip():
-            if fields.text_field not in record:
-                reason = (
-                    f"no field {fields.text_field!r} (fields: {', '.join(record) or 'none'}); "
-                    "choose the text field with --text-field"
-                )
-            else:
-                reason = f"field {fields.text_field!r} is empty or not a string"
-            yield Skipped(rel, reason, line)
-            continue
-        if fields.id_field is None:
-            doc_id = f"{rel}#{number}"
-        else:
-            value = record.get(fields.id_field)
-            if value is None or value == "":
-                yield Skipped(
-                    rel, line=line, reason=f"no id in field {fields.id_field!r}; choose the id field with --id-field"
-                )
-                continue
-            doc_id = clean_text(str(value))[0]
-        metadata = {
-            clean_text(k)[0]: clean_value(v) for k, v in record.items() if k not in (fields.text_field, fields.id_field)
-        }
-        notes = ((decoding_note,) if decoding_note else ()) + ((f"line {line}: {note}",) if note else ())
-        decoding_note = None
-        yield Document(doc_id=doc_id, source=rel, text=text, metadata=metadata, notes=notes)
-    if number == 0:  # e.g. a CSV with only its header line: say so rather than yield nothing
-        yield Skipped(rel, "no records in file")
 
 
 def _rel(path: Path, root: Path) -> str:

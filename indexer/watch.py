@@ -552,7 +552,7 @@ class Watcher:
                         self.known[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
                     except OSError:
                         self.known.pop(rel, None)
-                    for doc in read_path(path, rel, self.fields):
+                    for doc in read_path(path, rel, settings.fields):
                         if isinstance(doc, Skipped):
                             writer.skip(doc)
                         else:

@@ -84,7 +84,7 @@ def make_watcher(
     chunk_tokens: int | None = None,
     overlap_tokens: int | None = None,
     index_type: str | None = None,
-    text_field: str = "text",
+    text_field: str | None = None,
     id_field: str | None = None,
     exclude: tuple[str, ...] = (),
     poll: float | None = None,
@@ -177,8 +177,14 @@ def stop_on_signals(watcher: Watcher, log: EventLog) -> None:
 @click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens.")
 @click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens.")
 @click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None, help="FAISS index type (as `build`).")
-@click.option("--text-field", default="text", show_default=True, help="Text field of .jsonl/.csv records.")
-@click.option("--id-field", default=None, help="Id field of .jsonl/.csv records (default: file#record number).")
+@click.option(
+    "--text-field",
+    default=None,
+    help="Text field of .jsonl/.csv records (default: as the index records, else detected per file).",
+)
+@click.option(
+    "--id-field", default=None, help="Id field of .jsonl/.csv records (default: as recorded, else file#record number)."
+)
 @watch_options
 @click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line (batches and notices).")
 @click.option("--quiet", "-q", is_flag=True, help="Log only warnings and errors; no progress bars.")
@@ -190,7 +196,7 @@ def watch(
     chunk_tokens: int | None,
     overlap_tokens: int | None,
     index_type: str | None,
-    text_field: str,
+    text_field: str | None,
     id_field: str | None,
     exclude: tuple[str, ...],
     poll: float | None,

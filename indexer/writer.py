@@ -41,15 +41,16 @@ from threadpoolctl import ThreadpoolController
 
 from indexer import language
 from indexer.chunking import chunk_text
+from indexer.documents import Document, Skipped
 from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
 from indexer.progress import Progress
-from indexer.reading import Document, Skipped, describe_error
+from indexer.reading import describe_error
 from store.errors import BabelIndexError, InvalidInput
 from store.faults import crash_point
 from store.index_dir import IndexDir
 from store.index_types import require_index_type
 from store.metadata_json import check_label, metadata_json
-from store.records import DocumentState, FaissInfo, IndexSettings, StoredChunk, StoredDocument
+from store.records import DocumentState, FaissInfo, FieldRule, IndexSettings, StoredChunk, StoredDocument
 
 FLUSH_CHUNKS = 512
 """Chunks of one large document embedded and written together (one SQLite transaction each)."""
@@ -112,15 +113,28 @@ class BuildReport:
 
 # -- settings and model -----------------------------------------------------------------------
 def resolve_settings(
-    idx: IndexDir, chunk_tokens: int | None = None, overlap_tokens: int | None = None, index_type: str | None = None
+    idx: IndexDir,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    index_type: str | None = None,
+    *,
+    text_field: str | None = None,
+    id_field: str | None = None,
+    field_rules: Sequence[FieldRule] = (),
 ) -> IndexSettings:
-    """Chunking and index type: given, else as the index records them, else the defaults;
-    checked, then recorded for later builds. Raises :class:`InvalidInput` for bad values."""
+    """Chunking, index type and record fields: given, else as the index records them, else
+    the defaults; checked, then recorded for later builds (and ``indexer watch``).
+
+    ``text_field`` / ``id_field`` replace the recorded corpus-wide record fields (``""``: back
+    to detection, resp. record numbers); ``field_rules`` the recorded rules of their patterns
+    (:meth:`store.records.FieldSettings.updated`). Raises :class:`InvalidInput` for bad values.
+    """
     old = idx.settings()
     new = IndexSettings(
         chunk_tokens=chunk_tokens or old.chunk_tokens,
         overlap_tokens=overlap_tokens if overlap_tokens is not None else old.overlap_tokens,
         index_type=index_type or old.index_type,
+        fields=old.fields.updated(text_field, id_field, field_rules),
     )
     if new.chunk_tokens < MIN_CHUNK_TOKENS:
         raise InvalidInput(
@@ -295,22 +309,39 @@ class Writer:
         self.seen: set[str] = set()
         self.keep: list[str] = []
         self.unreadable_files: set[str] = set()
+        self.kept_ids: set[str] = set()
+        self.kept_files: set[str] = set()
+        self.kept_reports: list[tuple[int, Skipped]] = []
+        self.dropped_reports: list[tuple[int, Skipped]] = []
         self.pending: list[tuple[Document, str, list[StoredChunk]]] = []
         self.pending_chunks = 0
         self._chunker = Chunker(embedder, settings) if embedder is not None else None
 
     def skip(self, item: Skipped) -> None:
-        """Report a file or record that gives no document, with its reason.
+        """Report a file or records that give no document, with the reason.
 
-        A file that gives no document now has its documents removed from the index by
-        :meth:`finish` (as a clean build would not have them), which says so in its reason.
+        What :meth:`finish` does with their indexed versions depends on the cause. A skip
+        marked ``kept`` (records that lack the text or id field the build chose: the choice,
+        not the content, is wrong) keeps them: those of its ``doc_ids``, or where not every id
+        is known, every document of its file that this build did not read. Any other skip (the
+        content cannot be indexed now: an empty, binary or unreadable file, a record with an
+        empty text, …) leaves them to be removed, as a clean build would not have them. The
+        reason says which, where the index held a version.
         """
         self._report_skip(item)
-        if item.line is None:
+        if item.kept:
+            if item.doc_ids:
+                self.kept_ids.update(item.doc_ids)
+            else:
+                self.kept_files.add(item.source)
+            self.kept_reports.append((len(self.report.skipped) - 1, item))
+        elif item.line is None:
             self.unreadable_files.add(item.source)
+        elif item.doc_ids:
+            self.dropped_reports.append((len(self.report.skipped) - 1, item))
 
     def _report_skip(self, item: Skipped) -> None:
-        self.report.documents_skipped += 1
+        self.report.documents_skipped += item.records
         self.report.skipped.append({"source": item.where, "reason": item.reason})
 
     def _drop(self, item: Skipped, doc: Document) -> None:
@@ -558,25 +589,61 @@ class Writer:
     def finish(self) -> None:
         """Write what is pending; in a build, remove the corpus's documents it did not index.
 
-        Those are the documents whose file is gone, and those of files that give no document
-        now (empty, binary, unreadable, …): a build leaves the index as a clean build would.
-        A skipped file whose documents are removed says so in its reason. ``documents_removed``
-        counts the published documents that go, including those an interrupted run had
-        already marked for removal.
+        Those are the documents whose file or record is gone, and those of files and records
+        whose content gives no document now (empty, binary, unreadable, …): a build leaves the
+        index as a clean build would. Only the skips marked ``kept`` keep their documents (see
+        :meth:`skip`). A skip whose documents are removed, or kept, says so in its reason.
+        ``documents_removed`` counts the published documents that go, including those an
+        interrupted run had already marked for removal.
         """
         self.flush()
         if self.keep:
             self.idx.meta.keep_documents(self.keep)
         if self.corpus is not None:
             sources: dict[str, str] = {}
+            kept: Counter[str] = Counter()
             for doc_id, source in self.idx.meta.documents_of_corpus(self.corpus):
-                if doc_id not in self.seen and (self.scope is None or self.scope.covers(source)):
+                if (
+                    doc_id in self.seen
+                    or doc_id in self.kept_ids
+                    or not (self.scope is None or self.scope.covers(source))
+                ):
+                    continue
+                if source in self.kept_files:
+                    kept[source] += self._is_live(doc_id)
+                else:
                     sources.setdefault(doc_id, source)
             gone = sorted(sources)
             self.idx.meta.delete_documents(gone)
-            removed = [d for d in gone if self.states.get(d, DocumentState()).live_hash is not None]
+            removed = [d for d in gone if self._is_live(d)]
             self.report.documents_removed = len(removed)
             self._say_removed(Counter(sources[d] for d in removed))
+            self._say_records_removed(set(removed))
+            self._say_kept(kept)
+
+    def _is_live(self, doc_id: str) -> bool:
+        return self.states.get(doc_id, DocumentState()).live_hash is not None
+
+    def _say_records_removed(self, removed: set[str]) -> None:
+        """Add to the reason of each skipped record whose indexed version was removed that it was."""
+        for at, item in self.dropped_reports:
+            if any(d in removed for d in item.doc_ids):
+                self.report.skipped[at]["reason"] += " (its indexed version was removed from the index)"
+
+    def _say_kept(self, kept_by_source: Counter[str]) -> None:
+        """Add to the reason of each ``kept`` skip that its indexed documents are kept."""
+        for at, item in self.kept_reports:
+            if item.doc_ids:
+                n = sum(self._is_live(d) for d in dict.fromkeys(item.doc_ids) if d not in self.seen)
+            else:
+                n = kept_by_source.pop(item.source, 0)
+            if not n:
+                continue
+            if item.line is None or item.records == 1:
+                what = "its indexed version is" if n == 1 else f"its {n} indexed documents are"
+            else:
+                what = "their indexed versions are" if n == item.records else f"{n} indexed versions are"
+            self.report.skipped[at]["reason"] += f" ({what} kept)"
 
     def _say_removed(self, removed_by_source: Counter[str]) -> None:
         """Add to the reason of each skipped file that its indexed documents were removed."""

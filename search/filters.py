@@ -11,8 +11,10 @@
      "author": "Ada"}                    # a bare value means "="
 
 A missing key (or a JSON ``null``) matches only ``None`` (``{"key": None}``), never another
-comparison, not even ``!=``. Numbers compare as numbers, strings as
-strings; in SQLite every number sorts before every string, so store numbers as numbers.
+comparison, not even ``!=``. Comparisons are typed (:class:`~store.filtering.Filter`): ``< <=
+> >=`` with a number hold only for numbers, with a string only for strings, so a key that
+holds numbers in some documents and strings in others orders each kind apart; ``=`` and
+``in`` need the same type (``2025`` is not ``"2025"``); ``!=`` holds for any other value.
 
 Languages are named by any ISO 639 code or by name (:mod:`search.languages`) and become every
 code an index may store for them. Every error here is :class:`~store.errors.InvalidFilter`;
@@ -30,6 +32,7 @@ from search.languages import resolve
 from store.errors import InvalidFilter, InvalidInput
 from store.filtering import Filter
 from store.metadata_json import text_problem
+from store.typed_values import has_leading_zero
 
 MAX_LANGS = 256
 """Language codes in one ``lang`` filter."""
@@ -187,9 +190,9 @@ def parse_where(expressions: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The ``where`` dict of CLI conditions such as ``year>=2020``, ``tag in a,b``.
 
     Operators: ``= != < <= > >=`` and ``in`` (comma-separated values). Values that look
-    like numbers are numbers; others are strings (surrounding quotes are removed). A value
-    may not start with ``< > = !`` unless quoted (``year>>2020`` is a typo, not the text
-    ``>2020``). A condition that does not read raises :class:`InvalidFilter` naming the
+    like numbers are numbers, but for a leading zero (``007``); others are strings
+    (surrounding quotes are removed). A value may not start with ``< > = !`` unless quoted
+    (``year>>2020`` is a typo, not the text ``>2020``). A condition that does not read raises :class:`InvalidFilter` naming the
     position (0-based) of the first character that does not fit, and the grammar.
     """
     where: dict[str, dict[str, Any]] = {}
@@ -255,9 +258,11 @@ def _skip_space(text: str, at: int) -> int:
 
 def _cli_value(text: str) -> Any:
     """A number if ``text`` reads as one JSON can hold (an int beyond 64 bits is a float; an
-    infinite float, ``1e400``, stays text), else the text without surrounding quotes."""
+    infinite float, ``1e400``, stays text) and has no leading zero (``007`` and ``02134`` are
+    codes, and text, as in a CSV file: :mod:`store.typed_values`), else the text without
+    surrounding quotes."""
     text = text.strip()
-    if _NUMBER.match(text):
+    if _NUMBER.match(text) and not has_leading_zero(text):
         if text.lstrip("-").isdigit():
             number = int(text)
             return number if INT64_MIN <= number <= INT64_MAX else float(number)

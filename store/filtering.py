@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 GLOB_CHARS = re.compile(r"[*?\[]")
+ORDERING_TYPES = {"number": ("integer", "real", "true", "false"), "text": ("text",)}
+"""The ``json_type`` of the values an ordering comparison (``< <= > >=``) with a number or a
+string may hold for. Without it SQLite would order every number before every string, so that
+the text ``"2023"`` were greater than ``2025`` (and an object's JSON text compared too)."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,12 @@ class Filter:
     (``*``, ``?``, ``[...]``; ``*`` also crosses ``/``) on the source path, or a prefix (a value
     ending in ``/`` or without glob characters); ``where``: ``(key, operator, value)`` triples
     on the document metadata, operator one of ``= != < <= > >= in`` (``in``: a tuple of values).
+
+    Comparisons are typed (see :data:`ORDERING_TYPES`): ``< <= > >=`` with a number hold only
+    for values that are numbers (booleans count as 1 and 0), with a string only for strings;
+    ``=`` and ``in`` hold for an equal value of the same type (``2025`` never equals
+    ``"2025"``); ``!=`` holds for every value that is not equal, of either type. A missing key
+    (or ``null``) satisfies ``= None`` only.
     """
 
     langs: tuple[str, ...] | None = None
@@ -51,9 +61,15 @@ class Filter:
             elif value is None:
                 parts.append(f"json_extract(d.metadata, ?) IS {'NOT ' if op == '!=' else ''}NULL")
                 params.append(path)
-            else:
+            elif op in ("=", "!="):
                 parts.append(f"json_extract(d.metadata, ?) {op} ?")
                 params += [path, value]
+            else:
+                types = ORDERING_TYPES["text" if isinstance(value, str) else "number"]
+                parts.append(
+                    f"(json_type(d.metadata, ?) IN ({','.join('?' * len(types))}) AND json_extract(d.metadata, ?) {op} ?)"
+                )
+                params += [path, *types, path, value]
         return " AND ".join(parts) or "1", params
 
 

@@ -141,12 +141,12 @@ class IndexDir:
             self.meta.set_setting("model", record.to_json())
 
     def settings(self) -> IndexSettings:
-        """The recorded chunking and index type (the defaults where nothing is recorded)."""
+        """The recorded chunking, index type and record fields (the defaults where nothing is recorded)."""
         data = self.meta.get_setting("build")
         return self._record("build", lambda: IndexSettings.from_json(data))
 
     def record_settings(self, settings: IndexSettings) -> None:
-        """Record the chunking and index type that later builds keep."""
+        """Record the chunking, index type and record fields that later builds keep."""
         with self.meta.transaction():
             self.meta.set_setting("build", settings.to_json())
 

@@ -8,6 +8,7 @@ format exactly as it was (keys, and any key a newer babelindex added).
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -114,16 +115,113 @@ DEFAULT_OVERLAP_TOKENS = 32
 
 
 @dataclass(frozen=True)
+class RecordFields:
+    """Which fields of a record file's records (``.jsonl``, ``.csv``) are a document's text and id.
+
+    ``text_field`` None: detected in each file (``text`` if its records have it, else the
+    field holding the most text; see :mod:`indexer.record_files`). ``id_field`` None: ids
+    are ``<file>#<record number>``, counted from 1.
+    """
+
+    text_field: str | None = None
+    id_field: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """The record fields of the files ``pattern`` names (``--fields 'faq.csv:text=answer,id=qid'``).
+
+    ``pattern`` is a glob (``*``, ``?``, ``[...]``; ``*`` also crosses ``/``) on a file's path
+    relative to the corpus root or, if it has no ``/``, on the file's name. ``text_field``
+    and ``id_field`` None take the corpus-wide choice; ``""`` means detection for the text
+    field, record numbers for the id.
+    """
+
+    pattern: str
+    text_field: str | None = None
+    id_field: str | None = None
+
+    def matches(self, source: str) -> bool:
+        """Whether this rule names the file ``source`` (a path relative to the corpus root)."""
+        return fnmatch.fnmatchcase(source if "/" in self.pattern else source.rsplit("/", 1)[-1], self.pattern)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "text_field": self.text_field, "id_field": self.id_field}
+
+
+@dataclass(frozen=True)
+class FieldSettings:
+    """The record fields an index's builds use (key ``records`` of setting ``build``): the
+    corpus-wide choice and the per-file rules; a file takes the first rule that matches it.
+    Builds remember them, so a later build without options reads records as the first did.
+    """
+
+    default: RecordFields = RecordFields()
+    rules: tuple[FieldRule, ...] = ()
+
+    def for_source(self, source: str) -> RecordFields:
+        """The fields of the record file ``source`` (a path relative to the corpus root)."""
+        for rule in self.rules:
+            if rule.matches(source):
+                text = self.default.text_field if rule.text_field is None else (rule.text_field or None)
+                id_ = self.default.id_field if rule.id_field is None else (rule.id_field or None)
+                return RecordFields(text, id_)
+        return self.default
+
+    def updated(
+        self, text_field: str | None = None, id_field: str | None = None, rules: Sequence[FieldRule] = ()
+    ) -> FieldSettings:
+        """These settings with the choices a build was given (None: unchanged).
+
+        ``text_field`` / ``id_field`` replace the corpus-wide fields (``""``: back to detection,
+        resp. record numbers). ``rules`` come first, in their order, and replace older rules of
+        the same pattern; a rule that sets neither field just removes the older one.
+        """
+        default = RecordFields(
+            self.default.text_field if text_field is None else (text_field or None),
+            self.default.id_field if id_field is None else (id_field or None),
+        )
+        given = {rule.pattern for rule in rules}
+        kept = tuple(r for r in rules if r.text_field is not None or r.id_field is not None)
+        return FieldSettings(default, kept + tuple(r for r in self.rules if r.pattern not in given))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> FieldSettings:
+        data = data or {}
+        return cls(
+            default=RecordFields(_optional_str(data.get("text_field")), _optional_str(data.get("id_field"))),
+            rules=tuple(
+                FieldRule(str(r["pattern"]), _optional_str(r.get("text_field")), _optional_str(r.get("id_field")))
+                for r in data.get("rules") or ()
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text_field": self.default.text_field,
+            "id_field": self.default.id_field,
+            "rules": [rule.to_json() for rule in self.rules],
+        }
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
 class IndexSettings:
-    """How an index is chunked and which FAISS index type it uses (setting ``build``).
+    """How an index is chunked, which FAISS index type it uses and how record files become
+    documents (setting ``build``).
 
     ``chunk_tokens`` and ``overlap_tokens`` count model tokens; ``index_type`` is one of
-    :data:`store.index_types.INDEX_TYPES`. Later builds keep what the index records.
+    :data:`store.index_types.INDEX_TYPES`; ``fields`` are the record fields
+    (:class:`FieldSettings`). Later builds keep what the index records.
     """
 
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
     index_type: str = DEFAULT_INDEX_TYPE
+    fields: FieldSettings = FieldSettings()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> IndexSettings:
@@ -132,10 +230,20 @@ class IndexSettings:
             chunk_tokens=int(data.get("chunk_tokens", DEFAULT_CHUNK_TOKENS)),
             overlap_tokens=int(data.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)),
             index_type=str(data.get("index_type", DEFAULT_INDEX_TYPE)),
+            fields=FieldSettings.from_json(data.get("records")),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens, "index_type": self.index_type}
+        """The stored object; ``records`` only once a build chose record fields (the format of
+        indexes without such a choice is as it always was)."""
+        data: dict[str, Any] = {
+            "chunk_tokens": self.chunk_tokens,
+            "overlap_tokens": self.overlap_tokens,
+            "index_type": self.index_type,
+        }
+        if self.fields != FieldSettings():
+            data["records"] = self.fields.to_json()
+        return data
 
 
 @dataclass(frozen=True)

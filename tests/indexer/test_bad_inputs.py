@@ -182,7 +182,12 @@ def test_a_text_longer_than_the_document_limit_is_skipped_quickly(tmp_path, monk
     write_files(tmp_path, {"long.txt": "word" * 300_000, "r.jsonl": json.dumps({"text": "x" * 1_000_001}) + "\n"})
     assert read(tmp_path) == [
         Skipped("long.txt", "text too long (1,200,000 characters; the limit is 1,000,000): split the file"),
-        Skipped("r.jsonl", "text too long (1,000,001 characters; the limit is 1,000,000): split the record", 1),
+        Skipped(
+            "r.jsonl",
+            "text too long (1,000,001 characters; the limit is 1,000,000): split the record",
+            1,
+            doc_ids=("r.jsonl#1",),
+        ),
     ]
 
 

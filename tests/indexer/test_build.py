@@ -141,7 +141,7 @@ def test_bad_files_are_reported_and_good_ones_indexed(tmp_path, tiny_model):
         ("empty.md", "empty file"),
         ("data.bin", "unsupported file type .bin"),
         ("records.jsonl:2", "invalid JSON (Expecting value at column 1)"),
-        ("records.jsonl:3", "no field 'text' (fields: body)"),
+        ("records.jsonl:3", "1 record has no field 'text' (fields: body)"),
     }
     assert {doc for doc, _ in _live_chunks(tmp_path / "i.idx").values()} == {"good.txt", "records.jsonl#1"}
 

@@ -221,17 +221,23 @@ def test_jsonl_skips_with_reasons_and_line_numbers(tmp_path):
     got = skips(items)
     assert [(s.source, s.line) for s in got] == [
         ("r.jsonl", 3),
-        ("r.jsonl", 4),
         ("r.jsonl", 5),
         ("r.jsonl", 6),
         ("r.jsonl", 7),
         ("r.jsonl", 8),
+        ("r.jsonl", 4),  # the records without the text field: reported once, after the file
     ]
     assert got[0].reason.startswith("invalid JSON (")
-    assert got[1].reason == "no field 'text' (fields: body, id); choose the text field with --text-field"
-    assert "--text-field" in got[1].reason
-    assert got[2].reason == got[3].reason == "not a JSON object"
-    assert got[4].reason == got[5].reason == "field 'text' is empty or not a string"
+    assert got[1].reason == got[2].reason == "not a JSON object"
+    assert got[3].reason == got[4].reason == "field 'text' is empty or not a string"
+    assert got[5] == Skipped(
+        "r.jsonl",
+        "1 record has no field 'text' (fields: body, id); choose the text field with --text-field, "
+        "or for this file alone with --fields 'r.jsonl:text=FIELD'",
+        4,
+        kept=True,
+        doc_ids=("r.jsonl#3",),
+    )
     assert got[0].where == "r.jsonl:3"
 
 
@@ -248,13 +254,12 @@ def test_jsonl_missing_or_empty_id(tmp_path):
         },
     )
     items = read(tmp_path, id_field="id")
-    reason = "no id in field 'id'; choose the id field with --id-field"
-    assert items == [
-        Skipped("r.jsonl", reason, 1),
-        Skipped("r.jsonl", reason, 2),
-        Skipped("r.jsonl", reason, 3),
-        Document("0", "r.jsonl", "zero id", {}),
-    ]
+    reason = (
+        "3 records have no id in field 'id' (lines 1 to 3; fields: id, text); choose the id field with "
+        "--id-field, or for this file alone with --fields 'r.jsonl:id=FIELD'"
+    )
+    assert items == [Document("0", "r.jsonl", "zero id", {}), Skipped("r.jsonl", reason, 1, 3, kept=True)]
+    assert items[1].where == "r.jsonl"
 
 
 def test_jsonl_blank_lines_only(tmp_path):
@@ -268,7 +273,7 @@ def test_jsonl_blank_lines_only(tmp_path):
 def test_csv_default_fields(tmp_path):
     write_files(tmp_path, {"t.csv": 'text,lang,stars\nHello there.,en,5\n"Hallo, Welt.",de,\n'})
     assert read(tmp_path) == [
-        Document("t.csv#1", "t.csv", "Hello there.", {"lang": "en", "stars": "5"}),
+        Document("t.csv#1", "t.csv", "Hello there.", {"lang": "en", "stars": 5}),
         Document("t.csv#2", "t.csv", "Hallo, Welt.", {"lang": "de", "stars": ""}),
     ]
 
@@ -283,10 +288,20 @@ def test_csv_multiline_field_and_id_field(tmp_path):
 
 def test_csv_without_text_column(tmp_path):
     write_files(tmp_path, {"t.csv": "title,body\nA,alpha\nB,beta\n"})
-    reason = "no field 'text' (fields: title, body); choose the text field with --text-field"
-    assert read(tmp_path) == [Skipped("t.csv", reason, 2), Skipped("t.csv", reason, 3)]
+    reason = (
+        "2 records have no field 'text' (lines 2 to 3; fields: title, body); choose the text field with "
+        "--text-field, or for this file alone with --fields 't.csv:text=FIELD'"
+    )
+    assert read(tmp_path, text_field="text") == [
+        Skipped("t.csv", reason, 2, 2, kept=True, doc_ids=("t.csv#1", "t.csv#2"))
+    ]
     assert read(tmp_path, text_field="body") == [
         Document("t.csv#1", "t.csv", "alpha", {"title": "A"}),
+        Document("t.csv#2", "t.csv", "beta", {"title": "B"}),
+    ]
+    detected = "text field 'body' detected (fields: title, body); choose another with --fields 't.csv:text=FIELD'"
+    assert read(tmp_path) == [
+        Document("t.csv#1", "t.csv", "alpha", {"title": "A"}, notes=(detected,)),
         Document("t.csv#2", "t.csv", "beta", {"title": "B"}),
     ]
 
@@ -296,9 +311,15 @@ def test_csv_bad_rows(tmp_path):
     assert read(tmp_path, id_field="id") == [
         Document("1", "t.csv", "ok", {}),
         Skipped("t.csv", "more values than header columns", 3),
-        Skipped("t.csv", "no id in field 'id'; choose the id field with --id-field", 4),
-        Skipped("t.csv", "field 'text' is empty or not a string", 5),
+        Skipped("t.csv", "field 'text' is empty or not a string", 5, doc_ids=("4",)),
         Document("5", "t.csv", "fine", {}),
+        Skipped(
+            "t.csv",
+            "1 record has no id in field 'id' (fields: id, text); choose the id field with --id-field, "
+            "or for this file alone with --fields 't.csv:id=FIELD'",
+            4,
+            kept=True,
+        ),
     ]
 
 

@@ -215,7 +215,7 @@ def test_parse_where_reads_cli_conditions():
         "author": {"=": "Ada"},
         "score": {"!=": 0.5},
         "name": {"=": "x y"},
-        "code": {"==": 7},
+        "code": {"==": "007"},
         "n": {"=": -1500.0},
     }
     with pytest.raises(InvalidFilter, match=r"cannot read the condition 'year~2020': unexpected '~' at position 4"):
