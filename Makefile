@@ -1,10 +1,10 @@
-# babelindex: `make install`, `make check`, `make test`, `make demo`, `make bench`.
+# babelindex: `make install`, `make check`, `make test`, `make demo`, `make bench`, `make samples`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install check format test demo bench clean
+.PHONY: install check format test demo bench samples clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/build.py
+
+# Rerun every marked command sample of README.md and docs/ and write its real output back
+# (before a release; `python docs/samples.py --check` only compares).
+samples: install
+	$(BIN)/python docs/samples.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -200,6 +200,19 @@ def main() -> None:
         watcher.stop()
         thread.join()
         searcher.close()
+        summary = {
+            "cpu": cpu_model(),
+            "model": model.name,
+            "latency_p50_s": round(statistics.median(latencies), 3),
+            "latency_p99_s": round(percentile(latencies, 99), 3),
+            "burst_files": args.burst,
+            "burst_s": round(watched, 2),
+            "build_s": round(fresh.seconds, 2),
+            "burst_publishes": publishes,
+            "idle_cpu_percent": round(cpu, 3),
+            "rss_mib": [round(x / 2**20, 1) for x in rss],
+        }
+        print(json.dumps(summary))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

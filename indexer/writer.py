@@ -42,7 +42,7 @@ from threadpoolctl import ThreadpoolController
 from indexer import language
 from indexer.chunking import chunk_text
 from indexer.documents import Document, Skipped
-from indexer.embedding import DEFAULT_MODEL, Embedder, describe, load_embedder, require_same_model
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, require_same_model, to_embedder
 from indexer.progress import Progress
 from indexer.reading import describe_error
 from store.errors import BabelIndexError, InvalidInput
@@ -154,7 +154,7 @@ def open_model(idx: IndexDir, model: str | Embedder | None, precision: str | Non
     recorded = idx.model_record()
     if model is None:
         model = recorded.name if recorded else DEFAULT_MODEL
-    embedder = load_embedder(model, precision=precision) if isinstance(model, str) else model
+    embedder = to_embedder(model, precision=precision)
     if recorded is None:
         idx.record_model(describe(embedder))
     else:

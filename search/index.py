@@ -133,10 +133,10 @@ class Index:
         precision = requested(precision)
         store = IndexDir.open_for_reading(path)
         try:
-            if isinstance(model, str):
-                from indexer.embedding import load_embedder
+            if model is not None:
+                from indexer.embedding import to_embedder
 
-                model = load_embedder(model, precision=precision)
+                model = to_embedder(model, precision=precision)
             return cls(store, model, precision, mmap=mmap)
         except BaseException:
             store.close()

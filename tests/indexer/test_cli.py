@@ -94,7 +94,8 @@ def test_errors_exit_1_with_the_library_message(tmp_path, multilingual_corpus, b
         == f"Error: no index at {tmp_path / 'missing.idx'}. Build one with `indexer build CORPUS --index {tmp_path / 'missing.idx'}`.\n"
     )
     out = run("build", multilingual_corpus, "--index", built, "--model", "use-multilingual", code=1).output
-    assert out.startswith("Error: ") and "was built with the model" in out and "'use-multilingual'" in out
+    error = out.splitlines()[-1]  # after the lines saying the model was loaded
+    assert error.startswith("Error: ") and "was built with the model" in error and "'use-multilingual'" in error
 
 
 def test_unavailable_model_exits_1_naming_the_ways_out(tmp_path, multilingual_corpus, run, monkeypatch):

@@ -236,14 +236,11 @@ def test_a_loaded_sentence_transformer_is_a_model(tmp_path, minilm_dir):
         assert index.model_name == str(minilm_dir) and index.search("eruption", k=1)[0].doc_id == "v"
     with Index.open(tmp_path / "st.idx", model=to_embedder(loaded)) as index:
         assert index.search("eruption", k=1)[0].doc_id == "v"
-    # Index.open(model=loaded) itself: a clear error pointing at to_embedder until Index.open wraps it.
-    try:
-        opened = Index.open(tmp_path / "st.idx", model=loaded)
-    except InvalidInput as exc:
-        assert "indexer.embedding.to_embedder(model)" in str(exc)
-    else:
-        with opened:
-            assert opened.search("eruption", k=1)[0].doc_id == "v"
+    with Index.open(tmp_path / "st.idx", model=loaded) as opened:  # model= takes it everywhere
+        assert opened.search("eruption", k=1)[0].doc_id == "v"
+    with Index.create(tmp_path / "created.idx", model=loaded) as created:
+        created.upsert([{"id": "v", "text": "Volcanoes erupt when magma rises."}])
+        assert created.search("eruption", k=1)[0].doc_id == "v"
 
 
 # -- packaging ----------------------------------------------------------------------------------
