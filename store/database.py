@@ -568,8 +568,12 @@ class MetaStore:
     @locked
     def lexical_search(self, query: str, limit: int, filt: Filter | None = None) -> list[tuple[int, float]]:
         """Up to ``limit`` ``(chunk id, score)`` of live chunks matching ``query`` by full text
-        (see :mod:`store.lexical`: the query syntax, and scores, higher is better), best first."""
-        return lexical.search(self.conn, query, limit, filt)
+        (see :mod:`store.lexical`: the query syntax, and scores, higher is better), best first.
+
+        One read transaction: the candidates and the texts they are checked against, read in
+        batches, come from the same moment even while a writer publishes meanwhile."""
+        with self.snapshot():
+            return lexical.search(self.conn, query, limit, filt)
 
     @locked
     def vectors(self, ids: Sequence[int] | np.ndarray, dimension: int) -> np.ndarray:
