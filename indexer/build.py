@@ -22,7 +22,7 @@ from indexer.embedding import Embedder
 from indexer.reading import Skipped, read_corpus, walk
 from indexer.record_files import parse_field_rule
 from indexer.selection import Selection
-from indexer.writer import BuildReport, Progress, Writer, open_model, resolve_settings
+from indexer.writer import BuildReport, Progress, Writer, check_chunk_tokens, open_model, resolve_settings
 from store.errors import InvalidInput
 from store.index_dir import IndexDir
 from store.records import FieldRule
@@ -97,6 +97,7 @@ def build_index(
     with IndexDir.open_for_writing(index, wait=wait) as idx:
         try:
             embedder = open_model(idx, model, precision)
+            check_chunk_tokens(chunk_tokens, embedder)
         except BaseException:
             if is_new:  # nothing was recorded: leave no empty index behind
                 shutil.rmtree(index, ignore_errors=True)

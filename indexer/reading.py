@@ -26,6 +26,7 @@ from typing import Any
 from indexer.cleaning import clean_text, clean_value, path_text
 from indexer.decoding import NotText, decode_with_note
 from indexer.documents import Document, Skipped
+from indexer.markup import drop_boilerplate, markdown_text
 from indexer.record_files import csv_records, jsonl_records, record_documents, too_long
 from indexer.selection import DEFAULT_SELECTION, Selection
 from store.errors import BabelIndexError
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+"""Read as Markdown: the text without its markup (:func:`indexer.markup.markdown_text`)."""
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 RECORD_SUFFIXES = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | {".pdf"}
@@ -215,6 +218,12 @@ def read_file(path: Path, rel: str, fields: FieldSettings | RecordFields) -> Ite
     elif suffix in HTML_SUFFIXES:
         text, note = decode_with_note(path.read_bytes())
         yield _one(rel, *_html_text(text), note)
+    elif suffix in MARKDOWN_SUFFIXES:
+        text, note = decode_with_note(path.read_bytes())
+        if (reason := _too_long(text, "file")) is not None:
+            yield Skipped(rel, reason)
+            return
+        yield _one(rel, *markdown_text(text), note)
     else:
         text, note = decode_with_note(path.read_bytes())
         yield _one(rel, text, {}, note)
@@ -256,6 +265,7 @@ def _html_text(html: str) -> tuple[str, dict[str, Any]]:
     title = tree.findtext(".//title")
     for head in tree.xpath("//head"):
         head.drop_tree()  # the <title> is metadata, not page text
+    drop_boilerplate(tree)  # navigation, site header and footer, forms: not the page's text
     text = html_text.extract_text(tree, guess_layout=True)
     if not text.strip() or _depth(tree) >= MAX_HTML_DEPTH:
         flat_text, flat_title = _flat_html_text(html)

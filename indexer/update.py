@@ -18,7 +18,7 @@ from typing import Any
 
 from indexer.embedding import Embedder
 from indexer.reading import Document
-from indexer.writer import BuildReport, Writer, open_model, publish, resolve_settings
+from indexer.writer import BuildReport, Writer, check_chunk_tokens, open_model, publish, resolve_settings
 from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
 from store.metadata_json import check_label, metadata_json, text_problem
@@ -83,6 +83,13 @@ def create_index(
             if not exists:
                 idx.close()
                 shutil.rmtree(path, ignore_errors=True)  # nothing was recorded: leave no empty index
+            raise
+        try:
+            check_chunk_tokens(chunk_tokens, embedder)
+        except BaseException:
+            if not exists:
+                idx.close()
+                shutil.rmtree(path, ignore_errors=True)
             raise
         settings = resolve_settings(idx, chunk_tokens, overlap_tokens, index_type)
         if idx.faiss_info() is None:

@@ -48,7 +48,7 @@ from indexer.reading import describe_error
 from store.errors import BabelIndexError, InvalidInput
 from store.faults import crash_point
 from store.index_dir import IndexDir
-from store.index_types import require_index_type
+from store.index_types import PQ_KINDS, PQ_MIN_VECTORS, require_index_type
 from store.metadata_json import check_label, metadata_json
 from store.records import DocumentState, FaissInfo, FieldRule, IndexSettings, StoredChunk, StoredDocument
 
@@ -70,6 +70,7 @@ __all__ = [
     "Progress",
     "Scope",
     "Writer",
+    "check_chunk_tokens",
     "content_hash",
     "open_model",
     "publish",
@@ -186,7 +187,26 @@ def publish(
     if report is not None:
         report.index_type = info.factory if info else ""
         report.chunks_total = idx.meta.count("chunks")
+        if info is not None and settings.index_type in PQ_KINDS and info.kind == "flat":
+            report.warnings.append(
+                {
+                    "source": str(idx.path.name),
+                    "warning": f"index type {settings.index_type} needs at least {PQ_MIN_VECTORS:,} chunks to train "
+                    f"its code books; the {info.ntotal:,} chunks are searched exactly (flat) until there are enough, "
+                    f"then the index becomes {settings.index_type} by itself",
+                }
+            )
     return info
+
+
+def check_chunk_tokens(chunk_tokens: int | None, embedder: Embedder) -> None:
+    """Refuse a ``--chunk-tokens`` above what the model reads (it would be cut to the model's
+    limit without a word). Raises :class:`InvalidInput` saying the limit."""
+    if chunk_tokens is not None and chunk_tokens > embedder.max_tokens:
+        raise InvalidInput(
+            f"--chunk-tokens {chunk_tokens} is above what the model {embedder.name} reads ({embedder.max_tokens} "
+            f"tokens); use {embedder.max_tokens} or fewer."
+        )
 
 
 # -- documents --------------------------------------------------------------------------------

@@ -124,6 +124,17 @@ def resolve(name: str) -> str:
     return name
 
 
+def suggestion(name: str) -> str:
+    """`` Did you mean 'distilmbert'?`` for a name close to a registry name (or its Hub id), else ``""``."""
+    import difflib
+
+    choices = {n: n for n in REGISTRY} | {spec.source: n for n, spec in REGISTRY.items()}
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
+    if not close or close[0] == name:
+        return ""
+    return f" Did you mean {choices[close[0]]!r}? (`indexer models` lists the names)"
+
+
 def looks_like_path(name: str) -> bool:
     """Whether ``name`` can only be a filesystem path, not a Hub id (``org/name``) or registry name."""
     return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name or name in (".", "..")

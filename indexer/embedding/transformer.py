@@ -34,7 +34,7 @@ from indexer.embedding.precision import (
     save_decision,
     unsupported_reason,
 )
-from indexer.embedding.registry import display, hub_cache_dir, local_snapshot
+from indexer.embedding.registry import display, hub_cache_dir, local_snapshot, suggestion
 from store.errors import InvalidInput, ModelError, ModelNotAvailable
 
 MAX_MODEL_TOKENS = 512
@@ -264,12 +264,12 @@ def _load(source: str, device: str, name: str):
             "reached from here. Three ways out: (1) connect to the network once so it can be "
             "downloaded (or point HF_HOME at a cache that has it); (2) pass a local directory "
             "holding the model with --model /path/to/model; (3) use the offline multilingual "
-            "model with --model use-multilingual."
+            "model with --model use-multilingual." + suggestion(name)
         )
     try:
         model = SentenceTransformer(source, device=device, cache_folder=hub_cache_dir())
     except OSError as exc:
-        raise ModelNotAvailable(f"could not load the model {display(name)}: {exc}") from exc
+        raise ModelNotAvailable(f"could not load the model {display(name)}: {exc}{suggestion(name)}") from exc
     return model, local_snapshot(source) or Path(source)
 
 

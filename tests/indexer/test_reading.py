@@ -67,11 +67,18 @@ HELLO_PDF_STREAM = b"BT /F1 24 Tf 72 720 Td (Hello PDF world) Tj ET"
 # --- Plain text formats ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["a.txt", "a.text", "a.md", "a.markdown", "a.rst", "A.TXT", "notes.Md"])
+@pytest.mark.parametrize("name", ["a.txt", "a.text", "a.rst", "A.TXT"])
 def test_text_formats(tmp_path, name):
     text = "# Title\n\nSome *text* with ``markup`` — kept as is.\n"
     write_files(tmp_path, {name: text})
     assert read(tmp_path) == [Document(doc_id=name, source=name, text=text, metadata={})]
+
+
+@pytest.mark.parametrize("name", ["a.md", "a.markdown", "notes.Md"])
+def test_markdown_is_read_without_its_markup(tmp_path, name):
+    write_files(tmp_path, {name: "# Title\n\nSome *text* with ``markup`` — kept as is.\n"})
+    text = "Title\n\nSome text with markup — kept as is."
+    assert read(tmp_path) == [Document(doc_id=name, source=name, text=text, metadata={"title": "Title"})]
 
 
 def test_text_in_a_legacy_encoding_is_decoded(tmp_path):
