@@ -81,7 +81,9 @@ def test_indexer_models_lists_the_six_names_with_their_facts(hub):
 
 def test_a_registry_name_resolves_through_the_local_hub_cache(hub, tiny_model_dir):
     assert resolve("distilmbert") == "distilbert-base-multilingual-cased"
-    assert resolve("/some/dir") == "/some/dir" and resolve("org/any-model") == "org/any-model"
+    assert resolve(str(tiny_model_dir)) == str(tiny_model_dir) and resolve("org/any-model") == "org/any-model"
+    with pytest.raises(ModelNotAvailable, match="there is no model directory at /some/dir"):
+        resolve("/some/dir")  # a path with nothing there, never asked of the Hub
     embedder = load_embedder("distilmbert")
     assert embedder.name == "distilmbert" and embedder.source == "distilbert-base-multilingual-cased"
     fp = embedder.fingerprint()
