@@ -31,6 +31,10 @@ def test_the_sample_checker_sees_a_stale_output_and_ignores_timings(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("<!-- sample -->\n```\n$ echo 'took 3.6 s'\ntook 9.9 s\n```\n", encoding="utf-8")
     assert samples.process(page, check=True)  # only the timing differs
+    page.write_text("<!-- sample -->\n```\n$ echo 'score 0.405'\nscore 0.406\n```\n", encoding="utf-8")
+    assert samples.process(page, check=True)  # a last digit another CPU rounds otherwise
+    page.write_text("<!-- sample -->\n```\n$ echo 'score 0.405'\nscore 0.409\n```\n", encoding="utf-8")
+    assert not samples.process(page, check=True)
     page.write_text("<!-- sample -->\n```\n$ echo 86 chunks\n89 chunks\n```\n", encoding="utf-8")
     assert not samples.process(page, check=True)
     samples.process(page, check=False)
