@@ -15,7 +15,15 @@ from pathlib import Path
 
 import click
 
-from indexer.cli_common import INDEX_OPTION, MMAP_OPTION, PRECISION_OPTION, WAIT_OPTION, fail, with_progress
+from indexer.cli_common import (
+    EXCLUDE_OPTION,
+    INDEX_OPTION,
+    MMAP_OPTION,
+    PRECISION_OPTION,
+    WAIT_OPTION,
+    fail,
+    with_progress,
+)
 from indexer.watch_cli import EventLog, make_watcher, watch, watch_options
 from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES
 from store.errors import BabelIndexError
@@ -84,13 +92,7 @@ def cli() -> None:
     help="Ray cluster for --engine ray (e.g. ray://head:10001 or auto). Default: $RAY_ADDRESS, else a "
     "local Ray started for the build.",
 )
-@click.option(
-    "--exclude",
-    multiple=True,
-    metavar="PATTERN",
-    help="Leave out files and folders matching PATTERN, written as in .gitignore (repeatable): "
-    "'drafts/', '*.log', '/build'. Hidden and editors' temporary files are always left out.",
-)
+@EXCLUDE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
 @WAIT_OPTION

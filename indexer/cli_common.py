@@ -15,7 +15,16 @@ from indexer.choices import PRECISIONS
 from indexer.progress import Progress
 from store.errors import BabelIndexError
 
-__all__ = ["INDEX_OPTION", "MMAP_OPTION", "PRECISION_OPTION", "WAIT_OPTION", "Bars", "fail", "with_progress"]
+__all__ = [
+    "EXCLUDE_OPTION",
+    "INDEX_OPTION",
+    "MMAP_OPTION",
+    "PRECISION_OPTION",
+    "WAIT_OPTION",
+    "Bars",
+    "fail",
+    "with_progress",
+]
 
 INDEX_OPTION = click.option(
     "--index",
@@ -33,6 +42,15 @@ MMAP_OPTION = click.option(
     help="Memory-map the FAISS file instead of reading it into memory, for an index larger "
     "than RAM (IVF types: lists stay on disk; flat and hnsw: vectors). Its checksum is still verified first.",
 )
+
+EXCLUDE_OPTION = click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave out files and folders matching PATTERN, written as in .gitignore (repeatable): "
+    "'drafts/', '*.log', '/build'. Hidden and editors' temporary files are always left out.",
+)
+"""``--exclude`` of the commands that read a corpus (build, watch, serve --watch)."""
 
 WAIT_OPTION = click.option(
     "--wait",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer.choices import INDEX_TYPES
-from indexer.cli_common import INDEX_OPTION, PRECISION_OPTION, fail, with_progress
+from indexer.cli_common import EXCLUDE_OPTION, INDEX_OPTION, PRECISION_OPTION, fail, with_progress
 from store.errors import BabelIndexError
 
 if TYPE_CHECKING:  # the worker (watchfiles, the model) is imported when a command runs
@@ -28,13 +28,7 @@ __all__ = ["WATCH_OPTIONS", "EventLog", "make_watcher", "stop_on_signals", "watc
 
 
 WATCH_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option(
-        "--exclude",
-        multiple=True,
-        metavar="PATTERN",
-        help="Leave out files and folders matching PATTERN, written as in .gitignore (repeatable): "
-        "'drafts/', '*.log', '/build'. Hidden and editors' temporary files are always left out.",
-    ),
+    EXCLUDE_OPTION,
     click.option(
         "--poll",
         type=click.FloatRange(min=0.05),

@@ -271,6 +271,38 @@ class SearchBody(BaseModel):
     )
 
 
+# The filter parameters of GET /search and GET /documents, with the schema patterns that
+# mirror the filter rules (the fuzz test generates requests from them).
+LangQuery = Annotated[
+    str | None,
+    Query(
+        description="Comma-separated language codes or names: de,fr.",
+        json_schema_extra={"anyOf": [{"type": "string", "maxLength": 512, "pattern": SOME_LANGS}, {"type": "null"}]},
+    ),
+]
+SourceQuery = Annotated[
+    str | None,
+    Query(
+        description="Glob or prefix of the source.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB}, {"type": "null"}]
+        },
+    ),
+]
+WhereQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 1024, "pattern": CONDITION}},
+                {"type": "null"},
+            ]
+        },
+    ),
+]
+
+
 class SearchResult(BaseModel):
     query: str
     hits: list[Hit]
@@ -488,43 +520,9 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         ],
         k: Annotated[int, Query(ge=1, le=10_000, description="Hits (at most the server's max_k).")] = 10,
         mode: Mode = "dense",
-        lang: Annotated[
-            str | None,
-            Query(
-                description="Comma-separated language codes: de,fr.",
-                json_schema_extra={
-                    "anyOf": [{"type": "string", "maxLength": 512, "pattern": SOME_LANGS}, {"type": "null"}]
-                },
-            ),
-        ] = None,
-        source: Annotated[
-            str | None,
-            Query(
-                description="Glob or prefix of the source.",
-                json_schema_extra={
-                    "anyOf": [
-                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB},
-                        {"type": "null"},
-                    ]
-                },
-            ),
-        ] = None,
-        where: Annotated[
-            list[str] | None,
-            Query(
-                description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.",
-                json_schema_extra={
-                    "anyOf": [
-                        {
-                            "type": "array",
-                            "maxItems": 64,
-                            "items": {"type": "string", "maxLength": 1024, "pattern": CONDITION},
-                        },
-                        {"type": "null"},
-                    ]
-                },
-            ),
-        ] = None,
+        lang: LangQuery = None,
+        source: SourceQuery = None,
+        where: WhereQuery = None,
         group_by: GroupBy | None = None,
         nprobe: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
         min_score: Annotated[
@@ -605,43 +603,9 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
 
     @app.get("/documents", response_model=DocumentPageModel, tags=["documents"])
     async def list_documents(
-        lang: Annotated[
-            str | None,
-            Query(
-                description="Only documents with chunks in these languages, comma-separated.",
-                json_schema_extra={
-                    "anyOf": [{"type": "string", "maxLength": 512, "pattern": SOME_LANGS}, {"type": "null"}]
-                },
-            ),
-        ] = None,
-        source: Annotated[
-            str | None,
-            Query(
-                description="Glob or prefix of the source.",
-                json_schema_extra={
-                    "anyOf": [
-                        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": GLOB},
-                        {"type": "null"},
-                    ]
-                },
-            ),
-        ] = None,
-        where: Annotated[
-            list[str] | None,
-            Query(
-                description="Metadata conditions, repeatable: year>=2020, 'tag in a,b'.",
-                json_schema_extra={
-                    "anyOf": [
-                        {
-                            "type": "array",
-                            "maxItems": 64,
-                            "items": {"type": "string", "maxLength": 1024, "pattern": CONDITION},
-                        },
-                        {"type": "null"},
-                    ]
-                },
-            ),
-        ] = None,
+        lang: LangQuery = None,
+        source: SourceQuery = None,
+        where: WhereQuery = None,
         limit: Annotated[int, Query(ge=1, le=10_000, description="Documents to return.")] = 100,
         offset: Annotated[int, Query(ge=0, le=INT32_MAX, description="Documents to skip first.")] = 0,
     ) -> dict[str, Any]:
