@@ -60,6 +60,15 @@ FileStat = tuple[int, int, int]
 """``(size in bytes, mtime in ns, inode)`` of a file as last read."""
 
 
+def _file_stat(path: Path) -> FileStat | None:
+    """The :data:`FileStat` of ``path``, None if it cannot be stat'ed (gone meanwhile)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -458,12 +467,9 @@ class Watcher:
             if isinstance(item, Skipped):
                 continue
             path, rel = item
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            self._remember(rel, path)
-            yield rel, (st.st_size, st.st_mtime_ns, st.st_ino)
+            if (st := _file_stat(path)) is not None:
+                self._remember(rel, path)
+                yield rel, st
 
     def _rescan(self) -> set[str]:
         """The files that changed, appeared or went away since they were last read."""
@@ -500,11 +506,8 @@ class Watcher:
                     file, r = item
                     seen.add(r)
                     self._remember(r, file)
-                    try:
-                        st = file.stat()
-                    except OSError:
-                        continue
-                    if self.known.get(r) != (st.st_size, st.st_mtime_ns, st.st_ino):
+                    st = _file_stat(file)
+                    if st is not None and self.known.get(r) != st:
                         files[r] = file
                 prefix = rel.rstrip("/") + "/" if rel else ""
                 for gone in [k for k in self.known if k.startswith(prefix) and k not in seen]:
@@ -547,10 +550,9 @@ class Watcher:
                 for item in skips:
                     writer.skip(item)
                 for path, rel in files:
-                    try:
-                        st = path.stat()
-                        self.known[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
-                    except OSError:
+                    if (st := _file_stat(path)) is not None:
+                        self.known[rel] = st
+                    else:
                         self.known.pop(rel, None)
                     for doc in read_path(path, rel, settings.fields):
                         if isinstance(doc, Skipped):
