@@ -690,6 +690,12 @@ def models(as_json):
     help="Open connections at most; requests beyond them get 503.",
 )
 @click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve GET /metrics (Prometheus text format, behind the token like every route) and keep its figures.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -732,6 +738,7 @@ def serve(
     max_pending_writes,
     header_timeout,
     max_connections,
+    metrics,
     log_level,
     precision,
     mmap,
@@ -774,6 +781,7 @@ def serve(
             max_pending_writes=max_pending_writes,
             header_timeout_seconds=header_timeout,
             max_connections=max_connections,
+            metrics=metrics,
         )
         check_exposure(host, settings.token)
         worker = None

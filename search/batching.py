@@ -11,6 +11,7 @@ one call on one worker thread, and hands each request its rows.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -31,13 +32,22 @@ class QueryBatcher:
     ``embed`` maps a list of n texts to float32 ``(n, dimension)`` vectors; it runs on one
     dedicated thread, one batch at a time. ``max_batch=1`` embeds every request on its own
     (no batching). Use inside a running event loop: ``await start()``, ``await embed(texts)``,
-    ``await stop()``.
+    ``await stop()``. ``on_batch(texts, seconds)`` is told of every model call that succeeded
+    (for the server's metrics).
     """
 
-    def __init__(self, embed: Callable[[list[str]], np.ndarray], *, max_batch: int = 32, max_wait_ms: float = 2.0):
+    def __init__(
+        self,
+        embed: Callable[[list[str]], np.ndarray],
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
         self._embed = embed
+        self._on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[_Request] | None = None
@@ -77,6 +87,7 @@ class QueryBatcher:
         while True:
             batch = await self._gather(loop)
             texts = [t for r in batch for t in r.texts]
+            started = time.perf_counter()
             try:
                 vectors = await loop.run_in_executor(self._executor, self._embed, texts)
             except Exception as exc:  # one bad query must not fail the others: embed them apart
@@ -91,6 +102,8 @@ class QueryBatcher:
                 continue
             self.batches += 1
             self.texts += len(texts)
+            if self._on_batch is not None:
+                self._on_batch(len(texts), time.perf_counter() - started)
             row = 0
             for request in batch:
                 _settle(request, vectors[row : row + len(request.texts)])

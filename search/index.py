@@ -510,6 +510,12 @@ class Index:
         """The FAISS version this view serves (grows by one with every publish)."""
         return int(self._loaded[1].version)
 
+    @property
+    def published_at(self) -> str:
+        """When the version this view serves was published: ISO 8601 UTC, to the second
+        (``2026-12-01T14:00:00Z``)."""
+        return self._loaded[1].created_at
+
     # -- changes --------------------------------------------------------------------------
     def upsert(self, documents: Sequence[Any]) -> BuildReport:
         """Add or replace documents given as data: mappings with ``id``, ``text`` and optional

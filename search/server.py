@@ -13,6 +13,7 @@ DELETE   /documents/{doc_id}          delete one document
 POST     /documents/delete            delete several documents by id
 GET      /chunks/{chunk_id}           one chunk
 GET      /stats                       counts, model, index type, languages, server figures
+GET      /metrics                     the same and more in the Prometheus text format
 =======  ===========================  =====================================================
 
 Safety: the server listens on loopback unless told otherwise and refuses any other
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,6 +63,7 @@ from search.choices import GroupBy, Mode
 from search.filters import parse_langs, parse_where
 from search.hit import Hit
 from search.index import Index
+from search.metrics import CONTENT_TYPE, IndexFigures, MetricsMiddleware, ServerMetrics
 from store.errors import (
     BabelIndexError,
     CorruptIndex,
@@ -138,6 +140,8 @@ class ServerSettings:
     """Size of a request's headers (all of them); larger requests get 400."""
     max_connections: int = 256
     """Open connections at most; a request beyond them gets 503."""
+    metrics: bool = True
+    """Serve ``GET /metrics`` (Prometheus text format) and keep its figures."""
 
     def __post_init__(self) -> None:
         if self.token is not None:
@@ -432,7 +436,13 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
     """
     settings = settings or ServerSettings()
     limits = settings.limits
-    batcher = QueryBatcher(index.embed, max_batch=settings.batch_size, max_wait_ms=settings.batch_wait_ms)
+    metrics = ServerMetrics(_version()) if settings.metrics else None
+    batcher = QueryBatcher(
+        index.embed,
+        max_batch=settings.batch_size,
+        max_wait_ms=settings.batch_wait_ms,
+        on_batch=metrics.observe_batch if metrics is not None else None,
+    )
     # FAISS and SQLite work of searches (and every other read) runs on a few threads of its own,
     # each with one OpenMP thread: FAISS's OpenMP teams spinning in many request threads would
     # starve the model. Writes run on one thread of their own, one at a time, so that a queue
@@ -502,6 +512,8 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
 
         hits = await read(call)
         figures["searches"] += len(queries)
+        if metrics is not None:
+            metrics.observe_search(str(options.get("mode", "dense")), len(queries))
         return hits, index.version
 
     @app.head("/health", include_in_schema=False)
@@ -597,6 +609,8 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         for doc in docs:  # checked here, so that a bad one is refused before any is embedded
             as_document(doc)
         report = await write(lambda: index.upsert(docs))
+        if metrics is not None:
+            metrics.observe_write("upsert", len(docs))
         result: dict[str, Any] = report.to_dict()
         result["index"] = "the index"
         return result
@@ -629,6 +643,8 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
     async def delete_one(doc_id: str) -> dict[str, int]:
         """Delete one document. Once this returns, no search returns its chunks."""
         deleted = await write(lambda: index.delete([doc_id]))
+        if metrics is not None:
+            metrics.observe_write("delete", deleted)
         if not deleted:
             raise HTTPException(404, f"no document with id {_short(doc_id)!r} in this index.")
         return {"deleted": deleted}
@@ -643,6 +659,8 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
                 "(server option --max-ids). Send them in parts.",
             )
         deleted = await write(lambda: index.delete(body.ids)) if body.ids else 0
+        if metrics is not None:
+            metrics.observe_write("delete", deleted)
         return {"deleted": deleted}
 
     @app.get("/chunks/{chunk_id}", response_model=Hit, tags=["documents"])
@@ -668,6 +686,22 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         figures_of_index["path"] = Path(figures_of_index["path"]).name
         return {**figures_of_index, "server": server}
 
+    if metrics is not None:
+        server_metrics = metrics
+
+        @app.get(
+            "/metrics", tags=["service"], response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}}
+        )
+        async def prometheus_metrics() -> Response:
+            """Requests, latencies, query batches, searches by mode and the index's figures in the
+            Prometheus text format (see :mod:`search.metrics`). Off with ``--no-metrics``."""
+
+            def figures_now() -> IndexFigures:
+                return IndexFigures.from_stats(index.stats(), index.version, index.published_at)
+
+            server_metrics.observe_index(await read(figures_now))
+            return Response(server_metrics.render(), media_type=CONTENT_TYPE)
+
     def openapi() -> dict[str, Any]:
         """The schema, with this server's own limits in it (k, query length, batch sizes)."""
         if app.openapi_schema is None:
@@ -676,12 +710,14 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    # Outermost first: the Host check, then authentication, then the body size.
+    # Outermost first: the metrics, the Host check, then authentication, then the body size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if settings.token is not None:
         app.add_middleware(TokenMiddleware, token=settings.token)
     if "*" not in settings.allowed_hosts:
         app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
+    if metrics is not None:  # outermost: requests refused by the others count too
+        app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     return app
 
 

@@ -112,6 +112,7 @@ ROUTES = [
     ("POST", "/documents/delete"),
     ("GET", "/chunks/1"),
     ("GET", "/stats"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/no-such-route"),
