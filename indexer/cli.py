@@ -7,7 +7,6 @@ Parses options, calls the library, prints. Library errors (``BabelIndexError``) 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import unicodedata
@@ -16,14 +15,18 @@ from pathlib import Path
 import click
 
 from indexer.cli_common import (
+    ALLOW_HOST_OPTION,
     EXCLUDE_OPTION,
     INDEX_OPTION,
     MMAP_OPTION,
     PRECISION_OPTION,
     WAIT_OPTION,
     fail,
+    read_token,
+    token_options,
     with_progress,
 )
+from indexer.mcp_cli import mcp
 from indexer.watch_cli import EventLog, make_watcher, watch, watch_options
 from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES
 from store.errors import BabelIndexError
@@ -607,28 +610,8 @@ def models(as_json):
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on. Anything but loopback needs a token."
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
-@click.option(
-    "--token",
-    default=None,
-    envvar="BABELINDEX_TOKEN",
-    show_envvar=True,
-    help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health (16+ characters). "
-    "Prefer the environment variable or --token-file: options show in process listings.",
-)
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Read the token from this file (its first line).",
-)
-@click.option(
-    "--allow-host",
-    "allow_hosts",
-    multiple=True,
-    metavar="NAME",
-    help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Default: loopback "
-    "names and the listening address.",
-)
+@token_options
+@ALLOW_HOST_OPTION
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1024),
@@ -752,16 +735,10 @@ def serve(
 ):
     """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
-    from search.server import TOKEN_ENV, Limits, ServerSettings, check_exposure, default_allowed_hosts
+    from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
     from search.server import serve as run_server
 
-    if token is None and os.environ.get(TOKEN_ENV) == "":
-        token = ""  # click reads an empty variable as unset; here it is an empty token: an error below
-    if token_file is not None:
-        if token is not None:
-            raise click.UsageError("give --token (or BABELINDEX_TOKEN) or --token-file, not both.")
-        lines = token_file.read_text(encoding="utf-8").splitlines()
-        token = lines[0].strip() if lines else ""
+    token = read_token(token, token_file)  # an empty one is an error below, never "no token"
     limits = Limits(
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         max_query_chars=max_query_chars,
@@ -828,6 +805,7 @@ def serve(
 
 
 cli.add_command(watch)
+cli.add_command(mcp)
 
 
 def _interrupted(index_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,15 +17,22 @@ from indexer.progress import Progress
 from store.errors import BabelIndexError
 
 __all__ = [
+    "ALLOW_HOST_OPTION",
     "EXCLUDE_OPTION",
     "INDEX_OPTION",
     "MMAP_OPTION",
     "PRECISION_OPTION",
+    "TOKEN_ENV",
     "WAIT_OPTION",
     "Bars",
     "fail",
+    "read_token",
+    "token_options",
     "with_progress",
 ]
+
+TOKEN_ENV = "BABELINDEX_TOKEN"
+"""The environment variable of the token (the same name as ``search.server.TOKEN_ENV``)."""
 
 INDEX_OPTION = click.option(
     "--index",
@@ -71,6 +79,55 @@ PRECISION_OPTION = click.option(
     help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
     "measured once and cached), fp32, bf16 or int8.",
 )
+
+_TOKEN_OPTIONS = [
+    click.option(
+        "--token",
+        default=None,
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help="Require 'Authorization: Bearer TOKEN' on every request (16+ characters; `indexer serve` leaves "
+        "/health open). Prefer the environment variable or --token-file: options show in process listings.",
+    ),
+    click.option(
+        "--token-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Read the token from this file (its first line).",
+    ),
+]
+
+ALLOW_HOST_OPTION = click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Default: loopback "
+    "names and the listening address.",
+)
+"""``--allow-host`` of the HTTP servers (``indexer serve``, ``indexer mcp --http``): the guard against DNS rebinding."""
+
+
+def token_options(command: Any) -> Any:
+    """``--token`` (or ``BABELINDEX_TOKEN``) and ``--token-file`` of the HTTP servers; read
+    them with :func:`read_token`."""
+    for option in reversed(_TOKEN_OPTIONS):
+        command = option(command)
+    return command
+
+
+def read_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token that ``--token`` / ``BABELINDEX_TOKEN`` or ``--token-file`` give, or ``None``
+    for none. An empty one (an empty variable, an empty file or a blank first line) comes back
+    as ``""``, which the server refuses: it is an error, never "no token"."""
+    if token is None and os.environ.get(TOKEN_ENV) == "":
+        token = ""  # click reads an empty variable as unset; here it is an empty token
+    if token_file is not None:
+        if token is not None:
+            raise click.UsageError(f"give --token (or {TOKEN_ENV}) or --token-file, not both.")
+        lines = token_file.read_text(encoding="utf-8").splitlines()
+        token = lines[0].strip() if lines else ""
+    return token
 
 
 class Bars(Progress):

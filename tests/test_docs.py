@@ -15,6 +15,9 @@ Conventions the docs follow (and that the checks below rely on):
   ``METHOD /path`` (path parameters as ``{name}``, without converters). That route's section
   runs to the next heading of any level, and names every query parameter and every top-level
   body field of the route as `` `name` ``.
+- docs/mcp.md has one level-3 heading per tool of ``indexer mcp --allow-writes`` reading
+  `` `name` ``; the tool's section runs to the next heading of level 2 or 3 and names every
+  argument of the tool as `` `name` ``.
 
 The checking functions return what is missing (empty when the docs are complete); the
 self-tests remove one item from the real docs and assert that the checker reports it.
@@ -273,3 +276,50 @@ def test_the_http_check_reports_a_parameter_left_undocumented(app):
     end = text.index("\n### ", start + 1)
     without = text[:start] + text[start:end].replace("`group_by`", "grouping") + text[end:]
     assert undocumented_http(without, http_surface(app)) == ["GET /search group_by"]
+
+
+# -- the MCP tools ------------------------------------------------------------------------------
+def mcp_surface() -> dict[str, list[str]]:
+    """``{tool name: [argument names]}`` of every tool of ``indexer mcp --allow-writes``, as
+    ``tools/list`` gives them (the schemas do not depend on the index's content)."""
+    from types import SimpleNamespace
+
+    from search.mcp_server import McpSettings, create_server, list_tools
+
+    server = create_server(SimpleNamespace(path=Path("no-index")), McpSettings(allow_writes=True))
+    return {tool["name"]: list(tool["inputSchema"].get("properties", {})) for tool in list_tools(server)}
+
+
+def undocumented_mcp(text: str, surface: dict[str, list[str]]) -> list[str]:
+    """What docs/mcp.md (``text``) lacks: a tool without its own section, an argument its
+    section does not name."""
+    sections: dict[str, list[str]] = {}
+    for title, body in _sections(text, (2, 3)):
+        sections.setdefault(title, []).append(body)
+    missing = []
+    for tool, arguments in surface.items():
+        bodies = sections.get(tool, [])
+        if len(bodies) != 1:
+            missing.append(tool + ("" if not bodies else f" (has {len(bodies)} sections, not 1)"))
+            continue
+        missing += [f"{tool} {name}" for name in arguments if f"`{name}`" not in bodies[0]]
+    return missing
+
+
+def test_every_mcp_tool_and_argument_is_in_docs_mcp():
+    from search.mcp_server import READ_TOOLS, WRITE_TOOLS
+
+    surface = mcp_surface()
+    assert tuple(surface) == READ_TOOLS + WRITE_TOOLS
+    assert undocumented_mcp(_read("mcp.md"), surface) == []
+
+
+def test_the_mcp_check_reports_a_tool_or_an_argument_left_undocumented():
+    text = _read("mcp.md")
+    assert undocumented_mcp(text.replace("### `index_info`", "### Describing the index"), mcp_surface()) == [
+        "index_info"
+    ]
+    start = text.index("### `search`")
+    end = text.index("\n### ", start + 1)
+    without = text[:start] + text[start:end].replace("`group_by`", "grouping") + text[end:]
+    assert undocumented_mcp(without, mcp_surface()) == ["search group_by"]
