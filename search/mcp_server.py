@@ -79,7 +79,7 @@ class McpSettings:
 
 # -- the tools' results (their output schemas) -------------------------------------------------
 class Passage(BaseModel):
-    """One passage found, with what cites it: ``text`` is ``document_text[start:end]``."""
+    """One passage found, with what cites it: its text is characters start to end of the document's text."""
 
     number: int = Field(description="Its rank, from 1: the [n] of its header in the text content.")
     source: str = Field(description="The file (or label) the document came from.")
