@@ -1,6 +1,7 @@
 """The HTTP API (``indexer serve``): one index over FastAPI, safe by default.
 
-Endpoints (OpenAPI documentation at ``/docs`` and ``/openapi.json``):
+Endpoints (OpenAPI documentation at ``/docs`` and ``/openapi.json``; the search page at
+``/``, see :mod:`search.page`):
 
 =======  ===========================  =====================================================
 GET      /health                      liveness; the only endpoint open without the token
@@ -18,7 +19,9 @@ GET      /metrics                     the same and more in the Prometheus text f
 
 Safety: the server listens on loopback unless told otherwise and refuses any other
 address without a token. With a token, every endpoint but ``/health`` requires
-``Authorization: Bearer <token>``, compared in constant time and never logged. Request
+``Authorization: Bearer <token>``, compared in constant time and never logged (the page's
+and the documentation's own files load without it: they hold nothing of the index). Every
+answer carries the security headers of :mod:`search.headers`. Request
 bodies, query lengths, ``k`` and batch sizes are bounded (:class:`Limits`), and requests
 whose ``Host`` header is not on the allow-list are refused, which defeats DNS rebinding (a
 web page in the user's browser reaching a loopback server through an attacker's domain).
@@ -61,9 +64,11 @@ from indexer.update import as_document
 from search.batching import QueryBatcher
 from search.choices import GroupBy, Mode
 from search.filters import parse_langs, parse_where
+from search.headers import SecurityHeadersMiddleware
 from search.hit import Hit
 from search.index import Index
 from search.metrics import CONTENT_TYPE, IndexFigures, MetricsMiddleware, ServerMetrics
+from search.page import PAGE_PATHS, STATIC_PREFIX, add_page, is_open
 from store.errors import (
     BabelIndexError,
     CorruptIndex,
@@ -88,7 +93,9 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 TOKEN_ENV = "BABELINDEX_TOKEN"
 MIN_TOKEN_CHARS = 16
 OPEN_PATHS = frozenset({"/health"})
-"""Paths served without the token."""
+"""API paths served without the token (beside the page's files, :func:`search.page.is_open`)."""
+BEARER_SCHEME = "bearer"
+"""The name of the token's security scheme in the OpenAPI schema (with a token only)."""
 INT32_MAX = 2**31 - 1
 T = TypeVar("T")
 
@@ -481,7 +488,11 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
         version=_version(),
         lifespan=lifespan,
         responses=ERRORS,
+        docs_url=None,  # served by search.page from files in the package, not from a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    add_page(app)
 
     def private(text: str) -> str:
         """``text`` without the index's path on this machine (clients address the index by URL)."""
@@ -519,8 +530,10 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
     @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
-        """Liveness: ``ok`` and the version served. Open without the token; never waits."""
-        return {"status": "ok", "version": index.version, "chunks": len(index)}
+        """Liveness: ``ok``, the version served and whether the other routes need the token
+        (``auth``: ``"bearer"`` or ``"none"``). Open without the token; never waits."""
+        auth = "none" if settings.token is None else "bearer"
+        return {"status": "ok", "version": index.version, "chunks": len(index), "auth": auth}
 
     @app.get("/search", response_model=SearchResponse, tags=["search"])
     async def search_get(
@@ -705,17 +718,20 @@ def create_app(index: Index, settings: ServerSettings | None = None, worker: Wat
     def openapi() -> dict[str, Any]:
         """The schema, with this server's own limits in it (k, query length, batch sizes)."""
         if app.openapi_schema is None:
-            app.openapi_schema = with_limits(FastAPI.openapi(app), limits)
+            schema = with_limits(FastAPI.openapi(app), limits)
+            app.openapi_schema = with_bearer(schema) if settings.token is not None else schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    # Outermost first: the metrics, the Host check, then authentication, then the body size.
+    # Outermost first: the metrics, the security headers, the Host check, then authentication,
+    # then the body size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if settings.token is not None:
         app.add_middleware(TokenMiddleware, token=settings.token)
     if "*" not in settings.allowed_hosts:
         app.add_middleware(HostMiddleware, allowed=settings.allowed_hosts)
+    app.add_middleware(SecurityHeadersMiddleware, static_paths=PAGE_PATHS, static_prefixes=(STATIC_PREFIX,))
     if metrics is not None:  # outermost: requests refused by the others count too
         app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     return app
@@ -737,6 +753,18 @@ def with_limits(schema: dict[str, Any], limits: Limits) -> dict[str, Any]:
     search_body["queries"]["items"]["maxLength"] = limits.max_query_chars
     bodies["UpsertBody"]["properties"]["documents"]["maxItems"] = limits.max_documents
     bodies["DeleteBody"]["properties"]["ids"]["maxItems"] = limits.max_ids
+    return schema
+
+
+def with_bearer(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` stating that every operation but ``GET /health`` needs the token as
+    ``Authorization: Bearer`` (the Authorize button of ``/docs``)."""
+    schema.setdefault("components", {})["securitySchemes"] = {
+        BEARER_SCHEME: {"type": "http", "scheme": "bearer", "description": "The token the server was started with."}
+    }
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            operation["security"] = [] if path in OPEN_PATHS else [{BEARER_SCHEME: []}]
     return schema
 
 
@@ -879,14 +907,14 @@ def _host_name(host: str) -> str:
 
 class TokenMiddleware:
     """Require ``Authorization: Bearer <token>`` (constant-time comparison) except on
-    :data:`OPEN_PATHS`. The header is never logged or echoed."""
+    :data:`OPEN_PATHS` and the page's own files. The header is never logged or echoed."""
 
     def __init__(self, app: ASGIApp, token: str):
         self.app = app
         self._digest = hashlib.sha256(token.encode()).digest()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not is_open(scope["path"]):
             try:
                 given = _header(scope, b"authorization") or b""
             except DuplicateHeader as exc:

@@ -14,7 +14,9 @@ Conventions the docs follow (and that the checks below rely on):
 - docs/http.md has one heading (level 2 or 3) per route of the FastAPI app, reading
   ``METHOD /path`` (path parameters as ``{name}``, without converters). That route's section
   runs to the next heading of any level, and names every query parameter and every top-level
-  body field of the route as `` `name` ``.
+  body field of the route as `` `name` ``. The routes outside the OpenAPI schema (the search
+  page, ``/docs``, ``/openapi.json``, the static files as ``GET /static/{path}``) appear in it
+  as `` `METHOD /path` ``.
 - docs/mcp.md has one level-3 heading per tool of ``indexer mcp --allow-writes`` reading
   `` `name` ``; the tool's section runs to the next heading of level 2 or 3 and names every
   argument of the tool as `` `name` ``.
@@ -33,13 +35,14 @@ from pathlib import Path
 import click
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
 
 import search
 from indexer.cli import cli
 from search.server import create_app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-FASTAPI_OWN_PATHS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 
 
 def _read(name: str) -> str:
@@ -226,9 +229,9 @@ def http_surface(app: FastAPI) -> dict[str, list[str]]:
     schemas = spec.get("components", {}).get("schemas", {})
     surface: dict[str, list[str]] = {}
     for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue  # the pages and their files: page_surface
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # {doc_id:path} -> {doc_id}
-        if path in FASTAPI_OWN_PATHS:
-            continue
         for method in sorted(route.methods - {"HEAD"}):
             operation = spec["paths"][path][method.lower()]
             names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
@@ -263,6 +266,26 @@ def test_every_http_route_is_in_docs_http(app):
     assert undocumented_http(text, surface) == []
     for route in surface:  # also in the overview table, as "METHOD /path"
         assert f"`{route}`" in text, route
+
+
+def page_surface(app: FastAPI) -> list[str]:
+    """``METHOD /path`` of the app's routes outside its OpenAPI schema (the search page,
+    ``/docs``, the schema itself) and ``GET /prefix/{path}`` of its static files."""
+    operations = set(app.openapi()["paths"])
+    pages = []
+    for route in app.routes:
+        if isinstance(route, Mount):
+            pages.append(f"GET {route.path}/{{path}}")
+        elif re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path) not in operations:  # (HEAD /health: GET is in it)
+            pages += [f"{method} {route.path}" for method in sorted(route.methods - {"HEAD"})]  # type: ignore[attr-defined]
+    return pages
+
+
+def test_the_pages_and_their_files_are_in_docs_http(app):
+    pages = page_surface(app)
+    assert {"GET /", "GET /docs", "GET /openapi.json", "GET /static/{path}"} <= set(pages)
+    text = _read("http.md")
+    assert [page for page in pages if f"`{page}`" not in text] == []
 
 
 def test_the_http_check_reports_a_route_left_undocumented(app):

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from indexer.build import build_index
 from indexer.cli import cli
 from search import Index, InvalidInput
+from search.page import is_open
 from search.server import Limits, ServerSettings, check_exposure, create_app, default_allowed_hosts, is_loopback
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -169,7 +170,36 @@ def test_health_openapi_and_docs(client):
         "/health",
     } <= set(spec["paths"])
     assert set(spec["components"]["schemas"]["Hit"]["properties"]) == HIT_FIELDS
-    assert client.get("/docs").status_code == 200
+    assert "securitySchemes" not in spec["components"]  # no token, no Authorize
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "/static/swagger/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text  # served here, offline
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/redoc").status_code == 404
+
+
+def test_with_a_token_the_page_and_docs_load_but_nothing_of_the_index_does(client_for):
+    client = client_for(ServerSettings(token=TOKEN))
+    assert client.get("/health").json()["auth"] == "bearer"
+    for path in ("/", "/docs", "/static/page.js", "/static/token.js", "/static/swagger/swagger-ui.css"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "photosynth" not in response.text and "bees.txt" not in response.text, path
+    assert client.get("/openapi.json").status_code == 401
+    spec = client.get("/openapi.json", headers=AUTH).json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The token the server was started with.",
+    }
+    assert spec["paths"]["/health"]["get"]["security"] == []
+    assert spec["paths"]["/search"]["get"]["security"] == [{"bearer": []}]
+
+
+def test_only_the_page_and_its_files_are_open():
+    assert all(map(is_open, ["/", "/docs", "/static/page.js", "/static/swagger/swagger-ui.css"]))
+    closed = ["/stats", "/openapi.json", "/docs/x", "/static", "/static/../stats", "/static/a/../../x"]
+    assert not any(map(is_open, closed))
 
 
 # -- authentication ---------------------------------------------------------------------------------
@@ -186,7 +216,6 @@ def test_with_a_token_every_endpoint_but_health_needs_it(client_for):
         ("get", "/chunks/1", None),
         ("get", "/stats", None),
         ("get", "/openapi.json", None),
-        ("get", "/docs", None),
         ("get", "/no-such-path", None),
     ]
     wrong = [
