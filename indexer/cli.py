@@ -733,7 +733,7 @@ def serve(
     debounce_ms,
     rescan,
 ):
-    """Serve the index over HTTP (OpenAPI docs at /docs). Stop with Ctrl-C."""
+    """Serve the index over HTTP (a search page at /, OpenAPI docs at /docs). Stop with Ctrl-C."""
     from search import Index
     from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts
     from search.server import serve as run_server
@@ -798,7 +798,7 @@ def serve(
     auth = "token required" if settings.token else "no token (loopback only)"
     click.echo(
         f"Serving {index_path} ({len(index):,} chunks, model {index.model_name}) on "
-        f"http://{_url_host(host)}:{port} ({auth}); API docs at /docs",
+        f"http://{_url_host(host)}:{port} ({auth}); the search page at /, API docs at /docs",
         err=True,
     )
     run_server(index, host=host, port=port, settings=settings, log_level=log_level, worker=worker)
