@@ -47,6 +47,8 @@ def build_index(
     ray_address: str | None = None,
     wait: float = 0.0,
     exclude: Sequence[str] = (),
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
@@ -75,6 +77,10 @@ def build_index(
         exclude: patterns of files and folders to leave out, as in ``.gitignore``
             (:mod:`indexer.selection`; hidden and editors' temporary files are always left out).
             Documents of files excluded now are removed, as a clean build would not have them.
+        query_prompt / document_prompt: the text put before each query / chunk instead of the
+            model's prompts (``""``: none). Default: as the index records them, else the
+            model's own (see :mod:`indexer.embedding.prompts`). Other prompts than an existing
+            index's raise ``ModelMismatch``.
     Raises:
         ModelMismatch: the index was built with another model.
         IndexLocked: another process is writing the index.
@@ -96,7 +102,7 @@ def build_index(
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index, wait=wait) as idx:
         try:
-            embedder = open_model(idx, model, precision)
+            embedder = open_model(idx, model, precision, query_prompt=query_prompt, document_prompt=document_prompt)
             check_chunk_tokens(chunk_tokens, embedder)
         except BaseException:
             if is_new:  # nothing was recorded: leave no empty index behind

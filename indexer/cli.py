@@ -20,6 +20,7 @@ from indexer.cli_common import (
     INDEX_OPTION,
     MMAP_OPTION,
     PRECISION_OPTION,
+    PROMPT_OPTIONS,
     WAIT_OPTION,
     fail,
     read_token,
@@ -48,6 +49,7 @@ def cli() -> None:
     "Default: the index's model, else distilmbert.",
 )
 @PRECISION_OPTION
+@PROMPT_OPTIONS
 @click.option(
     "--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens (default 256)."
 )
@@ -104,6 +106,8 @@ def build(
     index_path,
     model,
     precision,
+    query_prompt,
+    document_prompt,
     chunk_tokens,
     overlap_tokens,
     index_type,
@@ -142,6 +146,8 @@ def build(
                 ray_address=ray_address,
                 wait=wait,
                 exclude=exclude,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
             )
     except KeyboardInterrupt:
         _interrupted(index_path)
@@ -187,10 +193,23 @@ def build(
 )
 @click.option("--no-model-check", is_flag=True, help="Do not embed sample rows with the model to check the vectors.")
 @PRECISION_OPTION
+@PROMPT_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No report.")
 def import_(
-    files, index_path, model, text_field, id_field, vector_field, index_type, no_model_check, precision, as_json, quiet
+    files,
+    index_path,
+    model,
+    text_field,
+    id_field,
+    vector_field,
+    index_type,
+    no_model_check,
+    precision,
+    query_prompt,
+    document_prompt,
+    as_json,
+    quiet,
 ):
     """Index chunks with precomputed vectors from Parquet or JSONL FILES or folders (one row per chunk or document).
 
@@ -212,6 +231,8 @@ def import_(
             index_type=index_type,
             check_model=not no_model_check,
             precision=precision,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
         )
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
@@ -277,15 +298,35 @@ def import_(
     help="Leave out hits scoring below SCORE (in the mode's own score: cosine for dense).",
 )
 @PRECISION_OPTION
+@PROMPT_OPTIONS
 @MMAP_OPTION
-def search(query, index_path, k, nprobe, as_json, mode, lang, source, where, group_by, min_score, precision, mmap):
+def search(
+    query,
+    index_path,
+    k,
+    nprobe,
+    as_json,
+    mode,
+    lang,
+    source,
+    where,
+    group_by,
+    min_score,
+    precision,
+    query_prompt,
+    document_prompt,
+    mmap,
+):
     """Find the passages that best match QUERY, in any language."""
     from search import Index
     from search.filters import parse_langs, parse_where
 
     try:
         langs = parse_langs(lang)
-        with Index.open(index_path, precision=precision, mmap=mmap) as index:
+        opened = Index.open(
+            index_path, precision=precision, mmap=mmap, query_prompt=query_prompt, document_prompt=document_prompt
+        )
+        with opened as index:
             if nprobe is not None and not index.uses_nprobe:
                 click.echo(
                     f"note: --nprobe changes nothing on this index ({index.stats()['index_kind']}: IVF indexes only).",
@@ -548,9 +589,10 @@ def _mb(n: int) -> str:
     help="Index directory (default: $BABELINDEX_CACHE/eval/<task>-<model>, never inside TASK_DIR).",
 )
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
+@PROMPT_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
+def eval_(task_dir, model, index_type, index_path, nprobe, query_prompt, document_prompt, as_json, quiet):
     """Measure retrieval on a BEIR task (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
     Builds or reuses an index of the corpus, runs every query, and prints recall@1,
@@ -560,6 +602,10 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
     from search.evaluate import evaluate
 
     with with_progress(not (quiet or as_json)) as bars:
+        if query_prompt is not None or document_prompt is not None:
+            from indexer.embedding import load_embedder
+
+            model = load_embedder(model, query_prompt=query_prompt, document_prompt=document_prompt)
         r = evaluate(task_dir, model=model, index_type=index_type, index=index_path, nprobe=nprobe, progress=bars)
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
@@ -584,24 +630,43 @@ def eval_(task_dir, model, index_type, index_path, nprobe, as_json, quiet):
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per model.")
 def models(as_json):
-    """List the models known by name (for --model), and whether each is here now."""
+    """List the models known by name (for --model), whether each is here now, and which to pick
+    for cross-lingual retrieval (with the published figures that advice rests on)."""
     from indexer.embedding import list_models
+    from indexer.embedding.registry import CROSS_LINGUAL_ADVICE, REGISTRY
 
     rows = list_models()
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
     src_w = max(len(r["source"]) for r in rows)
-    click.echo(f"{'name':16}  {'model':{src_w}}  {'languages':>9}  {'dims':>4}  {'tokens':>6}  {'size':>7}  local")
+    prompts = {r["name"]: _prompts_cell(r["query_prompt"], r["document_prompt"]) for r in rows}
+    pr_w = max(len("prompts"), *(len(p) for p in prompts.values()))
+    click.echo(
+        f"{'name':16}  {'model':{src_w}}  {'languages':>9}  {'dims':>4}  {'tokens':>6}  {'size':>7}  "
+        f"{'prompts':{pr_w}}  local"
+    )
     for r in rows:
         click.echo(
             f"{r['name']:16}  {r['source']:{src_w}}  {r['languages']:>9}  {r['dimension']:>4}  "
-            f"{r['max_tokens']:>6}  {r['size_mb']:>4} MB  {'yes' if r['available'] else 'no'}"
+            f"{r['max_tokens']:>6}  {r['size_mb']:>4} MB  {prompts[r['name']]:{pr_w}}  {'yes' if r['available'] else 'no'}"
         )
     click.echo(
-        "--model also takes any Hugging Face Hub id or a local model directory. "
-        "For cross-lingual search, use distiluse."
+        "--model also takes any Hugging Face Hub id or a local model directory (its prompts are read from its "
+        "sentence-transformers configuration; --query-prompt / --document-prompt replace them)."
     )
+    click.echo("For cross-lingual retrieval (queries in one language, documents in others), pick:")
+    for name, advice in CROSS_LINGUAL_ADVICE:
+        click.echo(f"  {name:16}  {advice}")
+    click.echo("What this rests on (published figures, cited):")
+    for name, _ in CROSS_LINGUAL_ADVICE:
+        if REGISTRY[name].evidence:
+            click.echo(f"  {name:16}  {REGISTRY[name].evidence}")
+
+
+def _prompts_cell(query: str, document: str) -> str:
+    """``'query: ' / 'passage: '`` as the table shows a registry entry's prompts, ``-`` for none."""
+    return f"{query!r} / {document!r}" if query or document else "-"
 
 
 @cli.command()
@@ -693,6 +758,7 @@ def models(as_json):
     help="Model for queries (and, with --watch, for a new index): a name from `indexer models`, a Hub id or "
     "a local directory. Default: the index's model (an index built with another model is refused).",
 )
+@PROMPT_OPTIONS
 @click.option(
     "--watch",
     "watch_corpus",
@@ -726,6 +792,8 @@ def serve(
     precision,
     mmap,
     model,
+    query_prompt,
+    document_prompt,
     watch_corpus,
     exclude,
     poll,
@@ -776,12 +844,20 @@ def serve(
                     rescan=rescan,
                     log=EventLog(err=True),
                     progress=bars,
+                    query_prompt=query_prompt,
+                    document_prompt=document_prompt,
                 )
                 worker.start()
         if worker is None and not index_path.exists():
             from indexer.update import create_index
 
-            loaded = create_index(index_path, model=model, precision=precision)
+            loaded = create_index(
+                index_path,
+                model=model,
+                precision=precision,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+            )
             click.echo(
                 f"Created a new, empty index at {index_path} (model {loaded.name}): add documents with "
                 "POST /documents.",
@@ -789,7 +865,12 @@ def serve(
             )
             model = loaded
         index = Index.open(
-            index_path, model=worker.embedder if worker is not None else model, precision=precision, mmap=mmap
+            index_path,
+            model=worker.embedder if worker is not None else model,
+            precision=precision,
+            mmap=mmap,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
         )
         if worker is not None:
             worker.on_publish = index.refresh

@@ -130,6 +130,29 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
     return token
 
 
+QUERY_PROMPT_OPTION = click.option(
+    "--query-prompt",
+    default=None,
+    metavar="TEXT",
+    help="Text put before each query instead of the model's own query prompt ('' for none). "
+    "Default: the index's recorded prompt, else the model's (e.g. 'query: ' for multilingual-e5).",
+)
+DOCUMENT_PROMPT_OPTION = click.option(
+    "--document-prompt",
+    default=None,
+    metavar="TEXT",
+    help="Text put before each document chunk instead of the model's own document prompt ('' for none); "
+    "its tokens count in the chunk limit. Default: the index's recorded prompt, else the model's "
+    "(e.g. 'passage: ' for multilingual-e5).",
+)
+
+
+def PROMPT_OPTIONS(f: Any) -> Any:
+    """``--query-prompt`` and ``--document-prompt``, for every command that loads a model: the
+    command receives ``query_prompt`` and ``document_prompt`` (None when not given)."""
+    return QUERY_PROMPT_OPTION(DOCUMENT_PROMPT_OPTION(f))
+
+
 class Bars(Progress):
     """tqdm bars for a build on stderr: files read (with the total, a percentage and an ETA
     once the files are counted; documents where they are not) and chunks embedded. Each bar

@@ -145,6 +145,8 @@ def import_vectors(
     index_type: str | None = None,
     check_model: bool = True,
     precision: str | None = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> ImportReport:
     """Import chunks with precomputed vectors from Parquet or JSONL ``files`` into ``index``.
 
@@ -156,6 +158,9 @@ def import_vectors(
         index_type: as for :func:`indexer.build.build_index` (default: as recorded, else auto).
         check_model: with the model loadable here, embed a few rows' texts and refuse vectors
             that do not match (median cosine < :data:`CHECK_MIN_COSINE`).
+        query_prompt / document_prompt: the prompts the vectors were made with and queries are
+            to be embedded with (default: as the index records them, else the model's own;
+            see :mod:`indexer.embedding.prompts`). Recorded with the model.
     Raises:
         DimensionMismatch: no row has vectors of the index's (or the first row's) dimension.
         ModelMismatch: another model than the index's is named, or the vectors are not the
@@ -175,7 +180,8 @@ def import_vectors(
     is_new = not Path(index).exists()
     with IndexDir.open_for_writing(index) as idx:
         try:
-            return _import(idx, paths, fields, model, index_type, check_model, precision, started)
+            prompts = (query_prompt, document_prompt)
+            return _import(idx, paths, fields, model, index_type, check_model, precision, prompts, started)
         except BaseException:
             if is_new and idx.model_record() is None:
                 shutil.rmtree(index, ignore_errors=True)  # nothing was recorded: leave no empty index
@@ -220,10 +226,11 @@ def _import(
     index_type: str | None,
     check_model: bool,
     precision: str | None,
+    prompts: tuple[str | None, str | None],
     started: float,
 ) -> ImportReport:
     recorded = idx.model_record()
-    name, embedder = _resolve_model(idx, recorded, model, check_model, precision)
+    name, embedder = _resolve_model(idx, recorded, model, check_model, precision, prompts)
     dimension = recorded.dimension if recorded else None
     report = ImportReport(index=str(idx.path), model=name, files=len(paths))
     settings = resolve_settings(idx, index_type=index_type)
@@ -265,7 +272,7 @@ def _import(
     if embedder is not None and check_model:
         report.model_check_cosine = _check_sample(embedder, sample, name)
     if recorded is None:
-        _record_model(idx, name, embedder, dimension)
+        _record_model(idx, name, embedder, dimension, prompts)
 
     writer = Writer(idx, embedder, settings, report)
     todo: dict[str, int] = {}
@@ -317,10 +324,16 @@ def _reject(report: ImportReport, where: Skipped) -> None:
 
 # -- the model ----------------------------------------------------------------------------
 def _resolve_model(
-    idx: IndexDir, recorded: ModelRecord | None, model: str | Embedder | None, check_model: bool, precision: str | None
+    idx: IndexDir,
+    recorded: ModelRecord | None,
+    model: str | Embedder | None,
+    check_model: bool,
+    precision: str | None,
+    prompts: tuple[str | None, str | None],
 ) -> tuple[str, Embedder | None]:
-    """``(model name, loaded embedder or None)``; ModelMismatch if it is not the index's model."""
-    from indexer.embedding import display, is_available, load_embedder, require_same_model, resolve
+    """``(model name, loaded embedder or None)``; ModelMismatch if it is not the index's model
+    (or its prompts are not the index's)."""
+    from indexer.embedding import display, is_available, load_embedder, prompts_for, require_same_model, resolve
 
     if model is None and recorded is None:
         raise InvalidInput(
@@ -341,11 +354,14 @@ def _resolve_model(
         embedder: Embedder | None = None
         if check_model and is_available(name):
             try:
-                embedder = load_embedder(name, precision=precision)
+                embedder = load_embedder(name, precision=precision, **prompts_for(recorded, name, *prompts))
             except ModelError:
                 embedder = None
     else:
-        embedder, name = model, model.name
+        from indexer.embedding import to_embedder
+
+        embedder = to_embedder(model, query_prompt=prompts[0], document_prompt=prompts[1])  # checks given prompts
+        name = embedder.name
     if recorded is not None and embedder is not None:
         require_same_model(recorded, embedder, idx.path, "Import vectors of the index's model, or into a new --index.")
     return name, embedder
@@ -366,20 +382,32 @@ def _check_sample(embedder: Embedder, sample: list[_Row], name: str) -> float:
         raise ModelMismatch(
             f"the vectors do not come from the model {display(name)}: embedding the texts of {len(sample)} rows "
             f"with it gives vectors at a median cosine of {cosine:.3f} from the given ones ({CHECK_MIN_COSINE} "
-            "needed). Name the model that made them with --model; if they come from this model with other "
-            "settings (a prefix, another pooling), pass --no-model-check, knowing that queries will be "
-            "embedded by the model as loaded here."
+            "needed). Name the model that made them with --model; if they were made with a prompt before each "
+            "text, pass it with --document-prompt (and the queries' with --query-prompt); with other settings "
+            "(another pooling), pass --no-model-check, knowing that queries will be embedded by the model as "
+            "loaded here."
         )
     return round(cosine, 4)
 
 
-def _record_model(idx: IndexDir, name: str, embedder: Embedder | None, dimension: int) -> None:
+def _record_model(
+    idx: IndexDir, name: str, embedder: Embedder | None, dimension: int, prompts: tuple[str | None, str | None]
+) -> None:
+    """Record the model; one not loaded here is recorded with the prompts given (None: its own)."""
     from indexer.embedding import describe, resolve
 
     if embedder is not None:
         record = dataclasses.replace(describe(embedder), imported=True)
     else:
-        record = ModelRecord(name=name, source=resolve(name), backend="imported", dimension=dimension, imported=True)
+        record = ModelRecord(
+            name=name,
+            source=resolve(name),
+            backend="imported",
+            dimension=dimension,
+            query_prompt=prompts[0],
+            document_prompt=prompts[1],
+            imported=True,
+        )
     idx.record_model(record)
 
 

@@ -192,6 +192,8 @@ def _run_pipeline(
     spec = embedder.name if model is None or isinstance(model, str) else model
     precision = getattr(embedder, "precision", None)
     precision = precision.get("documents") if isinstance(precision, dict) else None
+    fingerprint = embedder.fingerprint()  # the actors load the model with the driver's prompts
+    prompts = (fingerprint.get("query_prompt"), fingerprint.get("document_prompt"))
     env = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV}
     dataset = ray.data.from_items(files, override_num_blocks=min(len(files), 4 * actors))
     with warnings.catch_warnings():
@@ -204,6 +206,7 @@ def _run_pipeline(
             fn_constructor_kwargs={
                 "model": spec,
                 "precision": precision,
+                "prompts": prompts,
                 "device": "cuda" if gpus else "cpu",
                 "settings": settings,
                 "fields": fields,
@@ -306,8 +309,9 @@ class ChunkEmbedActor:
         settings: IndexSettings,
         fields: FieldSettings,
         known: np.ndarray,
+        prompts: tuple[str | None, str | None] = (None, None),
     ):
-        self.embedder = _load_model(model, precision, device)
+        self.embedder = _load_model(model, precision, device, prompts)
         self.settings, self.fields, self.known = settings, fields, known
         self.chunker = Chunker(self.embedder, settings)
 
@@ -417,17 +421,28 @@ class _Rows:
         return pa.table(arrays)
 
 
-def _load_model(model: str | Embedder, precision: str | None, device: str) -> Embedder:
-    """The model in an actor: loaded by name as a local build loads it, or the given object."""
+def _load_model(
+    model: str | Embedder, precision: str | None, device: str, prompts: tuple[str | None, str | None] = (None, None)
+) -> Embedder:
+    """The model in an actor: loaded by name as a local build loads it (with the driver's
+    ``(query, document)`` prompts), or the given object."""
     if not isinstance(model, str):
         return model
+    query_prompt, document_prompt = prompts
     if device != "cpu":
         from indexer.embedding import USE_MULTILINGUAL, resolve
         from indexer.embedding.transformer import TransformerEmbedder
 
         if model != USE_MULTILINGUAL:
-            return TransformerEmbedder(model, device, precision="fp32", source=resolve(model))
-    return load_embedder(model, precision=precision)
+            return TransformerEmbedder(
+                model,
+                device,
+                precision="fp32",
+                source=resolve(model),
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+            )
+    return load_embedder(model, precision=precision, query_prompt=query_prompt, document_prompt=document_prompt)
 
 
 def _complete_documents(table: Any, pending: dict[int, list[Any]]) -> Iterator[Any]:

@@ -63,12 +63,15 @@ def create_index(
     overlap_tokens: int | None = None,
     index_type: str | None = None,
     exist_ok: bool = False,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> Embedder:
     """Make an empty index at ``index`` for ``model`` (default ``distilmbert``) and these
     settings (defaults as for a build: 256 / 32 tokens, ``auto``), published and ready for
     upserts; returns the loaded model. An existing index raises :class:`InvalidInput`
-    unless ``exist_ok``: then it is left as it is, and a ``model`` other than its own raises
-    ``ModelMismatch``.
+    unless ``exist_ok``: then it is left as it is, and a ``model`` (or prompts) other than its
+    own raises ``ModelMismatch``. ``query_prompt`` / ``document_prompt``: as for
+    :func:`indexer.build.build_index`.
     """
     path = Path(index)
     exists = (path / DB_FILE).exists()
@@ -78,7 +81,7 @@ def create_index(
         )
     with IndexDir.open_for_writing(path) as idx:
         try:
-            embedder = open_model(idx, model, precision)
+            embedder = open_model(idx, model, precision, query_prompt=query_prompt, document_prompt=document_prompt)
         except BaseException:
             if not exists:
                 idx.close()

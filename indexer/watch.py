@@ -44,7 +44,7 @@ from watchfiles._rust_notify import RustNotify
 
 from indexer.build import build_index
 from indexer.cleaning import path_text
-from indexer.embedding import DEFAULT_MODEL, Embedder, load_embedder
+from indexer.embedding import DEFAULT_MODEL, Embedder, load_embedder, prompts_for, to_embedder
 from indexer.progress import Progress
 from indexer.reading import RecordFields, Skipped, describe_error, link_problem, read_path, walk
 from indexer.selection import Selection
@@ -225,8 +225,8 @@ class _Poller:
 class Watcher:
     """Keeps the index ``index`` in step with the folder (or file) ``corpus``; see the module doc.
 
-    ``model`` and the chunking and index settings are those of :func:`indexer.build.build_index`
-    (default: as the index records them). ``on_event`` receives every :class:`BatchReport`
+    ``model``, its ``query_prompt`` / ``document_prompt`` and the chunking and index settings
+    are those of :func:`indexer.build.build_index` (default: as the index records them). ``on_event`` receives every :class:`BatchReport`
     and :class:`Notice`; ``on_publish`` is called after each publish (a server refreshes its
     searcher there). ``progress`` shows the initial pass.
     """
@@ -247,12 +247,15 @@ class Watcher:
         on_event: Callable[[Event], None] | None = None,
         on_publish: Callable[[], object] | None = None,
         progress: Progress | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ):
         self.corpus = Path(corpus).resolve()
         if not self.corpus.exists():
             raise InvalidInput(f"the corpus {corpus} does not exist; give a folder or a file to watch.")
         self.index = Path(index).resolve()
         self.model, self.precision = model, precision
+        self.query_prompt, self.document_prompt = query_prompt, document_prompt
         self.chunk_tokens, self.overlap_tokens, self.index_type = chunk_tokens, overlap_tokens, index_type
         self.fields, self.exclude, self.selection = fields or RecordFields(), exclude, Selection.of(exclude)
         self.options = options or WatchOptions()
@@ -378,18 +381,22 @@ class Watcher:
     # -- model and the initial pass ----------------------------------------------------------
     def _load_model(self) -> None:
         if isinstance(self.model, Embedder):
-            self.embedder = self.model
+            self.embedder = to_embedder(
+                self.model, query_prompt=self.query_prompt, document_prompt=self.document_prompt
+            )
             return
         name = self.model
+        recorded = None
+        try:
+            with IndexDir.open_for_reading(self.index) as idx:
+                recorded = idx.model_record()
+        except (IndexNotFound, BabelIndexError):
+            recorded = None
         if name is None:
-            try:
-                with IndexDir.open_for_reading(self.index) as idx:
-                    recorded = idx.model_record()
-                name = recorded.name if recorded else None
-            except (IndexNotFound, BabelIndexError):
-                name = None
+            name = recorded.name if recorded else None
         self._say("info", f"loading the model {name or DEFAULT_MODEL}")
-        self.embedder = load_embedder(name or DEFAULT_MODEL, precision=self.precision)
+        prompts = prompts_for(recorded, name, self.query_prompt, self.document_prompt)
+        self.embedder = load_embedder(name or DEFAULT_MODEL, precision=self.precision, **prompts)
 
     def _initial_pass(self) -> None:
         """Build or resume the index from the whole folder (waiting for another writer if need be)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from indexer.choices import INDEX_TYPES
-from indexer.cli_common import EXCLUDE_OPTION, INDEX_OPTION, PRECISION_OPTION, fail, with_progress
+from indexer.cli_common import EXCLUDE_OPTION, INDEX_OPTION, PRECISION_OPTION, PROMPT_OPTIONS, fail, with_progress
 from store.errors import BabelIndexError
 
 if TYPE_CHECKING:  # the worker (watchfiles, the model) is imported when a command runs
@@ -87,6 +87,8 @@ def make_watcher(
     rescan: float = 600.0,
     log: EventLog | None = None,
     progress: Any = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> Watcher:
     """A :class:`Watcher` from the command line's options. Raises ``InvalidInput`` for bad ones."""
     from indexer.reading import RecordFields
@@ -107,6 +109,8 @@ def make_watcher(
         ),
         on_event=log,
         progress=progress,
+        query_prompt=query_prompt,
+        document_prompt=document_prompt,
     )
 
 
@@ -168,6 +172,7 @@ def stop_on_signals(watcher: Watcher, log: EventLog) -> None:
     "else distilmbert.",
 )
 @PRECISION_OPTION
+@PROMPT_OPTIONS
 @click.option("--chunk-tokens", type=click.IntRange(8, 512), default=None, help="Chunk size in model tokens.")
 @click.option("--overlap-tokens", type=click.IntRange(0, 256), default=None, help="Overlap between chunks in tokens.")
 @click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None, help="FAISS index type (as `build`).")
@@ -187,6 +192,8 @@ def watch(
     index_path: Path,
     model: str | None,
     precision: str | None,
+    query_prompt: str | None,
+    document_prompt: str | None,
     chunk_tokens: int | None,
     overlap_tokens: int | None,
     index_type: str | None,
@@ -230,6 +237,8 @@ def watch(
                 rescan=rescan,
                 log=log,
                 progress=bars,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
             )
             stop_on_signals(watcher, log)
             watcher.start()

@@ -42,7 +42,7 @@ from threadpoolctl import ThreadpoolController
 from indexer import language
 from indexer.chunking import chunk_text
 from indexer.documents import Document, Skipped
-from indexer.embedding import DEFAULT_MODEL, Embedder, describe, require_same_model, to_embedder
+from indexer.embedding import DEFAULT_MODEL, Embedder, describe, prompts_for, require_same_model, to_embedder
 from indexer.progress import Progress
 from indexer.reading import describe_error
 from store.errors import BabelIndexError, InvalidInput
@@ -148,14 +148,22 @@ def resolve_settings(
     return new
 
 
-def open_model(idx: IndexDir, model: str | Embedder | None, precision: str | None = None) -> Embedder:
+def open_model(
+    idx: IndexDir,
+    model: str | Embedder | None,
+    precision: str | None = None,
+    *,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+) -> Embedder:
     """The model to write ``idx`` with: ``model`` (a name, directory or loaded embedder), else
-    the one the index records, else the default. A new index records it; an existing one
-    raises ``ModelMismatch`` unless it is the recorded model."""
+    the one the index records, else the default, with the prompts given, else those the index
+    records, else the model's own. A new index records it; an existing one raises
+    ``ModelMismatch`` unless it is the recorded model with the recorded prompts."""
     recorded = idx.model_record()
     if model is None:
         model = recorded.name if recorded else DEFAULT_MODEL
-    embedder = to_embedder(model, precision=precision)
+    embedder = to_embedder(model, precision=precision, **prompts_for(recorded, model, query_prompt, document_prompt))
     if recorded is None:
         idx.record_model(describe(embedder))
     else:
@@ -200,12 +208,14 @@ def publish(
 
 
 def check_chunk_tokens(chunk_tokens: int | None, embedder: Embedder) -> None:
-    """Refuse a ``--chunk-tokens`` above what the model reads (it would be cut to the model's
-    limit without a word). Raises :class:`InvalidInput` saying the limit."""
+    """Refuse a ``--chunk-tokens`` above what the model reads after its document prompt (it
+    would be cut to the model's limit without a word). Raises :class:`InvalidInput` saying the limit."""
     if chunk_tokens is not None and chunk_tokens > embedder.max_tokens:
+        prompt = str(embedder.fingerprint().get("document_prompt") or "")
+        after = f" after its document prompt {prompt!r}" if prompt else ""
         raise InvalidInput(
-            f"--chunk-tokens {chunk_tokens} is above what the model {embedder.name} reads ({embedder.max_tokens} "
-            f"tokens); use {embedder.max_tokens} or fewer."
+            f"--chunk-tokens {chunk_tokens} is above what the model {embedder.name} reads{after} "
+            f"({embedder.max_tokens} tokens); use {embedder.max_tokens} or fewer."
         )
 
 

@@ -56,13 +56,21 @@ class Index:
     """
 
     def __init__(
-        self, store: IndexDir, model: Embedder | None = None, precision: str | None = None, *, mmap: bool = False
+        self,
+        store: IndexDir,
+        model: Embedder | None = None,
+        precision: str | None = None,
+        *,
+        mmap: bool = False,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ):
         self._store = store
         self.budget_seconds = BUDGET_SECONDS
         """See :data:`BUDGET_SECONDS`; set per view."""
         self._explainer = Explainer(store)
         self._precision = precision
+        self._prompts = (query_prompt, document_prompt)
         self._mmap = mmap
         self._model_lock = threading.Lock()  # one thread loads the model
         self._refresh_lock = threading.Lock()  # one refresh at a time
@@ -88,14 +96,19 @@ class Index:
         overlap_tokens: int | None = None,
         index_type: str | None = None,
         exist_ok: bool = False,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ) -> Index:
         """Make a new, empty index at ``path`` and open it: fill it with :meth:`upsert`.
 
         ``model``: a name from ``indexer models``, a Hub id, a local directory or a loaded
         ``Embedder`` (default ``distilmbert``); ``chunk_tokens`` / ``overlap_tokens`` /
-        ``index_type`` as for ``indexer build`` (defaults 256 / 32 / ``auto``). An existing
-        index raises ``InvalidInput`` unless ``exist_ok``, which opens it instead (and
-        raises ``ModelMismatch`` if it was built with another ``model``).
+        ``index_type`` as for ``indexer build`` (defaults 256 / 32 / ``auto``).
+        ``query_prompt`` / ``document_prompt``: the text put before each query / document
+        chunk instead of the model's own prompts (``""``: none; default: the model's, e.g.
+        ``query: `` / ``passage: `` for multilingual-e5); they are recorded in the index. An
+        existing index raises ``InvalidInput`` unless ``exist_ok``, which opens it instead (and
+        raises ``ModelMismatch`` if it was built with another ``model`` or other prompts).
         """
         from indexer.update import create_index
 
@@ -107,19 +120,31 @@ class Index:
             overlap_tokens=overlap_tokens,
             index_type=index_type,
             exist_ok=exist_ok,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
         )
         return cls.open(path, model=embedder, precision=precision)
 
     @classmethod
     def open(
-        cls, path: str | Path, *, model: str | Embedder | None = None, precision: str | None = None, mmap: bool = False
+        cls,
+        path: str | Path,
+        *,
+        model: str | Embedder | None = None,
+        precision: str | None = None,
+        mmap: bool = False,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ) -> Index:
         """Open the index at ``path``.
 
         ``model`` is optional: a model name or path, or a loaded ``Embedder``; by default
         the model the index was built with. A different model raises ``ModelMismatch``.
         ``precision`` (``auto``, ``fp32``, ``bf16``, ``int8``; default ``$BABELINDEX_PRECISION``,
-        else ``auto``) applies when the model is loaded here.
+        else ``auto``) applies when the model is loaded here. ``query_prompt`` /
+        ``document_prompt`` default to the prompts the index records; others raise
+        ``ModelMismatch`` (``""`` for both opens an index built, before babelindex applied
+        prompts, with a model that has them).
 
         ``mmap=True`` maps the FAISS file read-only instead of reading it into memory, so an
         index larger than RAM can be searched (pages come from disk on demand, cached by the
@@ -133,11 +158,17 @@ class Index:
         precision = requested(precision)
         store = IndexDir.open_for_reading(path)
         try:
-            if model is not None:
-                from indexer.embedding import to_embedder
+            record = store.model_record()
+            if record is not None and not record.imported:
+                from indexer.embedding import require_recorded_prompts
 
-                model = to_embedder(model, precision=precision)
-            return cls(store, model, precision, mmap=mmap)
+                require_recorded_prompts(record, query_prompt, document_prompt, path)
+            if model is not None:
+                from indexer.embedding import prompts_for, to_embedder
+
+                prompts = prompts_for(store.model_record(), model, query_prompt, document_prompt)
+                model = to_embedder(model, precision=precision, **prompts)
+            return cls(store, model, precision, mmap=mmap, query_prompt=query_prompt, document_prompt=document_prompt)
         except BaseException:
             store.close()
             raise
@@ -432,10 +463,11 @@ class Index:
         if self._embedder is None:
             with self._model_lock:
                 if self._embedder is None:
-                    from indexer.embedding import load_embedder
+                    from indexer.embedding import load_embedder, prompts_for
 
+                    prompts = prompts_for(self._model_record, self.model_name, *self._prompts)
                     try:
-                        embedder = load_embedder(self.model_name, precision=self._precision)
+                        embedder = load_embedder(self.model_name, precision=self._precision, **prompts)
                     except ModelNotAvailable as exc:
                         if not self._model_record.imported:
                             raise

@@ -31,7 +31,11 @@ class ModelRecord:
         source: what was loaded for ``name`` (a Hub id or a directory), if known.
         revision: the model files' revision (a commit or a content hash), if known.
         pooling: how token vectors become one (``mean``, ``cls``, …), if known.
-        max_tokens: the most content tokens a chunk may have, if known.
+        max_tokens: the most content tokens a chunk may have, if known (the document
+            prompt's tokens already taken off).
+        query_prompt / document_prompt: the texts put before each query and each chunk
+            (``""``: none); None for an index made before babelindex recorded prompts, or
+            by a model that takes none.
         probe: the model's embedding of a fixed text (float, ``dimension`` values): how the
             model is recognised later. Empty for imported vectors of a model not loaded here.
         imported: whether the vectors were imported (``indexer import``) rather than embedded.
@@ -45,6 +49,8 @@ class ModelRecord:
     revision: str | None = None
     pooling: str | None = None
     max_tokens: int | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
     probe: tuple[float, ...] = ()
     imported: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -72,6 +78,8 @@ class ModelRecord:
             revision=data.get("revision"),
             pooling=data.get("pooling"),
             max_tokens=None if data.get("max_tokens") is None else int(data["max_tokens"]),
+            query_prompt=_optional_text(data.get("query_prompt")),
+            document_prompt=_optional_text(data.get("document_prompt")),
             probe=tuple(float(x) for x in data.get("probe") or ()),
             imported=bool(data.get("imported", False)),
             extra={k: v for k, v in data.items() if k not in known},
@@ -91,6 +99,9 @@ class ModelRecord:
         }
         if self.source is None:
             del data["source"]
+        for key in ("query_prompt", "document_prompt"):  # only where recorded: older indexes keep their format
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         if self.probe:
             data["probe"] = list(self.probe)
         if self.imported:
@@ -108,6 +119,10 @@ class ModelRecord:
     def probe_vector(self) -> np.ndarray:
         """The probe embedding, float32 ``(dimension,)`` (``(0,)`` when none is recorded)."""
         return np.asarray(self.probe, dtype=np.float32)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 DEFAULT_CHUNK_TOKENS = 256

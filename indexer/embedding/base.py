@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from indexer.embedding.prompts import prompt_difference
 from store.records import ModelRecord
 
 PROBE_TEXT = "babelindex probe: The quick brown fox jumps over the lazy dog. 敏捷的棕色狐狸。"
@@ -23,8 +24,8 @@ class Embedder(Protocol):
         name: how the user named the model (a Hub id, a local directory or a registry
             name); ``load_embedder(name)`` loads it again.
         dimension: width of the vectors.
-        max_tokens: the most content tokens (special tokens excluded) one text may have
-            without being truncated by the model.
+        max_tokens: the most content tokens (special tokens and the document prompt
+            excluded) one document text may have without being truncated by the model.
     """
 
     name: str
@@ -32,11 +33,11 @@ class Embedder(Protocol):
     max_tokens: int
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed passages: float32 ``(len(texts), dimension)``, each row L2-normalised."""
+        """Embed passages (with the model's document prompt): float32 ``(len(texts), dimension)``, each row L2-normalised."""
         ...
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed queries: float32 ``(len(texts), dimension)``, each row L2-normalised."""
+        """Embed queries (with the model's query prompt): float32 ``(len(texts), dimension)``, each row L2-normalised."""
         ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -44,7 +45,8 @@ class Embedder(Protocol):
         ...
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the model: name, backend, revision, pooling, max tokens, dimension."""
+        """What identifies the model: name, backend, revision, pooling, max tokens, dimension,
+        and the ``query_prompt`` / ``document_prompt`` it embeds with (absent: none)."""
         ...
 
 
@@ -90,7 +92,9 @@ def describe(embedder: Embedder) -> ModelRecord:
 
 
 def same_model(recorded: ModelRecord, embedder: Embedder) -> bool:
-    """True if ``embedder`` produces the vectors the index was built with.
+    """True if ``embedder`` produces the vectors the index was built with: the same backend,
+    dimension and prompts (see :mod:`indexer.embedding.prompts`), and a probe embedding that
+    agrees with the recorded one.
 
     An index of imported vectors whose model could not be loaded at import records no probe
     embedding: then only the dimension can be compared (``indexer import`` documents this).
@@ -100,6 +104,8 @@ def same_model(recorded: ModelRecord, embedder: Embedder) -> bool:
     if recorded.imported and not recorded.probe:
         return bool(mine.get("dimension") == recorded.dimension)
     if mine.get("dimension") != recorded.dimension or mine.get("backend") != recorded.backend:
+        return False
+    if prompt_difference(recorded, mine) is not None:
         return False
     probe = recorded.probe_vector
     if probe.shape != (embedder.dimension,):

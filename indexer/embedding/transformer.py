@@ -3,6 +3,9 @@
 A sentence-transformers model keeps its own pooling and dense layers; a raw Hugging Face
 checkpoint (no ``modules.json``) is wrapped as transformer + mean pooling, which is how
 babelindex uses ``distilbert-base-multilingual-cased``. Vectors are L2-normalised float32.
+Queries and documents are embedded with the model's prompts (:mod:`indexer.embedding.prompts`),
+tokenized as sentence-transformers tokenizes them (``preprocess(texts, prompt=…)``), so that a
+pooling layer with ``include_prompt=False`` leaves the prompt's tokens out in every precision.
 The transformer runs in fp32, in bf16 (see :mod:`indexer.embedding.bf16_backend`) or
 in int8 (ONNX Runtime, see :mod:`indexer.embedding.onnx_backend`); pooling and dense layers
 always run in fp32. torch and sentence-transformers are imported only when a model is loaded.
@@ -34,6 +37,7 @@ from indexer.embedding.precision import (
     save_decision,
     unsupported_reason,
 )
+from indexer.embedding.prompts import model_prompts, resolve_prompts
 from indexer.embedding.registry import display, hub_cache_dir, local_snapshot, suggestion
 from store.errors import InvalidInput, ModelError, ModelNotAvailable
 
@@ -58,10 +62,16 @@ class TransformerEmbedder:
         model: an already loaded ``sentence_transformers.SentenceTransformer`` to use instead
             of loading ``source`` (see :func:`from_sentence_transformer`); its
             ``max_seq_length`` is capped at 512 tokens.
+        query_prompt / document_prompt: the text to put before each query / document chunk
+            instead of the model's own prompts (``""``: none; None: the model's own, see
+            :mod:`indexer.embedding.prompts`).
 
     Attributes:
         precision: the precision used for ``documents`` and for ``queries``.
         calibration: the measurements ``auto`` chose from (None for a fixed precision).
+        prompts: the query and document prompts it embeds with.
+        max_tokens: the model's input limit less its special tokens and the document prompt's
+            tokens: the most tokens a chunk may have to be embedded whole, prompt included.
     """
 
     def __init__(
@@ -72,6 +82,8 @@ class TransformerEmbedder:
         precision: str | None = None,
         source: str | None = None,
         model: Any = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ):
         self.name = name
         self.source = source or name
@@ -83,33 +95,57 @@ class TransformerEmbedder:
         self._model.max_seq_length = min(seq, MAX_MODEL_TOKENS)
         tokenizer = self._model.tokenizer
         self._specials = len(tokenizer("", add_special_tokens=True)["input_ids"])
-        self.max_tokens = self._model.max_seq_length - self._specials
         self.dimension = int(self._model.get_embedding_dimension())
         self._counter = copy.deepcopy(tokenizer.backend_tokenizer)
         self._counter.no_truncation()
         self._counter.no_padding()
+        self.prompts = resolve_prompts(model_prompts(self._model, name, self.source), query_prompt, document_prompt)
+        self._prompt_tokens = {
+            role: self.count_tokens([text])[0] if text else 0
+            for role, text in (("documents", self.prompts.document), ("queries", self.prompts.query))
+        }
+        self.max_tokens = self._model.max_seq_length - self._specials - self._prompt_tokens["documents"]
+        if self.max_tokens < 1:
+            raise InvalidInput(
+                f"the document prompt {self.prompts.document!r} is {self._prompt_tokens['documents']} tokens, which "
+                f"leaves nothing of the {self._model.max_seq_length} tokens {display(name)} reads; "
+                "pass a shorter --document-prompt."
+            )
         self._pooling = _pooling_mode(self._model)
         self._bf16 = False
         self._onnx: Any = None
         self.calibration: dict[str, Any] | None = None
         self.precision = self._choose_precision(requested(precision))
 
+    @property
+    def query_prompt(self) -> str:
+        return self.prompts.query
+
+    @property
+    def document_prompt(self) -> str:
+        return self.prompts.document
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self.precision["documents"])
+        return self._encode(texts, self.precision["documents"], "documents")
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self.precision["queries"])
+        return self._encode(texts, self.precision["queries"], "queries")
 
-    def _encode(self, texts: Sequence[str], precision: str) -> np.ndarray:
-        """float32 ``(len(texts), dimension)`` unit vectors, in token-budget batches."""
+    def _encode(self, texts: Sequence[str], precision: str, role: str = "documents") -> np.ndarray:
+        """float32 ``(len(texts), dimension)`` unit vectors, in token-budget batches, each text
+        after the prompt of ``role`` (``documents`` or ``queries``)."""
         import torch
 
         texts = list(texts)
+        prompt = self.prompts.document if role == "documents" else self.prompts.query
+        extra = self._specials + self._prompt_tokens[role]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        counts = [min(n + self._specials, self._model.max_seq_length) for n in self.count_tokens(texts)]
+        counts = [min(n + extra, self._model.max_seq_length) for n in self.count_tokens(texts)]
         with torch.inference_mode():
             for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
-                features = self._model.preprocess([texts[i] for i in batch])
+                # sentence-transformers puts the prompt in and, for a pooling layer with
+                # include_prompt=False, says how many tokens it took (features["prompt_length"]).
+                features = self._model.preprocess([texts[i] for i in batch], prompt=prompt or None)
                 if self._model.device.type != "cpu":  # a loaded model the user put on a GPU
                     features = {k: v.to(self._model.device) if hasattr(v, "to") else v for k, v in features.items()}
                 out[batch] = self._forward(features, precision).cpu().numpy()
@@ -129,6 +165,7 @@ class TransformerEmbedder:
         return features["sentence_embedding"].float()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text alone (no prompt, no special tokens)."""
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -140,6 +177,8 @@ class TransformerEmbedder:
             "pooling": self._pooling,
             "max_tokens": self.max_tokens,
             "dimension": self.dimension,
+            "query_prompt": self.prompts.query,
+            "document_prompt": self.prompts.document,
         }
 
     # -- precision ------------------------------------------------------------------------
@@ -223,9 +262,12 @@ class TransformerEmbedder:
         )
 
 
-def from_sentence_transformer(model: Any, *, precision: str | None = None) -> TransformerEmbedder:
+def from_sentence_transformer(
+    model: Any, *, precision: str | None = None, query_prompt: str | None = None, document_prompt: str | None = None
+) -> TransformerEmbedder:
     """The embedder of a loaded ``sentence_transformers.SentenceTransformer``, used as it is
-    (its own modules and device). It is named as the model it was loaded from: the Hub id of
+    (its own modules, device and prompts; ``query_prompt`` / ``document_prompt`` replace the
+    prompts). It is named as the model it was loaded from: the Hub id of
     a Hub cache snapshot, else the directory its transformer was loaded from, so that an index
     records a name ``load_embedder`` can load again. Raises ``InvalidInput`` for a model that
     does not say where it came from."""
@@ -239,7 +281,14 @@ def from_sentence_transformer(model: Any, *, precision: str | None = None) -> Tr
     name, parts = path, Path(path).parts
     if "snapshots" in parts and parts[parts.index("snapshots") - 1].startswith("models--"):
         name = parts[parts.index("snapshots") - 1].removeprefix("models--").replace("--", "/")
-    return TransformerEmbedder(name, precision=precision, source=path, model=model)
+    return TransformerEmbedder(
+        name,
+        precision=precision,
+        source=path,
+        model=model,
+        query_prompt=query_prompt,
+        document_prompt=document_prompt,
+    )
 
 
 def _folder_of(source: str) -> Path:

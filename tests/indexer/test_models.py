@@ -19,7 +19,20 @@ from search import Index, ModelMismatch, ModelNotAvailable, build_index
 from tests.helpers import fake_hub
 
 COMMIT = "feedfacefeedfacefeedfacefeedfacefeedface"
-NAMES = ["distilmbert", "mbert", "distilbert-en", "distiluse", "minilm-multi", "use-multilingual"]
+NAMES = [
+    "distilmbert",
+    "mbert",
+    "distilbert-en",
+    "distiluse",
+    "minilm-multi",
+    "mpnet-multi",
+    "labse",
+    "me5-small",
+    "me5-base",
+    "me5-large",
+    "bge-m3",
+    "use-multilingual",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +62,39 @@ def hub(tmp_path, monkeypatch, tiny_model_dir, st_dense_dir) -> Path:
     return cache
 
 
-def test_indexer_models_lists_the_six_names_with_their_facts(hub):
+def test_indexer_models_lists_the_names_with_their_facts(hub):
     result = CliRunner().invoke(cli, ["models"], catch_exceptions=False)
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split()[:3] == ["name", "model", "languages"]
-    rows = {line.split()[0]: line.split() for line in lines[1:7]}
+    assert lines[0].split()[:3] == ["name", "model", "languages"] and "prompts" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[1 : 1 + len(NAMES)]}
     assert list(rows) == NAMES
     assert rows["distiluse"][1:5] == ["sentence-transformers/distiluse-base-multilingual-cased-v2", "50+", "512", "128"]
     assert rows["distilmbert"][-1] == "yes" and rows["distiluse"][-1] == "yes"  # in the (fake) local cache
     assert rows["mbert"][-1] == "no" and rows["use-multilingual"][-1] == "yes"
-    assert "distiluse" in lines[-1]
+    # Today's multilingual retrievers: dimension, token limit, size and prompts.
+    assert rows["me5-small"][1:5] == ["intfloat/multilingual-e5-small", "100", "384", "512"]
+    assert rows["me5-base"][3] == "768" and rows["me5-large"][3] == "1024"
+    assert "'query: ' / 'passage: '" in next(line for line in lines if line.startswith("me5-large"))
+    assert rows["bge-m3"][1:5] == ["BAAI/bge-m3", "100+", "1024", "8192"] and rows["bge-m3"][7] == "-"
+    assert rows["labse"][1:5] == ["sentence-transformers/LaBSE", "109", "768", "256"]
+    assert rows["mpnet-multi"][1:5] == [
+        "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+        "50+",
+        "768",
+        "128",
+    ]
+    # Which to pick for cross-lingual retrieval, and the published figures it rests on.
+    advice = result.output[result.output.index("For cross-lingual retrieval") :]
+    assert [line.split()[0] for line in advice.splitlines()[1:6]] == [
+        "me5-base",
+        "me5-small",
+        "bge-m3",
+        "labse",
+        "use-multilingual",
+    ]
+    assert "arXiv:2007.01852: 83.7% bitext retrieval accuracy on Tatoeba" in advice
+    assert "arXiv:2402.03216" in advice and "arXiv:2402.05672" in advice
 
     listed = json.loads(CliRunner().invoke(cli, ["models", "--json"], catch_exceptions=False).output)
     assert [m["name"] for m in listed] == NAMES
@@ -73,10 +108,14 @@ def test_indexer_models_lists_the_six_names_with_their_facts(hub):
         "size_mb": 542,
         "params_m": 135,
         "why": by_name["distilmbert"]["why"],
+        "query_prompt": "",
+        "document_prompt": "",
+        "evidence": by_name["distilmbert"]["evidence"],
         "backend": "sentence-transformers",
         "available": True,
     }
     assert by_name["minilm-multi"]["dimension"] == 384 and by_name["minilm-multi"]["available"] is False
+    assert (by_name["me5-base"]["query_prompt"], by_name["me5-base"]["document_prompt"]) == ("query: ", "passage: ")
 
 
 def test_a_registry_name_resolves_through_the_local_hub_cache(hub, tiny_model_dir):
