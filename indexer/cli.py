@@ -586,18 +586,26 @@ def _mb(n: int) -> str:
     "index_path",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Index directory (default: $BABELINDEX_CACHE/eval/<task>-<model>, never inside TASK_DIR).",
+    help="Index directory, holding only this corpus (default: $BABELINDEX_CACHE/eval/<task>-<model>/<corpus hash>, "
+    "never inside TASK_DIR).",
 )
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (default: tuned at build).")
+@click.option(
+    "--nprobe-curve",
+    is_flag=True,
+    help="Also measure ann at each nprobe (IVF) or efSearch (HNSW): recall@10 against exact, MRR@10, latency.",
+)
 @PROMPT_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_(task_dir, model, index_type, index_path, nprobe, query_prompt, document_prompt, as_json, quiet):
+def eval_(task_dir, model, index_type, index_path, nprobe, nprobe_curve, query_prompt, document_prompt, as_json, quiet):
     """Measure retrieval on a BEIR task (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
     Builds or reuses an index of the corpus, runs every query, and prints recall@1,
     recall@10, MRR@10 and nDCG@10 overall and per query language, for the index (ann) and
-    for exact search over the same vectors (exact).
+    for exact search over the same vectors (exact). The index holds exactly the corpus: by
+    default eval's cache, keyed by the corpus's content; a given --index holding other
+    documents is refused.
     """
     from search.evaluate import evaluate
 
@@ -606,7 +614,18 @@ def eval_(task_dir, model, index_type, index_path, nprobe, query_prompt, documen
             from indexer.embedding import load_embedder
 
             model = load_embedder(model, query_prompt=query_prompt, document_prompt=document_prompt)
-        r = evaluate(task_dir, model=model, index_type=index_type, index=index_path, nprobe=nprobe, progress=bars)
+        try:
+            r = evaluate(
+                task_dir,
+                model=model,
+                index_type=index_type,
+                index=index_path,
+                nprobe=nprobe,
+                curve=nprobe_curve,
+                progress=bars,
+            )
+        except BabelIndexError as exc:
+            raise fail(exc) from None
     if as_json:
         click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         return
@@ -615,7 +634,9 @@ def eval_(task_dir, model, index_type, index_path, nprobe, query_prompt, documen
         f"{r.task}: {r.queries} queries, {r.documents} documents ({r.chunks} chunks), {r.model}, "
         f"{r.index_type}{nprobe_note}"
     )
-    click.echo(f"index: {r.index} ({'reused' if r.reused else 'built'})")
+    skipped = r.corpus_records - r.documents
+    counts = f"{r.documents} documents from {r.corpus_records} records" + (f", {skipped} skipped" if skipped else "")
+    click.echo(f"index: {r.index} ({'reused' if r.reused else 'built'}; {counts})")
     names = ["recall@1", "recall@10", "MRR@10", "nDCG@10"]
     keys = ["recall_at_1", "recall_at_10", "mrr_at_10", "ndcg_at_10"]
     click.echo(f"{'lang':8}{'queries':>8}" + "".join(f"  {n:>13}" for n in names))
@@ -624,7 +645,26 @@ def eval_(task_dir, model, index_type, index_path, nprobe, query_prompt, documen
     rows += [(lang, m, r.exact["per_language"][lang], m["queries"]) for lang, m in r.ann["per_language"].items()]
     for lang, ann, exact, n in rows:
         click.echo(f"{lang:8}{n:>8}" + "".join(f"  {ann[k]:6.3f} {exact[k]:6.3f}" for k in keys))
+    if r.curve is not None:
+        _print_curve(r.curve, r.index_type)
     click.echo(f"{r.seconds:.1f} s (index {r.build_seconds:.1f} s)")
+
+
+def _print_curve(points, index_type: str) -> None:
+    """The table of ``indexer eval --nprobe-curve`` (a list of ``search.evaluate.CurvePoint``)."""
+    if not points:
+        click.echo(f"{index_type} is exact search: there is no nprobe or efSearch to tune.")
+        return
+    name = {"nprobe": "nprobe", "ef_search": "efSearch"}[points[0].parameter]
+    own = "tuned at build" if name == "nprobe" else "the index's own"
+    click.echo(f"{name} curve: ann against exact search (* the default, {own})")
+    click.echo(f"{name:>9}  recall@10  MRR@10 ann  MRR@10 exact  ms/query p50  queries/s")
+    for p in points:
+        value = f"{p.value}{'*' if p.default else ' '}"
+        click.echo(
+            f"{value:>9}  {p.recall_at_10:9.3f}  {p.mrr_at_10:10.3f}  {p.exact_mrr_at_10:12.3f}"
+            f"  {p.latency_ms_p50:12.3f}  {p.queries_per_second:9.0f}"
+        )
 
 
 @cli.command()

@@ -329,9 +329,18 @@ class Index:
         """Whether searches of this index take ``nprobe`` (its FAISS index is IVF)."""
         return self._loaded[1].kind in IVF_KINDS
 
-    def search_vectors(self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None) -> list[list[Hit]]:
-        """Search with precomputed query vectors, float32 ``(q, dimension)`` L2-normalised."""
-        return self._search_vectors(self._checked_vectors(vectors), k, nprobe)
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, nprobe: int | None = None, ef_search: int | None = None
+    ) -> list[list[Hit]]:
+        """Search with precomputed query vectors, float32 ``(q, dimension)`` L2-normalised.
+
+        ``nprobe`` (IVF) and ``ef_search`` (HNSW: the candidate list's length, at least
+        ``k``) override the index's defaults for this call; each changes nothing on another
+        kind of index.
+        """
+        if ef_search is not None and (isinstance(ef_search, bool) or not isinstance(ef_search, int) or ef_search < 1):
+            raise InvalidInput(f"ef_search must be a positive integer, not {ef_search!r}.")
+        return self._search_vectors(self._checked_vectors(vectors), k, nprobe, ef_search)
 
     def _checked_vectors(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -339,12 +348,14 @@ class Index:
             raise DimensionMismatch(f"query vectors must have shape (q, {self.dimension}), not {vectors.shape}.")
         return vectors
 
-    def _search_vectors(self, vectors: np.ndarray, k: int, nprobe: int | None) -> list[list[Hit]]:
+    def _search_vectors(
+        self, vectors: np.ndarray, k: int, nprobe: int | None, ef_search: int | None = None
+    ) -> list[list[Hit]]:
         index, info = self._loaded
         nprobe = nprobe or info.nprobe
         fetch = k
         while True:
-            scores, ids = faiss_index.search(index, vectors, fetch, nprobe)
+            scores, ids = faiss_index.search(index, vectors, fetch, nprobe, ef_search=ef_search)
             rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
             results = [
                 [

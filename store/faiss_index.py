@@ -279,6 +279,8 @@ def search(
     k: int,
     nprobe: int | None,
     ids: np.ndarray | None = None,
+    *,
+    ef_search: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` by inner product: scores float32 ``(q, k)``, ids int64 ``(q, k)`` (``-1`` pad).
 
@@ -286,6 +288,8 @@ def search(
     given, restricts the search to those ids with a FAISS ID selector, inside the search.
     An IVF index may still return fewer than ``k`` when the visited lists hold fewer
     matching ids, and HNSW when its candidate list holds fewer: callers fall back to exact.
+    ``ef_search`` (HNSW only): the candidate list's length for this call (at least ``k``;
+    default the index's own), passed per call like ``nprobe``.
     """
     ivf = ivf_of(index)
     params: faiss.SearchParameters | None = None
@@ -294,16 +298,18 @@ def search(
             params = ivf_params(index, nprobe)
         else:
             graph = _inner(index)
-            if isinstance(graph, faiss.IndexHNSW) and k > int(graph.hnsw.efSearch):
+            if isinstance(graph, faiss.IndexHNSW) and (ef_search is not None or k > int(graph.hnsw.efSearch)):
                 # HNSW returns at most efSearch candidates: as many as asked, for large k.
-                params = faiss.SearchParametersHNSW(efSearch=k)  # type: ignore[attr-defined]
+                ef = max(ef_search or int(graph.hnsw.efSearch), k)
+                params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
     else:
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
         inner = _inner(index)
         if ivf is not None:
             params = ivf_params(index, nprobe or ivf.nprobe, sel)
         elif isinstance(inner, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(int(inner.hnsw.efSearch), k))  # type: ignore[attr-defined]
+            ef = max(ef_search or int(inner.hnsw.efSearch), k)
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined]
         else:
             params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
     scores, found = index.search(queries, k) if params is None else index.search(queries, k, params=params)
