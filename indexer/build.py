@@ -22,6 +22,7 @@ from indexer.embedding import Embedder
 from indexer.reading import Skipped, read_corpus, walk
 from indexer.record_files import parse_field_rule
 from indexer.selection import Selection
+from indexer.tune_queries import store_tune_queries
 from indexer.writer import BuildReport, Progress, Writer, check_chunk_tokens, open_model, resolve_settings
 from store.errors import InvalidInput
 from store.index_dir import IndexDir
@@ -49,6 +50,7 @@ def build_index(
     exclude: Sequence[str] = (),
     query_prompt: str | None = None,
     document_prompt: str | None = None,
+    tune_queries: Sequence[str] | None = None,
 ) -> BuildReport:
     """Index the files under ``corpus`` (a folder or one file) into the index ``index``.
 
@@ -81,6 +83,10 @@ def build_index(
             model's prompts (``""``: none). Default: as the index records them, else the
             model's own (see :mod:`indexer.embedding.prompts`). Other prompts than an existing
             index's raise ``ModelMismatch``.
+        tune_queries: query texts like those the index will be asked (e.g. read with
+            :func:`indexer.tune_queries.read_tune_queries`): an IVF index tunes ``nprobe`` on
+            them (a sample of at most 1,000, embedded as queries and kept in the index for
+            later retraining) instead of on stored vectors.
     Raises:
         ModelMismatch: the index was built with another model.
         IndexLocked: another process is writing the index.
@@ -143,6 +149,8 @@ def build_index(
                 progress.file_read()
             writer.finish()
         published = time.perf_counter()
+        if tune_queries is not None:
+            store_tune_queries(idx, embedder, tune_queries)
         writer.publish()
         if engine == "ray":
             report.steps["publish"] = round(time.perf_counter() - published, 3)

@@ -32,6 +32,15 @@ from indexer.watch_cli import EventLog, make_watcher, watch, watch_options
 from search.choices import ENGINES, GROUP_BY, INDEX_TYPES, MODES
 from store.errors import BabelIndexError
 
+TUNE_QUERIES_OPTION = click.option(
+    "--tune-queries",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Queries like those the index will be asked (a BEIR queries.jsonl, or one per line): an IVF index tunes "
+    "nprobe on them (a sample of 1,000, kept in the index) instead of on stored vectors.",
+)
+
 
 @click.group()
 @click.version_option(package_name="babelindex")
@@ -98,6 +107,7 @@ def cli() -> None:
     "local Ray started for the build.",
 )
 @EXCLUDE_OPTION
+@TUNE_QUERIES_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no report.")
 @WAIT_OPTION
@@ -117,6 +127,7 @@ def build(
     engine,
     ray_address,
     exclude,
+    tune_queries,
     as_json,
     quiet,
     wait,
@@ -127,7 +138,12 @@ def build(
     dropped; nothing is embedded when nothing changed.
     """
     from indexer.build import build_index
+    from indexer.tune_queries import read_tune_queries
 
+    try:
+        queries = read_tune_queries(tune_queries) if tune_queries is not None else None
+    except BabelIndexError as exc:
+        raise fail(exc) from None
     try:
         with with_progress(not (quiet or as_json)) as bars:
             report = build_index(
@@ -148,6 +164,7 @@ def build(
                 exclude=exclude,
                 query_prompt=query_prompt,
                 document_prompt=document_prompt,
+                tune_queries=queries,
             )
     except KeyboardInterrupt:
         _interrupted(index_path)
@@ -546,13 +563,17 @@ def repair(index_path, wait):
 @cli.command()
 @INDEX_OPTION
 @click.option("--index-type", required=True, type=click.Choice(INDEX_TYPES), help="The new FAISS index type.")
+@TUNE_QUERIES_OPTION
+@PRECISION_OPTION
 @WAIT_OPTION
-def reindex(index_path, index_type, wait):
+def reindex(index_path, index_type, tune_queries, precision, wait):
     """Switch the FAISS index type without re-embedding (the type is kept by later builds)."""
+    from indexer.tune_queries import read_tune_queries
     from indexer.update import reindex as reindex_index
 
     try:
-        info = reindex_index(index_path, index_type, wait=wait)
+        queries = read_tune_queries(tune_queries) if tune_queries is not None else None
+        info = reindex_index(index_path, index_type, wait=wait, tune_queries=queries, precision=precision)
     except BabelIndexError as exc:
         raise fail(exc) from None
     if info is None:
@@ -560,6 +581,8 @@ def reindex(index_path, index_type, wait):
         return
     params = ", ".join(f"{k}={v}" for k, v in (("nlist", info.nlist), ("nprobe", info.nprobe)) if v is not None)
     recall = f", recall@10 {info.tuned_recall:.3f} at the default nprobe" if info.tuned_recall is not None else ""
+    if info.tuned_on is not None:
+        recall += f" (tuned on {info.tuned_queries} {info.tuned_on})"
     click.echo(f"Reindexed {index_path}: {info.factory}{' (' + params + ')' if params else ''}{recall}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from indexer.embedding import Embedder
 from indexer.reading import Document
+from indexer.tune_queries import store_tune_queries
 from indexer.writer import BuildReport, Writer, check_chunk_tokens, open_model, publish, resolve_settings
 from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
@@ -155,11 +156,21 @@ def remove_sources(index: str | Path, sources: Sequence[str], *, wait: float = 0
     )
 
 
-def reindex(index: str | Path, index_type: str, *, wait: float = 0.0) -> FaissInfo | None:
+def reindex(
+    index: str | Path,
+    index_type: str,
+    *,
+    wait: float = 0.0,
+    tune_queries: Sequence[str] | None = None,
+    precision: str | None = None,
+) -> FaissInfo | None:
     """Switch the FAISS index type (one of ``indexer.choices.INDEX_TYPES``) from the stored
     vectors, without re-embedding; the type is recorded for later builds. ``None`` for an
-    index that has no chunks yet."""
+    index that has no chunks yet. ``tune_queries``: as for :func:`indexer.build.build_index`
+    (only they are embedded, with the index's model at ``precision``)."""
     with _open(index, wait) as idx:
+        if tune_queries is not None:
+            store_tune_queries(idx, open_model(idx, None, precision), tune_queries)
         return publish(idx, resolve_settings(idx, index_type=index_type), rebuild=True)
 
 

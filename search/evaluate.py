@@ -418,8 +418,16 @@ def evaluate(
     corpus = _prepared_corpus(task)
 
     def build() -> BuildReport:
+        # An IVF index tunes nprobe on the task's own queries (as `indexer build --tune-queries`).
         return build_index(
-            corpus, path, model=embedder, index_type=index_type, text_field="text", id_field="_id", progress=progress
+            corpus,
+            path,
+            model=embedder,
+            index_type=index_type,
+            text_field="text",
+            id_field="_id",
+            progress=progress,
+            tune_queries=[text for _, text, _ in task.queries],
         )
 
     try:

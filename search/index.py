@@ -355,7 +355,9 @@ class Index:
         nprobe = nprobe or info.nprobe
         fetch = k
         while True:
-            scores, ids = faiss_index.search(index, vectors, fetch, nprobe, ef_search=ef_search)
+            scores, ids = faiss_index.search(
+                index, vectors, fetch, nprobe, refine=self._exact_vectors, ef_search=ef_search
+            )
             rows = self._store.meta.hits(np.unique(ids[ids >= 0]))
             results = [
                 [
@@ -370,6 +372,11 @@ class Index:
             if not short or fetch >= index.ntotal:
                 return results
             fetch = min(fetch * 2, int(index.ntotal))
+
+    def _exact_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of chunk ids (NaN rows for deleted ones): lossy index
+        types re-rank their candidates with them, so scores are exact cosines."""
+        return self._store.meta.vectors_or_nan(ids, self.dimension)
 
     def _search_one(
         self,
@@ -457,7 +464,7 @@ class Index:
             if allowed is not None and info.nlist and probes[0] and probes[0] < info.nlist:
                 probes.append(info.nlist)
             for probe in probes:
-                scores, ids = faiss_index.search(index, query, fetch, probe, ids=allowed)
+                scores, ids = faiss_index.search(index, query, fetch, probe, ids=allowed, refine=self._exact_vectors)
                 pairs = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
                 if allowed is None or len(pairs) == fetch:
                     return pairs, fetch >= total
@@ -616,6 +623,8 @@ class Index:
             **faiss_index.memory_report(index, info, self._mmap),
             "nlist": info.nlist,
             "nprobe": info.nprobe,
+            "tuned_recall": info.tuned_recall,
+            "tuned_on": info.tuned_on,
             "faiss_version": info.version,
             "languages": languages,
             "build": meta.get_setting("build", {}),

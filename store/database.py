@@ -587,6 +587,49 @@ class MetaStore:
                 out[lo + j] = _from_blob(rows[chunk_id], dimension)
         return out
 
+    def vectors_or_nan(self, ids: Sequence[int] | np.ndarray, dimension: int) -> np.ndarray:
+        """As :meth:`vectors`, with a row of NaN for an id that has no vector (any more)."""
+        out = np.full((len(ids), dimension), np.nan, dtype=np.float32)
+        for lo in range(0, len(ids), ID_BATCH):
+            part = [int(i) for i in ids[lo : lo + ID_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = dict(self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part))
+            for j, chunk_id in enumerate(part):
+                if chunk_id in rows:
+                    out[lo + j] = _from_blob(rows[chunk_id], dimension)
+        return out
+
+    # -- tuning queries ---------------------------------------------------------------------
+    @locked
+    def set_tune_queries(self, texts: Sequence[str], vectors: np.ndarray, digest: str) -> None:
+        """Replace the queries that tune ``nprobe`` (``vectors`` float32 ``(len(texts), d)``;
+        ``digest`` names the set, see :meth:`tune_queries_digest`) and mark them pending: the
+        next publish tunes with them."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM tune_queries")
+            conn.executemany(
+                "INSERT INTO tune_queries (text, vector) VALUES (?, ?)",
+                [(text, _to_blob(vector)) for text, vector in zip(texts, vectors, strict=True)],
+            )
+            self.set_setting("tune_pending", True)
+            self.set_setting("tune_queries_sha256", digest)
+
+    def tune_queries_digest(self) -> str | None:
+        """The digest given with the stored tuning queries, None if there are none."""
+        digest = self.get_setting("tune_queries_sha256")
+        return str(digest) if digest else None
+
+    @locked
+    def tune_queries(self, dimension: int) -> np.ndarray | None:
+        """The stored tuning query vectors, float32 ``(q, dimension)``, or None if there are none."""
+        try:
+            rows = self.conn.execute("SELECT vector FROM tune_queries ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # an index written before the table existed, opened to read
+            return None
+        if not rows:
+            return None
+        return np.stack([_from_blob(blob, dimension) for (blob,) in rows])
+
     def iter_vectors(
         self,
         dimension: int,

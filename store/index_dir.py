@@ -203,18 +203,21 @@ class IndexDir:
         def fetch(ids: np.ndarray) -> np.ndarray:
             return self.meta.vectors(ids, dimension)
 
+        tune = self.meta.tune_queries(dimension)
+        retune = bool(self.meta.get_setting("tune_pending", False))
         params: IndexParams
         if index is None or old is None:
-            index, params = faiss_index.build_index(kind, dimension, target, stream, fetch)
+            index, params = faiss_index.build_index(kind, dimension, target, stream, fetch, tune_queries=tune)
         else:
             params = old.params()
             have = faiss_index.index_ids(index)
             stale = np.setdiff1d(have, target)
             missing = np.setdiff1d(target, have)
             if len(stale) and old.kind not in UPDATABLE_KINDS:
-                index, params = faiss_index.build_index(kind, dimension, target, stream, fetch)
+                index, params = faiss_index.build_index(kind, dimension, target, stream, fetch, tune_queries=tune)
                 stale = missing = np.empty(0, dtype=np.int64)
-            elif not len(stale) and not len(missing):
+                retune = False
+            elif not len(stale) and not len(missing) and not (retune and faiss_index.ivf_of(index) is not None):
                 if self.meta.has_unpublished_changes():
                     with self.meta.transaction():
                         self.meta.apply_publish()
@@ -224,6 +227,8 @@ class IndexDir:
             for lo in range(0, len(missing), ADD_BATCH):
                 part = missing[lo : lo + ADD_BATCH]
                 index.add_with_ids(fetch(part), part)
+            if retune and faiss_index.ivf_of(index) is not None:  # new tuning queries: tune the lists anew
+                params = faiss_index.retune(index, params, stream, fetch, target, tune)
         version = int(self.meta.get_setting("faiss_next_version", 1))
         name, sha256, size = faiss_files.write_version(self.path, version, index)
         info = FaissInfo(
@@ -238,10 +243,13 @@ class IndexDir:
             nprobe=params.nprobe,
             trained_on=params.trained_on,
             tuned_recall=params.tuned_recall,
+            tuned_on=params.tuned_on,
+            tuned_queries=params.tuned_queries,
         )
         crash_point("publish")
         with self.meta.transaction():
             self.meta.apply_publish()
+            self.meta.set_setting("tune_pending", False)
             self.meta.set_setting("faiss", info.to_json())
             self.meta.set_setting("faiss_next_version", version + 1)
         # Keep the previous version for readers that are about to load it.

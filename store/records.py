@@ -383,7 +383,8 @@ class FaissInfo:
     checksum; ``ntotal`` the vectors it holds; ``kind`` one of the index types and
     ``factory`` its FAISS factory string; for IVF kinds ``nlist``, the tuned default
     ``nprobe``, ``trained_on`` (vectors when the centroids were trained) and the
-    ``tuned_recall`` (recall@10 against exact search at that nprobe).
+    ``tuned_recall`` (recall@10 against exact search at that nprobe), with ``tuned_on``
+    (``"queries"`` given by the user, or ``"stored vectors"``) and ``tuned_queries`` (how many).
     """
 
     version: int
@@ -397,6 +398,8 @@ class FaissInfo:
     nprobe: int | None = None
     trained_on: int | None = None
     tuned_recall: float | None = None
+    tuned_on: str | None = None
+    tuned_queries: int | None = None
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @classmethod
@@ -415,6 +418,8 @@ class FaissInfo:
             nprobe=self.nprobe,
             trained_on=self.trained_on,
             tuned_recall=self.tuned_recall,
+            tuned_on=self.tuned_on,
+            tuned_queries=self.tuned_queries,
         )
 
 
@@ -428,6 +433,10 @@ class IndexParams:
     nprobe: int | None = None
     trained_on: int | None = None
     tuned_recall: float | None = None
+    tuned_on: str | None = None
+    """What ``nprobe`` was tuned on: ``"queries"`` (the user's) or ``"stored vectors"``."""
+    tuned_queries: int | None = None
+    """How many query vectors tuned it."""
 
 
 @dataclass(frozen=True)

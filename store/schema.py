@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS vectors (
     chunk  INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
     vector BLOB NOT NULL                -- float32, L2-normalised
 );
+CREATE TABLE IF NOT EXISTS tune_queries (  -- the user's queries that tune nprobe (--tune-queries)
+    id     INTEGER PRIMARY KEY,
+    text   TEXT NOT NULL,
+    vector BLOB NOT NULL                -- float32, L2-normalised, embedded as a query
+);
 """
 
 SCHEMA_TRANSACTION = (
