@@ -18,6 +18,7 @@ from indexer.cli_common import (
     INDEX_OPTION,
     MMAP_OPTION,
     PRECISION_OPTION,
+    PROMPT_OPTIONS,
     fail,
     read_token,
     token_options,
@@ -101,6 +102,7 @@ line; ``BABELINDEX_TOKEN`` in the environment is ignored on stdio)."""
     help="Log level (on stderr; tool errors are logged at info).",
 )
 @PRECISION_OPTION
+@PROMPT_OPTIONS
 @MMAP_OPTION
 @click.option(
     "--model",
@@ -127,6 +129,8 @@ def mcp(
     max_body_mb,
     log_level,
     precision,
+    query_prompt,
+    document_prompt,
     mmap,
     model,
 ):
@@ -167,13 +171,26 @@ def mcp(
             if allow_writes and not Path(index_path).exists():
                 from indexer.update import create_index
 
-                model = create_index(index_path, model=model, precision=precision)
+                model = create_index(
+                    index_path,
+                    model=model,
+                    precision=precision,
+                    query_prompt=query_prompt,
+                    document_prompt=document_prompt,
+                )
                 click.echo(
                     f"Created a new, empty index at {index_path} (model {model.name}): add documents with "
                     "the tool upsert_documents.",
                     err=True,
                 )
-            index = Index.open(index_path, model=model, precision=precision, mmap=mmap)
+            index = Index.open(
+                index_path,
+                model=model,
+                precision=precision,
+                mmap=mmap,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+            )
             warm_up(index)
             server = create_server(index, settings, log_level=log_level)
         except BabelIndexError as exc:
