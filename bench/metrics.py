@@ -27,12 +27,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import Connection, start_server
-from watch import cpu_model
-
-from build import sentences, write_corpus
 from indexer.build import build_index
 from indexer.embedding.precision import cpu_flags
+
+from build import sentences, write_corpus
+from serve import Connection, start_server
+from watch import cpu_model
 
 
 def cpu() -> str:

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import sentences, write_corpus  # bench/build.py
-
 from indexer.build import build_index
 from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
+
+from build import sentences, write_corpus  # bench/build.py
 
 
 def distilmbert_shape_model(by_lang: dict[str, list[str]]) -> Path:

@@ -34,10 +34,10 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import sentences, write_corpus
-
 from indexer.build import build_index
 from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
+
+from build import sentences, write_corpus
 
 CLIENTS = (1, 4, 16)
 SETTINGS = {"batching": ["--batch-size", "8"], "one_at_a_time": ["--batch-size", "1"]}
