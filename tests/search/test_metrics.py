@@ -3,47 +3,15 @@ counters move with the requests made, it is behind the token, and it can be turn
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from indexer.build import build_index
-from search import Index
 from search.metrics import CONTENT_TYPE
-from search.server import ServerSettings, create_app
+from search.server import ServerSettings
 
 TOKEN = "metrics-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BASE = "http://127.0.0.1:8000"
-
-
-@pytest.fixture(scope="module")
-def index_path(tmp_path_factory, use_model):
-    from tests.helpers import MULTILINGUAL_DOCS, write_files
-
-    root = tmp_path_factory.mktemp("metrics")
-    corpus = write_files(root / "corpus", MULTILINGUAL_DOCS)
-    build_index(corpus, root / "idx", model=use_model)
-    return root / "idx"
-
-
-@pytest.fixture
-def client_for(index_path, use_model, tmp_path):
-    clients = []
-
-    def make(settings: ServerSettings) -> TestClient:
-        path = tmp_path / f"idx{len(clients)}"
-        shutil.copytree(index_path, path)
-        client = TestClient(create_app(Index.open(path, model=use_model), settings), base_url=BASE)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

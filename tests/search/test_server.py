@@ -7,13 +7,11 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 
-from indexer.build import build_index
 from indexer.cli import cli
 from search import Index, InvalidInput
 from search.page import is_open
-from search.server import Limits, ServerSettings, check_exposure, create_app, default_allowed_hosts, is_loopback
+from search.server import Limits, ServerSettings, check_exposure, default_allowed_hosts, is_loopback
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,48 +19,18 @@ BASE = "http://127.0.0.1:8000"
 HIT_FIELDS = {"score", "text", "doc_id", "chunk_id", "source", "lang", "start", "end", "metadata", "signals"}
 
 
-@pytest.fixture(scope="module")
-def index_path(tmp_path_factory, use_model):
-    from tests.helpers import MULTILINGUAL_DOCS, write_files
-
-    root = tmp_path_factory.mktemp("server")
-    corpus = write_files(root / "corpus", MULTILINGUAL_DOCS)
-    build_index(corpus, root / "idx", model=use_model)
-    return root / "idx"
-
-
-@pytest.fixture
-def client_for(index_path, use_model, tmp_path):
-    """``client_for(settings)``: a TestClient over a fresh copy of the index."""
-    import shutil
-
-    clients = []
-
-    def make(settings: ServerSettings | None = None) -> TestClient:
-        path = tmp_path / f"idx{len(clients)}"
-        shutil.copytree(index_path, path)
-        client = TestClient(create_app(Index.open(path, model=use_model), settings or ServerSettings()), base_url=BASE)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
 @pytest.fixture
 def client(client_for):
     return client_for()
 
 
-def test_get_search_returns_the_same_hits_as_the_python_api(client, index_path, use_model):
+def test_get_search_returns_the_same_hits_as_the_python_api(client, server_index, use_model):
     response = client.get("/search", params={"q": "Wie entstehen Gezeiten im Meer?", "k": 3})
     assert response.status_code == 200
     body = response.json()
     assert body["query"] == "Wie entstehen Gezeiten im Meer?" and body["version"] >= 1 and body["took_ms"] > 0
     assert body["hits"][0]["doc_id"] == "ja/kaiyo.txt"
-    with Index.open(index_path, model=use_model) as index:
+    with Index.open(server_index, model=use_model) as index:
         expected = [h.to_dict() for h in index.search("Wie entstehen Gezeiten im Meer?", k=3)]
     assert all(set(h) == HIT_FIELDS for h in body["hits"])
     assert [(h["chunk_id"], h["text"], h["start"], h["end"]) for h in body["hits"]] == [
@@ -253,11 +221,11 @@ def test_exposure_rules():
     assert "evil.example" not in default_allowed_hosts("0.0.0.0")
 
 
-def test_serve_refuses_a_public_address_without_a_token(index_path, monkeypatch):
+def test_serve_refuses_a_public_address_without_a_token(server_index, monkeypatch):
     monkeypatch.delenv("BABELINDEX_TOKEN", raising=False)
-    result = CliRunner().invoke(cli, ["serve", "--index", str(index_path), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(cli, ["serve", "--index", str(server_index), "--host", "0.0.0.0"])
     assert result.exit_code == 1 and "without a token" in result.output
-    result = CliRunner().invoke(cli, ["serve", "--index", str(index_path), "--token", "short"])
+    result = CliRunner().invoke(cli, ["serve", "--index", str(server_index), "--token", "short"])
     assert result.exit_code == 1 and "at least 16" in result.output
 
 
@@ -325,7 +293,7 @@ def test_a_writer_holding_the_lock_gives_409_and_searches_go_on(client_for, tmp_
     assert client.post("/documents", json={"documents": [{"id": "a", "text": "Ein Text."}]}).status_code == 200
 
 
-def test_the_index_own_state_is_a_5xx_not_a_client_error(client_for, index_path, use_model, tmp_path):
+def test_the_index_own_state_is_a_5xx_not_a_client_error(client_for, server_index, use_model, tmp_path):
     """An index that cannot answer (no full-text table yet) is the server's state: 503, not 400."""
     import sqlite3
 
