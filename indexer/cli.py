@@ -586,6 +586,43 @@ def reindex(index_path, index_type, tune_queries, precision, wait):
     click.echo(f"Reindexed {index_path}: {info.factory}{' (' + params + ')' if params else ''}{recall}")
 
 
+@cli.command()
+@INDEX_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@WAIT_OPTION
+def compact(index_path, as_json, wait):
+    """Give back the space deleted documents left (meta.db's free pages, old FAISS versions)."""
+    from indexer.update import compact as compact_index
+
+    try:
+        report = compact_index(index_path, wait=wait)
+    except BabelIndexError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    before, after = report.before, report.after
+    click.echo(
+        f"Compacted {index_path}: {_mb(before.total)} → {_mb(after.total)} ({_mb(report.reclaimed)} given back, "
+        f"{report.seconds:.1f} s)"
+    )
+    done = [
+        f"{report.free_pages:,} free pages of {report.page_size:,} B",
+        "VACUUM" if report.vacuum == "full" else "incremental vacuum",
+    ]
+    if report.fts_merged:
+        done.append("full-text index merged")
+    removed = ", ".join(report.faiss_removed) or "none superseded"
+    click.echo(f"  meta.db  {_mb(before.meta_db):>9} → {_mb(after.meta_db):>9}  ({'; '.join(done)})")
+    click.echo(f"  wal      {_mb(before.wal):>9} → {_mb(after.wal):>9}")
+    click.echo(f"  faiss    {_mb(before.faiss):>9} → {_mb(after.faiss):>9}  (removed: {removed})")
+    if not report.checkpointed:
+        click.echo(
+            "  A reader kept an older snapshot, so the write-ahead log was not truncated yet: meta.db shrinks at "
+            "the next checkpoint (the next write, or `indexer compact` again)."
+        )
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 

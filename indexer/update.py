@@ -1,4 +1,4 @@
-"""Changing an index without a corpus folder: create, upsert, delete, remove, reindex, repair.
+"""Changing an index without a corpus folder: create, upsert, delete, remove, reindex, repair, compact.
 
 Each call takes the writer lock (``wait``: trying for up to that many seconds while another
 writer holds it), writes its changes through the ingestion engine
@@ -20,6 +20,7 @@ from indexer.embedding import Embedder
 from indexer.reading import Document
 from indexer.tune_queries import store_tune_queries
 from indexer.writer import BuildReport, Writer, check_chunk_tokens, open_model, publish, resolve_settings
+from store.compaction import CompactReport
 from store.errors import CorruptIndex, InvalidInput
 from store.index_dir import IndexDir
 from store.metadata_json import check_label, metadata_json, text_problem
@@ -196,3 +197,14 @@ def repair(index: str | Path, *, wait: float = 0.0) -> FaissInfo | None:
                 f"{idx.path / 'meta.db'} cannot be read ({exc}). Rebuild the index from its corpus with "
                 "`indexer build` into a new --index."
             ) from None
+
+
+def compact(index: str | Path, *, wait: float = 0.0) -> CompactReport:
+    """Give back the space deleted documents left: merge the full-text index, ``VACUUM``
+    ``meta.db``, checkpoint and truncate its WAL, and remove every FAISS version but the
+    current one (see :mod:`store.compaction`). Readers keep answering throughout and see
+    the same results before and after; a crash at any point loses nothing. Returns the
+    bytes before and after by part, and what was done.
+    """
+    with _open(index, wait) as idx:
+        return idx.compact(full=True)

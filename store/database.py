@@ -25,6 +25,7 @@ import sqlite_utils
 
 from store import lexical
 from store.atomic import atomic_rename
+from store.compaction import FreeSpace, TableSpace
 from store.errors import CorruptIndex, InvalidInput, SchemaVersionError
 from store.faults import crash_point
 from store.filtering import Filter, sql_of
@@ -47,7 +48,13 @@ CREATING_SUFFIX = ".new"
 ID_BATCH = 900
 """Ids bound in one ``IN (…)`` (SQLite allows 999 parameters in older builds)."""
 PROGRESS_STEPS = 100
-"""SQLite VM steps between two checks of a :meth:`MetaStore.budget` deadline."""
+"""SQLite VM steps between two checks of a :meth:`MetaStore.budget` deadline (and, inside a
+vacuum, between two passages of the crash point ``vacuum``)."""
+BUSY_SECONDS = 30
+"""How long a connection waits for a lock another connection holds before it gives up."""
+AUTO_VACUUM_INCREMENTAL = 2
+"""``PRAGMA auto_vacuum``'s value for INCREMENTAL: free pages can be cut off the file's end
+without rewriting it (:meth:`MetaStore.vacuum`)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +81,7 @@ def _create_database(path: Path) -> None:
         leftover.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before any table: deletes can give space back cheaply
         conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file's header
         crash_point("create-db")
         conn.executescript(SCHEMA_TRANSACTION)
@@ -149,9 +157,9 @@ class MetaStore:
             # as immutable there (nothing can change it anyway).
             flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "mode=ro&immutable=1"
             uri = f"file:{urllib.parse.quote(str(self.path))}?{flags}"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS)
         else:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS)
         with self._connections_lock:
             self._connections.append(conn)
         conn.execute("PRAGMA foreign_keys = ON")
@@ -266,6 +274,80 @@ class MetaStore:
                 if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
                     conn.execute("ROLLBACK")
                 raise
+
+    # -- space ------------------------------------------------------------------------------
+    # A writer's store only (see :mod:`store.compaction`): each step is one SQLite transaction,
+    # so readers see the state before or after it, and a crash inside one loses nothing.
+    @locked
+    def free_space(self) -> FreeSpace:
+        """Pages of ``meta.db`` and how many of them are free (of the current snapshot)."""
+        page_size, pages, free = (
+            int(self.conn.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_size", "page_count", "freelist_count")
+        )
+        return FreeSpace(page_size=page_size, pages=pages, free=free)
+
+    @locked
+    def table_space(self) -> list[TableSpace]:
+        """Bytes of each table and index of ``meta.db`` (FTS5's shadow tables among them:
+        ``chunks_fts_data``, …), from SQLite's ``dbstat``, largest first; empty where this
+        SQLite lacks ``dbstat``. Reads every page: for measuring, not for a request."""
+        try:
+            rows = self.conn.execute(
+                "SELECT name, sum(pgsize), sum(unused), sum(ncell) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such table: dbstat
+            return []
+        return [TableSpace(name=str(n), bytes=int(b), unused=int(u), cells=int(c)) for n, b, u, c in rows]
+
+    def merge_fts(self) -> bool:
+        """Merge the full-text index into one segment (FTS5 ``optimize``), which drops what
+        deleted chunks left in it; ``False`` where there is no full-text table."""
+        if not self.has_fts():
+            return False
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")
+        return True
+
+    @locked
+    def vacuum(self, *, full: bool) -> str:
+        """Give ``meta.db``'s free pages back to the filesystem, in one transaction (outside any).
+
+        ``"incremental"`` (``PRAGMA incremental_vacuum``: pages moved into the free slots and
+        the file's end cut off; work in proportion to the pages freed) where the database has
+        ``auto_vacuum = INCREMENTAL`` and ``full`` is false; else ``"full"`` (``VACUUM``: the
+        database rewritten and defragmented, work and transient disk space in proportion to
+        its size; it also turns incremental vacuum on for later). Returns which one ran. In
+        WAL mode the file itself shrinks at the next complete checkpoint (:meth:`checkpoint`).
+        """
+        incremental = int(self.conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == AUTO_VACUUM_INCREMENTAL
+        kind = "incremental" if incremental and not full else "full"
+        conn = self.conn
+        conn.set_progress_handler(_vacuum_progress, PROGRESS_STEPS)
+        try:
+            with storage_errors(self.path.parent):
+                if kind == "full":
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect with this VACUUM
+                    conn.execute("VACUUM")
+                else:
+                    conn.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: every free page
+        finally:
+            conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
+        return kind
+
+    @locked
+    def checkpoint(self, wait: float) -> bool:
+        """Copy the WAL into ``meta.db`` and truncate it to 0 bytes (``wal_checkpoint(TRUNCATE)``),
+        waiting up to ``wait`` seconds for readers of an older snapshot; whether it completed
+        (if not, a later checkpoint finishes the job: readers are never disturbed)."""
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            with storage_errors(self.path.parent):
+                busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+        return busy == 0
 
     # -- checks -----------------------------------------------------------------------------
     @locked
@@ -772,6 +854,12 @@ class MetaStore:
             f"SELECT coalesce(d.lang, 'unknown'), count(*) FROM documents d WHERE {LIVE} GROUP BY 1 ORDER BY 2 DESC"
         )
         return {str(lang): int(n) for lang, n in rows.fetchall()}
+
+
+def _vacuum_progress() -> int:
+    """The progress handler inside a vacuum: the crash point ``vacuum``; never interrupts."""
+    crash_point("vacuum")
+    return 0
 
 
 def _to_blob(vector: np.ndarray) -> bytes:

@@ -116,9 +116,17 @@ def version_files(index_dir: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.faiss")) if folder.is_dir() else []
 
 
-def remove_old_versions(index_dir: Path, keep: set[str]) -> None:
-    """Delete FAISS files and leftover temporaries other than ``keep``."""
+def remove_old_versions(index_dir: Path, keep: set[str]) -> list[str]:
+    """Delete FAISS files and leftover temporaries other than ``keep``; returns their names, sorted.
+
+    A reader that has a removed version loaded (or memory-mapped: Linux keeps an unlinked
+    file's pages while it is mapped) keeps searching it; one about to load it finds it gone,
+    reads the current record again and loads that (:meth:`store.index_dir.IndexDir.load_faiss`).
+    """
     folder = Path(index_dir) / FAISS_DIR
-    for path in folder.glob("*"):
+    removed = []
+    for path in sorted(folder.glob("*")):
         if path.name not in keep and (path.suffix == ".faiss" or path.name.endswith(TMP_SUFFIX)):
             path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

@@ -6,8 +6,10 @@ Set ``BABELINDEX_CRASH_AT=<point>`` (or ``<point>:<n>`` for its n-th passage, co
 transaction, before COMMIT), ``faiss-write`` (halfway through writing a FAISS file),
 ``rename`` (FAISS file fsynced, before its rename), ``publish`` (FAISS file in place,
 before the SQLite transaction that makes it current), ``ray-embed`` (a Ray actor's batch,
-before it is embedded), ``shard`` (a Ray build's staging shard renamed into place). Unset,
-each check costs one lookup.
+before it is embedded), ``shard`` (a Ray build's staging shard renamed into place),
+``vacuum`` (every 100 SQLite steps inside a compaction's vacuum), ``checkpoint`` (a
+compaction's vacuum committed, before the WAL is checkpointed). Unset, each check costs one
+lookup.
 
 With ``BABELINDEX_CRASH_ONCE=<file>`` as well, only the process that creates ``<file>`` dies:
 a crash happens once across processes (a Ray actor restarted after its crash lives on).

@@ -8,6 +8,8 @@ open it with :meth:`IndexDir.open_for_writing`, which takes the writer lock; rea
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import TypeVar
 import faiss
 import numpy as np
 
-from store import faiss_files, faiss_index
+from store import compaction, faiss_files, faiss_index
+from store.compaction import CompactReport, SpaceUsage
 from store.database import CREATING_SUFFIX, MetaStore
-from store.errors import CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesystem
+from store.errors import BabelIndexError, CorruptIndex, IndexNotFound, InvalidInput, UnsafeFilesystem
 from store.faults import crash_point
 from store.filesystem import NETWORK_FILESYSTEMS, filesystem_type
 from store.index_types import UPDATABLE_KINDS, choose_kind
@@ -176,6 +179,13 @@ class IndexDir:
         raise AssertionError("unreachable")
 
     def publish(self, requested_kind: str, dimension: int, *, rebuild: bool = False) -> FaissInfo | None:
+        """Make the written changes live (see :meth:`publish_changes`), then give space back
+        if the deletes have left enough of it free (:meth:`reclaim_if_due`)."""
+        info = self.publish_changes(requested_kind, dimension, rebuild=rebuild)
+        self.reclaim_if_due()
+        return info
+
+    def publish_changes(self, requested_kind: str, dimension: int, *, rebuild: bool = False) -> FaissInfo | None:
         """Make the written changes live: a FAISS version equal to the target chunk set.
 
         Updates the current version (adds new ids, removes retired ones) or builds anew (no
@@ -255,6 +265,62 @@ class IndexDir:
         # Keep the previous version for readers that are about to load it.
         faiss_files.remove_old_versions(self.path, keep={name} | ({old.file} if old else set()))
         return info
+
+    # -- space ------------------------------------------------------------------------------
+    def compact(self, *, full: bool = True, remove_superseded: bool = True) -> CompactReport:
+        """Give the space deleted documents left back (see :mod:`store.compaction`); the
+        writer lock must be held.
+
+        Merges the full-text index, vacuums ``meta.db`` (``full``: a ``VACUUM``; else
+        incrementally where the database allows it), checkpoints and truncates the WAL, and
+        with ``remove_superseded`` removes every FAISS file but the current version. Readers
+        keep answering throughout and see the same results before and after.
+        """
+        if self._lock is None:
+            raise InvalidInput(f"{self.path} is open for reading: compacting it needs the writer lock.")
+        started = time.perf_counter()
+        before = self.space_usage()
+        free = self.meta.free_space()
+        merged = self.meta.merge_fts()
+        kind = self.meta.vacuum(full=full)
+        crash_point("checkpoint")
+        checkpointed = self.meta.checkpoint(compaction.CHECKPOINT_WAIT)
+        removed: list[str] = []
+        if remove_superseded:
+            info = self.faiss_info()
+            removed = faiss_files.remove_old_versions(self.path, keep={info.file} if info else set())
+        return CompactReport(
+            index=str(self.path),
+            before=before,
+            after=self.space_usage(),
+            free_pages=free.free,
+            page_size=free.page_size,
+            vacuum=kind,
+            fts_merged=merged,
+            checkpointed=checkpointed,
+            faiss_removed=tuple(removed),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def reclaim_if_due(self) -> CompactReport | None:
+        """After a publish: compact (incrementally where the database allows it, the FAISS
+        files left as the publish left them) if :func:`store.compaction.reclaim_due` says
+        so; ``None`` if not. A failure (a full disk) only warns: what was published stays."""
+        if not compaction.reclaim_due(self.meta.free_space()):
+            return None
+        try:
+            return self.compact(full=False, remove_superseded=False)
+        except (BabelIndexError, sqlite3.Error) as exc:
+            warnings.warn(
+                f"{self.path}: the published changes are live, but giving the free space in {DB_FILE} back "
+                f"failed ({exc}); run `indexer compact --index {self.path}` later.",
+                stacklevel=2,
+            )
+            return None
+
+    def space_usage(self) -> SpaceUsage:
+        """Bytes on disk of ``meta.db``, its WAL files and ``faiss/``."""
+        return compaction.space_usage(self.path, faiss_files.FAISS_DIR)
 
     # -- sizes ------------------------------------------------------------------------------
     def disk_usage(self) -> DiskUsage:
