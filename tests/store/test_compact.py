@@ -105,6 +105,7 @@ def test_compact_after_deleting_80_percent_leaves_at_most_30_percent(index):
 
 
 def test_readers_keep_answering_through_compaction_and_see_the_same_results(index, tmp_path, monkeypatch):
+    stale = Index.open(index, model=_embedder(), mmap=True)  # maps the version from before the delete
     delete_documents(index, DOOMED)
     expected = _results(index)
     reader = Index.open(index, model=_embedder())
@@ -123,7 +124,7 @@ def test_readers_keep_answering_through_compaction_and_see_the_same_results(inde
     # A reader in the middle of a read transaction, from before the compaction to after it.
     snapshot = IndexDir.open_for_reading(index)
     snapshot.meta.conn.execute("BEGIN")
-    chunks_before = snapshot.meta.count("chunks")
+    chunks_before, pages_before = snapshot.meta.count("chunks"), snapshot.meta.free_space().pages
     thread = threading.Thread(target=search_in_a_loop)
     thread.start()
     monkeypatch.setenv("BABELINDEX_PAUSE_AT", "vacuum:0.003")  # a slow VACUUM, so that searches overlap it
@@ -131,7 +132,10 @@ def test_readers_keep_answering_through_compaction_and_see_the_same_results(inde
     try:
         report = compact(index)
         monkeypatch.delenv("BABELINDEX_PAUSE_AT")
-        assert snapshot.meta.count("chunks") == chunks_before  # the old state, no error
+        assert snapshot.meta.free_space().pages == pages_before  # the old state, before the VACUUM …
+        with IndexDir.open_for_reading(index) as fresh:  # … a new reader: the new one
+            assert fresh.meta.free_space().pages < 0.4 * pages_before
+        assert snapshot.meta.count("chunks") == chunks_before  # and no error
         ids = [cid for row in seen[:3] for cid in row]
         assert set(snapshot.meta.hits(ids)) == set(ids)
     finally:
@@ -146,6 +150,15 @@ def test_readers_keep_answering_through_compaction_and_see_the_same_results(inde
     assert not report.checkpointed and report.after.wal > 0
     snapshot.close()
     assert _results(index) == expected
+    # The version the stale reader maps was removed (its file, not its pages): it still answers,
+    # with the chunks that are live, and then moves on to the current version.
+    assert stale.version < reader.version and not (index / "faiss" / f"v{stale.version:06d}.faiss").exists()
+    assert all(hit.doc_id not in DOOMED for q in QUERIES for hit in stale.search(q, k=10))
+    assert (
+        stale.refresh()
+        and [[(h.chunk_id, round(h.score, 5)) for h in stale.search(q, k=10)] for q in QUERIES] == expected
+    )
+    stale.close()
     finished = compact(index)
     assert finished.checkpointed and finished.after.total <= 0.30 * finished.before.total + (1 << 20)
     reader.close()
