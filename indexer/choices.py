@@ -14,8 +14,9 @@ Engine = Literal["local", "ray"]
 """Where a build reads, chunks and embeds: this process, or a Ray cluster."""
 ENGINES: tuple[str, ...] = get_args(Engine)
 
-Precision = Literal["auto", "fp32", "bf16", "int8"]
-"""The arithmetic a transformer model runs in (``auto``: the fastest that agrees with fp32)."""
+Precision = Literal["auto", "fp32", "bf16", "ov-bf16", "int8"]
+"""The arithmetic a transformer model runs in (``auto``: the fastest that agrees with fp32;
+``ov-bf16``: bf16 through OpenVINO instead of torch)."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 __all__ = ["ENGINES", "INDEX_TYPES", "PRECISIONS", "Engine", "Precision"]

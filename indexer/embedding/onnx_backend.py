@@ -41,16 +41,13 @@ def export_int8(body: Any, input_names: Sequence[str], target: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _positional(body, input_names).eval()
-    # Trace with padding in one row, or the traced graph may drop the attention mask.
-    ids = torch.full((2, 16), 5, dtype=torch.long)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    inputs["attention_mask"][1, 9:] = 0
+    wrapper = positional_body(body, input_names).eval()
+    inputs = trace_inputs()
     axes = {name: {0: "batch", 1: "tokens"} for name in [*input_names, "token_embeddings"]}
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
         int8 = Path(tmp) / "model.int8.onnx"
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(
                 wrapper,
                 tuple(inputs[n] for n in input_names),
@@ -66,7 +63,18 @@ def export_int8(body: Any, input_names: Sequence[str], target: Path) -> Path:
     return target
 
 
-def _positional(model: Any, names: Sequence[str]) -> Any:
+def trace_inputs() -> dict[str, Any]:
+    """Example inputs to trace a body with: int64 tensors ``(2, 16)``, the second row padded
+    after 9 tokens (traced without padding, the graph may drop the attention mask)."""
+    import torch
+
+    ids = torch.full((2, 16), 5, dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    inputs["attention_mask"][1, 9:] = 0
+    return inputs
+
+
+def positional_body(model: Any, names: Sequence[str]) -> Any:
     """``model`` as a module of positional inputs ``names`` → ``last_hidden_state`` (for export)."""
     import torch
 
@@ -113,7 +121,7 @@ class OnnxBody:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Silence the exporter's tracer warnings and the quantizer's advice while they run."""
     root = logging.getLogger()
     level = root.level

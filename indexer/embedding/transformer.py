@@ -6,13 +6,15 @@ babelindex uses ``distilbert-base-multilingual-cased``. Vectors are L2-normalise
 Queries and documents are embedded with the model's prompts (:mod:`indexer.embedding.prompts`),
 tokenized as sentence-transformers tokenizes them (``preprocess(texts, prompt=…)``), so that a
 pooling layer with ``include_prompt=False`` leaves the prompt's tokens out in every precision.
-The transformer runs in fp32, in bf16 (see :mod:`indexer.embedding.bf16_backend`) or
-in int8 (ONNX Runtime, see :mod:`indexer.embedding.onnx_backend`); pooling and dense layers
-always run in fp32. torch and sentence-transformers are imported only when a model is loaded.
+The transformer runs in fp32, in bf16 (torch, see :mod:`indexer.embedding.bf16_backend`),
+in bf16 through OpenVINO (``ov-bf16``, see :mod:`indexer.embedding.openvino_backend`) or in
+int8 (ONNX Runtime, see :mod:`indexer.embedding.onnx_backend`); pooling, dense and normalize
+layers always run in fp32, the model's own, on the body's token embeddings. torch and sentence-transformers are imported only when a model is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -48,6 +50,8 @@ MAX_BATCH = 128
 INT8_SANITY = 0.95
 """A cached int8 export whose probe vector is further than this (cosine) from fp32's is taken
 for a damaged or stale file and exported again. A sanity check only: ``auto`` judges quality."""
+OPENVINO_SANITY = 0.99
+"""The same for a cached OpenVINO conversion (bf16: much closer to fp32 than int8)."""
 
 
 class TransformerEmbedder:
@@ -57,7 +61,7 @@ class TransformerEmbedder:
         name: how the model was named (a registry name, Hub id or directory); recorded.
         device: torch device; ``cpu`` by default.
         precision: ``auto`` (default; see :mod:`indexer.embedding.precision`), ``fp32``,
-            ``bf16`` or ``int8``; None reads ``$BABELINDEX_PRECISION``.
+            ``bf16``, ``ov-bf16`` or ``int8``; None reads ``$BABELINDEX_PRECISION``.
         source: what to load (a Hub id or a directory); default ``name``.
         model: an already loaded ``sentence_transformers.SentenceTransformer`` to use instead
             of loading ``source`` (see :func:`from_sentence_transformer`); its
@@ -113,7 +117,8 @@ class TransformerEmbedder:
             )
         self._pooling = _pooling_mode(self._model)
         self._bf16 = False
-        self._onnx: Any = None
+        self._bodies: dict[str, Any] = {}
+        """Replacement transformer bodies by precision: ``int8`` (ONNX Runtime), ``ov-bf16`` (OpenVINO)."""
         self.calibration: dict[str, Any] | None = None
         self.precision = self._choose_precision(requested(precision))
 
@@ -153,8 +158,8 @@ class TransformerEmbedder:
 
     def _forward(self, features: dict[str, Any], precision: str) -> Any:
         """Sentence embeddings, float32 tensor ``(batch, dimension)``, of one tokenized batch."""
-        if precision == "int8":
-            features["token_embeddings"] = self._onnx(features)
+        if precision in self._bodies:
+            features["token_embeddings"] = self._bodies[precision](features)
             for module in list(self._model)[1:]:  # the model's own pooling, dense, normalize
                 features = module(features)
         elif precision == "bf16":
@@ -192,8 +197,8 @@ class TransformerEmbedder:
             return {"documents": wanted, "queries": wanted}
         record = cached_decision(self._cache_key())
         if record is None:
-            candidates = [p for p in ("bf16", "int8") if unsupported_reason(p) is None]
-            trials = measure(self._trial_runner, candidates)
+            candidates = [p for p in ("bf16", "ov-bf16", "int8") if unsupported_reason(p) is None]
+            trials = measure(self._trial_runner, candidates, model=display(self.name))
             record = save_decision(self._cache_key(), trials, {"model": self.name, "source": self.source})
         self.calibration = record
         for precision in sorted(set(record["choice"].values())):
@@ -215,49 +220,65 @@ class TransformerEmbedder:
         )
 
     def _prepare(self, precision: str) -> None:
-        """Make ``precision`` ready to run: bf16 weight copies, or the int8 ONNX session."""
+        """Make ``precision`` ready to run: bf16 weight copies, the int8 ONNX session or the
+        compiled OpenVINO model."""
         if precision == "bf16" and not self._bf16:
             self._bf16 = bf16_backend.enable(self._model) > 0
-        elif precision == "int8" and self._onnx is None:
-            self._onnx = self._int8_body()
+        elif precision in ("int8", "ov-bf16") and precision not in self._bodies:
+            self._bodies[precision] = self._exported_body(precision)
 
-    def _int8_body(self):
-        """The int8 ONNX body from the cache (exported now if missing or not agreeing with fp32)."""
+    def _exported_body(self, precision: str) -> Any:
+        """The int8 ONNX or OpenVINO body from the cache, exported now if missing, damaged or
+        not agreeing with fp32 on a probe text."""
         import torch
 
-        from indexer.embedding.onnx_backend import INPUT_NAMES, OnnxBody, export_int8
+        from indexer.embedding.onnx_backend import INPUT_NAMES
 
         first = self._model[0]
         if not hasattr(first, "auto_model"):
             raise InvalidInput(
-                f"int8 is not available for {self.name!r} (its first module is not a transformer); "
+                f"{precision} is not available for {self.name!r} (its first module is not a transformer); "
                 "use --precision auto, fp32 or bf16."
             )
         probe = self._model.preprocess([PROBE_TEXT])
         names = [n for n in INPUT_NAMES if n in probe]
-        path = cache_dir() / "models" / self._cache_key() / "model.int8.onnx"
+        folder = cache_dir() / "models" / self._cache_key()
+        if precision == "int8":
+            from indexer.embedding.onnx_backend import OnnxBody, export_int8
+
+            path, sanity = folder / "model.int8.onnx", INT8_SANITY
+            export = lambda: export_int8(first.auto_model, names, path)  # noqa: E731
+            load: Any = OnnxBody
+        else:
+            from indexer.embedding.openvino_backend import MODEL_FILE, OpenVinoBody, convert
+
+            path, sanity = folder / "openvino" / MODEL_FILE, OPENVINO_SANITY
+            export = lambda: convert(first.auto_model, names, path.parent)  # noqa: E731
+            load = OpenVinoBody
         with torch.inference_mode():
             reference = self._forward(dict(probe), "fp32").numpy()
         for attempt in range(2):
             if attempt or not path.exists():
                 try:
-                    export_int8(first.auto_model, names, path)
+                    export()
                 except Exception as exc:
                     raise ModelError(
-                        f"could not export {self.name!r} for int8 ({type(exc).__name__}: {exc}); "
+                        f"could not export {self.name!r} for {precision} ({type(exc).__name__}: {exc}); "
                         "use --precision auto, fp32 or bf16."
                     ) from exc
             try:
-                self._onnx = OnnxBody(path)
+                self._bodies[precision] = load(path)
                 with torch.inference_mode():
-                    if agreement(reference, self._forward(dict(probe), "int8").numpy()).min >= INT8_SANITY:
-                        return self._onnx
+                    if agreement(reference, self._forward(dict(probe), precision).numpy()).min >= sanity:
+                        with contextlib.suppress(OSError):
+                            os.utime(folder)  # in use: not to be pruned
+                        return self._bodies.pop(precision)
             except Exception:  # a damaged or stale file: export again once
                 if attempt:
                     raise
-            self._onnx = None
+            self._bodies.pop(precision, None)
         raise ModelError(
-            f"the int8 export of {self.name!r} does not agree with its fp32 vectors; "
+            f"the {precision} export of {self.name!r} does not agree with its fp32 vectors; "
             "use --precision auto, fp32 or bf16."
         )
 

@@ -1,4 +1,4 @@
-"""Precision: fp32/bf16/int8 agreement, ``auto``'s choice and its cache, token-budget batches."""
+"""Precision: fp32/bf16/ov-bf16/int8 agreement, ``auto``'s choice and its cache, token-budget batches."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_precision_values_are_checked_and_default_from_the_environment(monkeypat
     assert prec.requested(None) == "int8"
     monkeypatch.delenv("BABELINDEX_PRECISION")
     assert prec.requested(None) == "auto"
-    with pytest.raises(InvalidInput, match="unknown precision 'fp16'; use one of auto, fp32, bf16, int8"):
+    with pytest.raises(InvalidInput, match="unknown precision 'fp16'; use one of auto, fp32, bf16, ov-bf16, int8"):
         prec.requested("fp16")
     with pytest.raises(InvalidInput, match="fp32 only"):
         load_embedder("use-multilingual", precision="int8")
@@ -72,9 +72,9 @@ def test_auto_measures_once_then_reads_the_cache(cache, tiny_model_dir, monkeypa
     calls = []
     real_measure = prec.measure
 
-    def counting(make_runner, candidates):
+    def counting(make_runner, candidates, **kwargs):
         calls.append(list(candidates))
-        return real_measure(make_runner, candidates)
+        return real_measure(make_runner, candidates, **kwargs)
 
     monkeypatch.setattr("indexer.embedding.transformer.measure", counting)
     first = load_embedder(str(tiny_model_dir), precision="auto")
@@ -134,7 +134,7 @@ def test_precisions_the_cpu_cannot_run_are_refused_or_skipped(cache, tiny_model_
     seen = []
     monkeypatch.setattr(
         "indexer.embedding.transformer.measure",
-        lambda make, candidates: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)],
+        lambda make, candidates, **kwargs: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)],
     )
     assert load_embedder(str(tiny_model_dir), precision="auto").precision == {"documents": "fp32", "queries": "fp32"}
     assert "bf16" not in seen[0]
@@ -192,6 +192,121 @@ def test_int8_runs_through_onnx_runtime_and_is_exported_once(cache, tiny_model_d
     # Activations are quantized per batch, so compare like with like: the same batch.
     np.testing.assert_allclose(again.embed_documents(texts), vecs, atol=1e-6)
     assert exported[0].stat().st_mtime_ns == mtime
+
+
+def test_ov_bf16_runs_the_models_own_pooling_on_openvinos_body_and_converts_once(cache, tiny_model_dir, monkeypatch):
+    if prec.unsupported_reason("ov-bf16"):
+        pytest.skip(prec.unsupported_reason("ov-bf16"))
+    import sys
+
+    sent: list = []
+    telemetry = sys.modules.get("openvino_telemetry")
+    if telemetry is not None:  # imported before babelindex could block it: converting swaps in the stub
+        for method in ("send_event", "start_session", "send_error"):
+            monkeypatch.setattr(telemetry.Telemetry, method, lambda *a, **k: sent.append(a))
+    ov = load_embedder(str(tiny_model_dir), precision="ov-bf16")
+    assert sent == [] and (telemetry is not None or sys.modules["openvino_telemetry"] is None)
+    assert ov.precision == {"documents": "ov-bf16", "queries": "ov-bf16"}
+    assert len(list(cache.glob("models/*/openvino/model.xml"))) == 1
+    texts = ["Der Zug fährt ab.", "火山の噴火", "Шахматы — настольная игра для двух игроков. " * 20]
+    vecs = ov.embed_documents(texts)
+    assert vecs.dtype == np.float32 and vecs.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    fp32 = load_embedder(str(tiny_model_dir), precision="fp32")
+    assert agreement(fp32.embed_documents(texts), vecs).min >= 0.9999
+    assert agreement(fp32.embed_queries(texts[:2]), ov.embed_queries(texts[:2])).min >= 0.9999
+
+    monkeypatch.setattr("indexer.embedding.openvino_backend.convert", lambda *a: pytest.fail("converted again"))
+    again = load_embedder(str(tiny_model_dir), precision="ov-bf16")
+    np.testing.assert_allclose(again.embed_documents(texts), vecs, atol=1e-6)
+    assert list(cache.glob("models/*/openvino/compiled/*"))  # the compiled blob is cached too
+
+
+def test_without_openvino_ov_bf16_is_refused_with_the_install_hint_and_auto_skips_it(
+    cache, tiny_model_dir, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    monkeypatch.setattr(prec, "cpu_flags", lambda: ["avx512_bf16"])
+    with pytest.raises(InvalidInput, match="ov-bf16 needs OpenVINO: pip install openvino"):
+        load_embedder(str(tiny_model_dir), precision="ov-bf16")
+    seen = []
+    monkeypatch.setattr(
+        "indexer.embedding.transformer.measure",
+        lambda make, candidates, **kwargs: seen.append(candidates) or [Trial("fp32", 1.0, 1.0)],
+    )
+    load_embedder(str(tiny_model_dir), precision="auto")
+    assert "ov-bf16" not in seen[0]
+    monkeypatch.setattr(prec, "cpu_flags", lambda: ["avx2"])
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert "AVX512-BF16 or AMX" in prec.unsupported_reason("ov-bf16")
+
+
+def _fake_runner(seconds: dict[str, float], disagreeing: tuple[str, ...] = ()):
+    """``make_runner`` for :func:`prec.measure`: each precision sleeps ``seconds`` per text and
+    returns fixed vectors (those of ``disagreeing`` precisions far from fp32's)."""
+    import time
+
+    calls: list[str] = []
+    base = np.random.default_rng(0).normal(size=(len(prec.calibration_texts()), 8))
+
+    def make(precision):
+        calls.append(precision)
+
+        def run(texts):
+            time.sleep(seconds[precision] * len(texts))
+            out = base[: len(texts)].copy()
+            if precision in disagreeing:
+                out[:, 0] = -out[:, 0]
+            return out
+
+        return run
+
+    return make, calls
+
+
+def test_the_first_auto_measurement_says_what_it_does_and_how_long_first(caplog):
+    make, _ = _fake_runner({"fp32": 0.002, "bf16": 0.001, "int8": 0.0015})
+    with caplog.at_level("INFO", logger="babelindex.models"):
+        trials = prec.measure(make, ["bf16", "int8"], "'distilmbert'")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("measuring precisions for 'distilmbert' on this CPU: fp32, bf16, int8 (about ")
+    assert "once per machine and model" in lines[0]
+    assert [t.precision for t in trials] == ["fp32", "bf16", "int8"]
+    assert any(line.lstrip().startswith("bf16: ") for line in lines[1:])
+
+
+def test_a_clear_winner_skips_the_costly_candidates_and_a_disagreeing_one_is_timed_once(caplog):
+    make, calls = _fake_runner({"fp32": 0.003, "bf16": 0.001, "ov-bf16": 0.0012, "int8": 0.0005}, ("ov-bf16",))
+    trials = {t.precision: t for t in prec.measure(make, ["bf16", "ov-bf16", "int8"])}
+    assert trials["int8"].error.startswith("skipped: bf16 is ") and calls == ["fp32", "bf16", "ov-bf16"]
+    assert not trials["ov-bf16"].usable and trials["ov-bf16"].query_ms == float("inf")
+    assert choose(list(trials.values())) == {"documents": "bf16", "queries": "bf16"}
+    make, calls = _fake_runner({"fp32": 0.002, "bf16": 0.0015, "int8": 0.0005})  # no clear winner: int8 measured
+    trials = {t.precision: t for t in prec.measure(make, ["bf16", "int8"])}
+    assert trials["int8"].error is None and choose(list(trials.values()))["documents"] == "int8"
+
+
+def test_old_cache_entries_are_pruned(cache, monkeypatch):
+    import time
+
+    now = time.time()
+    for i in range(5):
+        prec.save_decision(f"key{i}", [Trial("fp32", 1.0, 1.0)], {})
+        os.utime(cache / "models" / f"key{i}", (now - i * 86400, now - i * 86400))
+        os.utime(cache / "models" / f"key{i}" / "precision.json", (now - i * 86400, now - i * 86400))
+    (cache / "models" / "export-only").mkdir()  # an int8 export without a decision: its folder's time
+    os.utime(cache / "models" / "export-only", (now - 40 * 86400, now - 40 * 86400))
+    os.utime(cache / "models" / "key4" / "precision.json", (now - 31 * 86400, now - 31 * 86400))
+    os.utime(cache / "models" / "key4", (now - 31 * 86400, now - 31 * 86400))
+    assert prec.prune(now=now) == ["key4", "export-only"]
+    monkeypatch.setattr(prec, "PRUNE_KEEP", 2)
+    assert sorted(prec.prune(keep="key3", now=now)) == ["key2"]  # the newest two, and the one in use
+    assert sorted(p.name for p in (cache / "models").iterdir()) == ["key0", "key1", "key3"]
+    assert prec.cached_decision("key3") is not None  # reading a decision renews its time
+    assert (cache / "models" / "key3" / "precision.json").stat().st_mtime >= now
 
 
 def test_a_damaged_export_is_replaced(cache, tiny_model_dir):

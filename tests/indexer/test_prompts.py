@@ -6,8 +6,8 @@ The model is the tiny random DistilBERT saved as a sentence-transformers model w
 The references are ``SentenceTransformer.encode_document`` / ``encode_query`` on a separately
 loaded copy, run in the same arithmetic as babelindex's path: fp32 as it is, bf16 under
 ``torch.autocast`` (what babelindex's bf16 layers reproduce), int8 with the transformer body
-replaced by babelindex's int8 ONNX export (so that only the prompt handling, tokenization and
-pooling are compared). Activations are quantized per batch in int8, so both sides embed the
+replaced by babelindex's int8 ONNX export, ov-bf16 with it replaced by babelindex's OpenVINO
+model (so that only the prompt handling, tokenization and pooling are compared). Activations are quantized per batch in int8, so both sides embed the
 texts in one batch.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,11 +70,17 @@ def _reference(model_dir: Path, precision: str, cache: Path):
     from sentence_transformers import SentenceTransformer
 
     from indexer.embedding.onnx_backend import OnnxBody
+    from indexer.embedding.openvino_backend import OpenVinoBody
 
     model = SentenceTransformer(str(model_dir), device="cpu")
-    if precision == "int8":
-        (path,) = cache.glob("models/*/model.int8.onnx")  # the export babelindex made and ran
-        body = OnnxBody(path)
+    if precision in ("int8", "ov-bf16"):
+        # The export babelindex made and ran.
+        if precision == "int8":
+            (path,) = cache.glob("models/*/model.int8.onnx")
+            body: Any = OnnxBody(path)
+        else:
+            (path,) = cache.glob("models/*/openvino/model.xml")
+            body = OpenVinoBody(path)
 
         def forward(features, **kwargs):
             features["token_embeddings"] = body(features)
@@ -99,8 +106,10 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "ov-bf16", "int8"])
 def test_stored_and_query_vectors_are_sentence_transformers_own(precision, prompted_dir, cache, tmp_path, monkeypatch):
+    if precision == "ov-bf16" and prec.unsupported_reason("ov-bf16"):
+        pytest.skip(prec.unsupported_reason("ov-bf16"))
     if precision == "bf16" and prec.unsupported_reason("bf16"):
         # Emulated where the CPU has no bf16 instructions: slower, the same arithmetic.
         monkeypatch.setattr("indexer.embedding.transformer.unsupported_reason", lambda p: None)
@@ -118,8 +127,10 @@ def test_stored_and_query_vectors_are_sentence_transformers_own(precision, promp
     assert _cos(plain.embed_documents(DOCS), ref_docs).min() < 0.99
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "ov-bf16", "int8"])
 def test_prompt_tokens_are_left_out_of_the_mean_where_the_pooling_says_so(precision, excluding_dir, cache):
+    if prec.unsupported_reason(precision):
+        pytest.skip(prec.unsupported_reason(precision))
     from sentence_transformers import SentenceTransformer
 
     embedder = load_embedder(str(excluding_dir), precision=precision)
