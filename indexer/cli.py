@@ -951,27 +951,29 @@ def serve(
         if worker is None and not index_path.exists():
             from indexer.update import create_index
 
-            loaded = create_index(
-                index_path,
-                model=model,
-                precision=precision,
-                query_prompt=query_prompt,
-                document_prompt=document_prompt,
-            )
+            with with_progress(True):
+                loaded = create_index(
+                    index_path,
+                    model=model,
+                    precision=precision,
+                    query_prompt=query_prompt,
+                    document_prompt=document_prompt,
+                )
             click.echo(
                 f"Created a new, empty index at {index_path} (model {loaded.name}): add documents with "
                 "POST /documents.",
                 err=True,
             )
             model = loaded
-        index = Index.open(
-            index_path,
-            model=worker.embedder if worker is not None else model,
-            precision=precision,
-            mmap=mmap,
-            query_prompt=query_prompt,
-            document_prompt=document_prompt,
-        )
+        with with_progress(True):  # the model loaded, a first auto load's measurements: logged on stderr
+            index = Index.open(
+                index_path,
+                model=worker.embedder if worker is not None else model,
+                precision=precision,
+                mmap=mmap,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+            )
         if worker is not None:
             worker.on_publish = index.refresh
     except BabelIndexError as exc:

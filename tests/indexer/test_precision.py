@@ -386,3 +386,21 @@ def test_bf16_and_int8_agree_with_fp32_at_distilmberts_exact_shape(cache, tmp_pa
             continue
         got = load_embedder(str(model), precision=precision).embed_documents(texts)
         assert agreement(fp32, got).passed, (precision, agreement(fp32, got))
+
+
+def test_serve_logs_the_first_auto_measurement_on_stderr(cache, tiny_model_dir, tmp_path, monkeypatch):
+    import search.server
+    from indexer.cli import cli
+
+    def fake_measure(make, candidates, **kwargs):
+        prec.log.info("measuring precisions for %s on this CPU: fp32 (about 1 s, once per machine and model)", "m")
+        return [Trial("fp32", 1.0, 1.0)]
+
+    monkeypatch.setattr("indexer.embedding.transformer.measure", fake_measure)
+    monkeypatch.setattr(search.server, "serve", lambda index, **kwargs: None)
+    args = ["serve", "--index", str(tmp_path / "new.idx"), "--model", str(tiny_model_dir), "--precision", "auto"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "measuring precisions for m on this CPU: fp32 (about 1 s" in result.stderr
+    cached = CliRunner().invoke(cli, args, catch_exceptions=False)  # decided: nothing measured again
+    assert cached.exit_code == 0 and "measuring precisions" not in cached.stderr
