@@ -77,7 +77,7 @@ PRECISION_OPTION = click.option(
     envvar="BABELINDEX_PRECISION",
     show_envvar=True,
     help="Arithmetic of the model: auto (default: the fastest that agrees with fp32 on this CPU, "
-    "measured once and cached), fp32, bf16 or int8.",
+    "measured once and cached), fp32, bf16 (torch), ov-bf16 (OpenVINO) or int8.",
 )
 
 _TOKEN_OPTIONS = [

@@ -44,7 +44,7 @@ def load_embedder(
     """Load a model: a registry name (see ``indexer models``), a Hub id or a local directory.
 
     ``None`` means the default, ``distilmbert`` (``distilbert-base-multilingual-cased``).
-    ``precision`` is ``auto``, ``fp32``, ``bf16`` or ``int8`` for transformer models (None
+    ``precision`` is ``auto``, ``fp32``, ``bf16``, ``ov-bf16`` or ``int8`` for transformer models (None
     reads ``$BABELINDEX_PRECISION``, else ``auto``); ``use-multilingual`` runs in fp32 only.
     ``query_prompt`` / ``document_prompt`` replace the model's own prompts (``""``: none;
     None: the model's, see :mod:`indexer.embedding.prompts`); ``use-multilingual`` takes none.

@@ -7,7 +7,9 @@ it, weights in fp32, as OpenVINO IR (``model.xml`` + ``model.bin``). :class:`Ope
 compiles it for the CPU with bf16 as the inference precision (OpenVINO keeps softmax, layer
 norms and accumulations in fp32) and returns float32 token embeddings that the model's own
 pooling, dense and normalize layers then turn into sentence vectors, exactly as for fp32.
-The compiled blob is kept in a ``CACHE_DIR`` beside the IR, so a later load skips compiling.
+The compiled model is cached (``CACHE_DIR`` beside the IR, ``CACHE_MODE`` ``OPTIMIZE_SIZE``: a
+blob of a few hundred kB that reads its weights from the IR, where the full blob would double
+the 540 MB at DistilmBERT's size; measured: 0.15 s to load against 0.38 s to compile).
 openvino is imported only here, and only when ``ov-bf16`` is used.
 
 OpenVINO's converter sends usage telemetry (to Google Analytics: an event when ``openvino`` is
@@ -124,6 +126,7 @@ class OpenVinoBody:
             "PERFORMANCE_HINT": PERFORMANCE_MODE,
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "CACHE_DIR": str(path.parent / "compiled"),
+            "CACHE_MODE": "OPTIMIZE_SIZE",
         }
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
