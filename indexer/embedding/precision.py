@@ -279,7 +279,7 @@ def measure(
     started = time.perf_counter()
     reference = run(docs)
     fp32_seconds = time.perf_counter() - started
-    trials = [Trial("fp32", round(fp32_seconds, 4), _query_ms(run))]
+    trials = [Trial("fp32", round(fp32_seconds, 4), round(_query_ms(run), 3))]
     _report(trials[0], len(docs), time.perf_counter() - began)
     best = fp32_seconds
     for precision in order[1:]:
