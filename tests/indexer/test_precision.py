@@ -373,7 +373,7 @@ def test_cli_precision_option(tmp_path, tiny_model_dir, multilingual_corpus):
 
 
 @pytest.mark.slow
-def test_bf16_and_int8_agree_with_fp32_at_distilmberts_exact_shape(cache, tmp_path):
+def test_bf16_ov_bf16_and_int8_agree_with_fp32_at_distilmberts_exact_shape(cache, tmp_path):
     """Random weights with DistilmBERT's exact shape: the precisions' arithmetic at full size."""
     from indexer.embedding.synthetic import DISTILMBERT_SHAPE, make_distilbert
 
@@ -381,7 +381,7 @@ def test_bf16_and_int8_agree_with_fp32_at_distilmberts_exact_shape(cache, tmp_pa
     model = make_distilbert(tmp_path / "distilmbert-shape", sentences, shape=DISTILMBERT_SHAPE, tokenizer_vocab=5000)
     texts = sentences[::100] + [" ".join(sentences[i : i + 12]) for i in range(0, 120, 12)]
     fp32 = load_embedder(str(model), precision="fp32").embed_documents(texts)
-    for precision in ("bf16", "int8"):
+    for precision in ("bf16", "ov-bf16", "int8"):
         if prec.unsupported_reason(precision):
             continue
         got = load_embedder(str(model), precision=precision).embed_documents(texts)
