@@ -6,6 +6,7 @@ Parses options, calls the library, prints. Library errors (``BabelIndexError``) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -23,6 +24,7 @@ from indexer.cli_common import (
     PROMPT_OPTIONS,
     WAIT_OPTION,
     fail,
+    precision_notices,
     read_token,
     token_options,
     with_progress,
@@ -237,7 +239,7 @@ def import_(
     """
     from indexer.importing import import_vectors
 
-    with with_progress(False):
+    with with_progress(False), precision_notices() if not (quiet or as_json) else contextlib.nullcontext():
         r = import_vectors(
             files,
             index_path,
@@ -343,7 +345,7 @@ def search(
         opened = Index.open(
             index_path, precision=precision, mmap=mmap, query_prompt=query_prompt, document_prompt=document_prompt
         )
-        with opened as index:
+        with opened as index, precision_notices():  # the model loads at the first search
             if nprobe is not None and not index.uses_nprobe:
                 click.echo(
                     f"note: --nprobe changes nothing on this index ({index.stats()['index_kind']}: IVF indexes only).",
@@ -965,7 +967,7 @@ def serve(
                 err=True,
             )
             model = loaded
-        with with_progress(True):  # the model loaded, a first auto load's measurements: logged on stderr
+        with with_progress(True):  # the model's loading and a first auto load's measurements, on stderr
             index = Index.open(
                 index_path,
                 model=worker.embedder if worker is not None else model,
@@ -974,6 +976,7 @@ def serve(
                 query_prompt=query_prompt,
                 document_prompt=document_prompt,
             )
+            index.embed(["warm-up"])  # load the model here, where its loading is shown, not in the lifespan
         if worker is not None:
             worker.on_publish = index.refresh
     except BabelIndexError as exc:

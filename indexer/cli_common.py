@@ -26,6 +26,7 @@ __all__ = [
     "WAIT_OPTION",
     "Bars",
     "fail",
+    "precision_notices",
     "read_token",
     "token_options",
     "with_progress",
@@ -205,6 +206,24 @@ class _TqdmLines(logging.Handler):
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never break a command
             self.handleError(record)
+
+
+@contextmanager
+def precision_notices() -> Iterator[None]:
+    """Show ``auto``'s measurements on stderr (a model's first ``auto`` load on a machine takes
+    seconds and says so), for commands that do not show the model's loading otherwise."""
+    logger = logging.getLogger("babelindex.models.precision")
+    handler = _TqdmLines()
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
 
 
 @contextmanager

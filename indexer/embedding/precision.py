@@ -33,7 +33,9 @@ from indexer.choices import PRECISIONS
 from store.atomic import atomic_write
 from store.errors import InvalidInput
 
-log = logging.getLogger("babelindex.models")
+log = logging.getLogger("babelindex.models.precision")
+"""``auto``'s measurements and the cache's pruning (a child of ``babelindex.models``: commands that
+do not show loading still show these, see ``indexer.cli_common.precision_notices``)."""
 
 AGREEMENT_MEAN = 0.999
 """``auto`` keeps a precision only if its vectors' mean cosine to fp32 is at least this..."""

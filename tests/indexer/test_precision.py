@@ -404,3 +404,28 @@ def test_serve_logs_the_first_auto_measurement_on_stderr(cache, tiny_model_dir, 
     assert "measuring precisions for m on this CPU: fp32 (about 1 s" in result.stderr
     cached = CliRunner().invoke(cli, args, catch_exceptions=False)  # decided: nothing measured again
     assert cached.exit_code == 0 and "measuring precisions" not in cached.stderr
+    import shutil
+
+    shutil.rmtree(cache / "models")  # an existing index on a machine that has not measured yet
+    fresh = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert fresh.exit_code == 0 and "measuring precisions for m on this CPU" in fresh.stderr
+
+
+def test_search_shows_a_first_auto_measurement_but_not_the_models_loading(cache, tiny_model_dir, tmp_path, monkeypatch):
+    from indexer.cli import cli
+    from search import Index
+
+    with Index.create(tmp_path / "idx", model=str(tiny_model_dir), precision="fp32") as index:
+        index.upsert([{"id": "a", "text": "Der Vulkan bricht aus."}])
+
+    def fake_measure(make, candidates, **kwargs):
+        prec.log.info("measuring precisions for %s on this CPU: fp32 (about 1 s, once per machine and model)", "m")
+        return [Trial("fp32", 1.0, 1.0)]
+
+    monkeypatch.setattr("indexer.embedding.transformer.measure", fake_measure)
+    args = ["search", "Vulkan", "--index", str(tmp_path / "idx"), "--precision", "auto", "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 1
+    assert "measuring precisions for m on this CPU" in result.stderr and "loading the model" not in result.stderr
+    again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == 0 and again.stderr == ""
