@@ -260,7 +260,7 @@ def measure(
     ``make_runner(precision)`` returns a function embedding a list of texts (documents go
     through in one call, so its own batching counts); it may raise to say the precision
     cannot run here, which is recorded in the trial. Candidates in ``costly`` are skipped
-    once another is a :data:`CLEAR_WIN`. Logs what it does on ``babelindex.models``: first
+    once another is a :data:`CLEAR_WIN`. Logs what it does on ``babelindex.models.precision``: first
     the precisions and about how long (``model`` names the model in that line), then each result.
     """
     docs = calibration_texts()
