@@ -659,26 +659,25 @@ class MetaStore:
 
     @locked
     def vectors(self, ids: Sequence[int] | np.ndarray, dimension: int) -> np.ndarray:
-        """Vectors of the given chunk ids, in that order: float32 ``(len(ids), dimension)``."""
-        out = np.empty((len(ids), dimension), dtype=np.float32)
-        for lo in range(0, len(ids), ID_BATCH):
-            part = [int(i) for i in ids[lo : lo + ID_BATCH]]
-            marks = ",".join("?" * len(part))
-            rows = dict(self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part))
-            for j, chunk_id in enumerate(part):
-                out[lo + j] = _from_blob(rows[chunk_id], dimension)
-        return out
+        """Vectors of the given chunk ids, in that order: float32 ``(len(ids), dimension)``
+        (``KeyError`` for an id that has no vector)."""
+        return self._read_vectors(ids, dimension, missing_ok=False)
 
+    @locked
     def vectors_or_nan(self, ids: Sequence[int] | np.ndarray, dimension: int) -> np.ndarray:
         """As :meth:`vectors`, with a row of NaN for an id that has no vector (any more)."""
+        return self._read_vectors(ids, dimension, missing_ok=True)
+
+    def _read_vectors(self, ids: Sequence[int] | np.ndarray, dimension: int, *, missing_ok: bool) -> np.ndarray:
         out = np.full((len(ids), dimension), np.nan, dtype=np.float32)
         for lo in range(0, len(ids), ID_BATCH):
             part = [int(i) for i in ids[lo : lo + ID_BATCH]]
             marks = ",".join("?" * len(part))
             rows = dict(self.conn.execute(f"SELECT chunk, vector FROM vectors WHERE chunk IN ({marks})", part))
             for j, chunk_id in enumerate(part):
-                if chunk_id in rows:
-                    out[lo + j] = _from_blob(rows[chunk_id], dimension)
+                if missing_ok and chunk_id not in rows:
+                    continue
+                out[lo + j] = _from_blob(rows[chunk_id], dimension)
         return out
 
     # -- tuning queries ---------------------------------------------------------------------
