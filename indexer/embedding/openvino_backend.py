@@ -35,8 +35,17 @@ from indexer.embedding.onnx_backend import positional_body, quiet, trace_inputs
 
 MODEL_FILE = "model.xml"
 """The IR's graph, in the folder :func:`convert` writes; ``model.bin`` beside it holds the weights."""
-PERFORMANCE_MODE = "LATENCY"
-"""One inference stream using every thread: batches come one at a time, each should use all cores."""
+PERFORMANCE_MODE = "THROUGHPUT"
+"""Several inference streams sharing the cores (on 2 cores: two streams of one thread), with
+as many batches in flight: measured on DistilmBERT's shape and all-MiniLM-L6-v2, 1.2 to 2.3
+times the documents per second of one stream using every thread (``LATENCY``), whose small
+per-layer matrix products leave threads waiting on each other; a single query was no slower."""
+PAD_MULTIPLE = 16
+"""Batches are padded to a multiple of this many tokens: the CPU plugin's bf16 kernels (AMX
+tiles of 16 rows) run whole tiles, and fewer distinct shapes reach its shape cache. Measured
+1.15 times the throughput of exact lengths; padded tokens are masked, so vectors do not change."""
+TOKEN_BUDGET = 4096
+"""Padded tokens per batch: each stream takes one batch, so half :data:`transformer.TOKEN_BUDGET`."""
 
 
 def convert(body: Any, input_names: Sequence[str], target: Path) -> Path:
@@ -113,11 +122,18 @@ class OpenVinoBody:
     Args:
         path: the IR from :func:`convert`.
         threads: inference threads (default: torch's thread count, i.e. the usable cores).
+        max_tokens: the longest input the model takes (its position embeddings): padding to
+            :data:`PAD_MULTIPLE` never goes past it.
+
+    Attributes:
+        parallel: how many batches to keep in flight (OpenVINO's optimal number of requests:
+            one per stream); the caller runs them from that many threads.
+        token_budget: padded tokens per batch.
 
     Safe to call from several threads (each gets its own inference request).
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, max_tokens: int = 512):
         import torch
 
         ov = openvino()
@@ -130,6 +146,9 @@ class OpenVinoBody:
         }
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.parallel = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.token_budget = TOKEN_BUDGET
+        self.max_tokens = max_tokens
         self._local = threading.local()
 
     def __call__(self, features: dict[str, Any]) -> Any:
@@ -141,5 +160,15 @@ class OpenVinoBody:
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
         feeds = [np.ascontiguousarray(features[name].numpy(), dtype=np.int64) for name in self.input_names]
+        tokens = feeds[0].shape[1]
+        padded = padded_length(tokens, self.max_tokens) if len(feeds[0]) > 1 else tokens
+        if padded > tokens:  # masked positions: any id will do, 0 is in every vocabulary
+            feeds = [np.pad(feed, ((0, 0), (0, padded - tokens))) for feed in feeds]
         result = request.infer(feeds, share_outputs=False)
-        return torch.from_numpy(np.asarray(result[0], dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(result[0], dtype=np.float32)[:, :tokens]))
+
+
+def padded_length(tokens: int, limit: int) -> int:
+    """``tokens`` rounded up to a multiple of :data:`PAD_MULTIPLE`, but not past ``limit``
+    (nor below ``tokens``)."""
+    return max(tokens, min(-(-tokens // PAD_MULTIPLE) * PAD_MULTIPLE, limit))

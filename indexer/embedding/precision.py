@@ -41,8 +41,9 @@ AGREEMENT_MEAN = 0.999
 """``auto`` keeps a precision only if its vectors' mean cosine to fp32 is at least this..."""
 AGREEMENT_MIN = 0.99
 """... and no single text's cosine to fp32 is below this."""
-CACHE_VERSION = 1
-"""Bump when the cached files' layout or meaning changes."""
+CACHE_VERSION = 2
+"""Bump when the cached files' layout or meaning changes (2: OpenVINO runs several streams,
+which changes which precision is fastest: decisions measured before are measured again)."""
 CLOSE_CALL = 1.25
 """A precision whose first timed pass is within this factor of the fastest so far is timed again
 (the faster of the two counts); a slower one is not: it cannot win."""

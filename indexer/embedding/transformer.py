@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import socket
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -47,6 +49,9 @@ MAX_MODEL_TOKENS = 512
 TOKEN_BUDGET = 8192
 """Padded tokens per forward pass (e.g. 32 texts of 256 tokens, or 128 of 64)."""
 MAX_BATCH = 128
+MIN_PARALLEL_BUDGET = 512
+"""The smallest token budget a batch of a ``parallel`` body gets when few texts are split
+between its streams (two batches per stream at least, down to this size)."""
 INT8_SANITY = 0.95
 """A cached int8 export whose probe vector is further than this (cosine) from fp32's is taken
 for a damaged or stale file and exported again. A sanity check only: ``auto`` judges quality."""
@@ -119,6 +124,8 @@ class TransformerEmbedder:
         self._bf16 = False
         self._bodies: dict[str, Any] = {}
         """Replacement transformer bodies by precision: ``int8`` (ONNX Runtime), ``ov-bf16`` (OpenVINO)."""
+        self._pool: ThreadPoolExecutor | None = None
+        """The threads that keep a ``parallel`` body's batches in flight, made on first use."""
         self.calibration: dict[str, Any] | None = None
         self.precision = self._choose_precision(requested(precision))
 
@@ -138,23 +145,51 @@ class TransformerEmbedder:
 
     def _encode(self, texts: Sequence[str], precision: str, role: str = "documents") -> np.ndarray:
         """float32 ``(len(texts), dimension)`` unit vectors, in token-budget batches, each text
-        after the prompt of ``role`` (``documents`` or ``queries``)."""
-        import torch
-
+        after the prompt of ``role`` (``documents`` or ``queries``). A body that runs several
+        batches at once (``parallel``: OpenVINO's streams) gets that many in flight, from as many
+        threads; the tokenizer runs here, in the caller's thread (it is not safe to share)."""
         texts = list(texts)
         prompt = self.prompts.document if role == "documents" else self.prompts.query
         extra = self._specials + self._prompt_tokens[role]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         counts = [min(n + extra, self._model.max_seq_length) for n in self.count_tokens(texts)]
-        with torch.inference_mode():
-            for batch in token_budget_batches(counts, TOKEN_BUDGET, MAX_BATCH):
-                # sentence-transformers puts the prompt in and, for a pooling layer with
-                # include_prompt=False, says how many tokens it took (features["prompt_length"]).
-                features = self._model.preprocess([texts[i] for i in batch], prompt=prompt or None)
-                if self._model.device.type != "cpu":  # a loaded model the user put on a GPU
-                    features = {k: v.to(self._model.device) if hasattr(v, "to") else v for k, v in features.items()}
-                out[batch] = self._forward(features, precision).cpu().numpy()
+        body = self._bodies.get(precision)
+        parallel = getattr(body, "parallel", 1)
+        budget = getattr(body, "token_budget", TOKEN_BUDGET)
+        if parallel > 1:  # a few texts: smaller batches, so that every stream gets some
+            budget = max(MIN_PARALLEL_BUDGET, min(budget, sum(counts) // (2 * parallel)))
+        batches = token_budget_batches(counts, budget, MAX_BATCH)
+
+        def features_of(batch: np.ndarray) -> dict[str, Any]:
+            # sentence-transformers puts the prompt in and, for a pooling layer with
+            # include_prompt=False, says how many tokens it took (features["prompt_length"]).
+            features = self._model.preprocess([texts[i] for i in batch], prompt=prompt or None)
+            if self._model.device.type != "cpu":  # a loaded model the user put on a GPU
+                features = {k: v.to(self._model.device) if hasattr(v, "to") else v for k, v in features.items()}
+            return features
+
+        if parallel <= 1 or len(batches) <= 1:
+            for batch in batches:
+                out[batch] = self._vectors(features_of(batch), precision)
+            return check_vectors(out, texts)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="babelindex-embed")
+        pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+        for batch in batches:
+            pending.append((batch, self._pool.submit(self._vectors, features_of(batch), precision)))
+            if len(pending) > parallel:  # one more tokenized and waiting, no further
+                done, future = pending.popleft()
+                out[done] = future.result()
+        for done, future in pending:
+            out[done] = future.result()
         return check_vectors(out, texts)
+
+    def _vectors(self, features: dict[str, Any], precision: str) -> np.ndarray:
+        """float32 ``(batch, dimension)`` of one tokenized batch (in any thread)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._forward(features, precision).cpu().numpy()
 
     def _forward(self, features: dict[str, Any], precision: str) -> Any:
         """Sentence embeddings, float32 tensor ``(batch, dimension)``, of one tokenized batch."""
@@ -254,7 +289,7 @@ class TransformerEmbedder:
 
             path, sanity = folder / "openvino" / MODEL_FILE, OPENVINO_SANITY
             export = lambda: convert(first.auto_model, names, path.parent)  # noqa: E731
-            load = OpenVinoBody
+            load = lambda p: OpenVinoBody(p, max_tokens=self._model.max_seq_length)  # noqa: E731
         with torch.inference_mode():
             reference = self._forward(dict(probe), "fp32").numpy()
         for attempt in range(2):

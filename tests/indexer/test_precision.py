@@ -222,6 +222,63 @@ def test_ov_bf16_runs_the_models_own_pooling_on_openvinos_body_and_converts_once
     assert list(cache.glob("models/*/openvino/compiled/*"))  # the compiled blob is cached too
 
 
+def test_ov_bf16_keeps_batches_in_flight_on_its_streams_and_tokenizes_in_the_callers_thread(
+    cache, tiny_model_dir, monkeypatch
+):
+    """Several batches run at once (one per OpenVINO stream), each padded to a multiple of 16
+    tokens; the vectors are those of one batch at a time and of each text alone."""
+    if prec.unsupported_reason("ov-bf16"):
+        pytest.skip(prec.unsupported_reason("ov-bf16"))
+    import threading
+
+    from indexer.embedding import openvino_backend
+
+    ov = load_embedder(str(tiny_model_dir), precision="ov-bf16")
+    body = ov._bodies["ov-bf16"]
+    rng = np.random.default_rng(3)
+    words = ["Vulkan", "bricht", "aus", "Magma", "火山", "噴火", "лава", "пепел", "lava"]
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 120, size=90)]
+
+    threads, runners, shapes, in_flight, most = set(), set(), [], [0], [0]
+    preprocess, call, lock = ov._model.preprocess, type(body).__call__, threading.Lock()
+
+    def spy_preprocess(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return preprocess(*args, **kwargs)
+
+    def spy_call(self, features):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            shapes.append(tuple(features["input_ids"].shape))
+            runners.add(threading.current_thread().name.split("_")[0])
+        try:
+            return call(self, features)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(ov._model, "preprocess", spy_preprocess)
+    monkeypatch.setattr(type(body), "__call__", spy_call)
+    monkeypatch.setattr(body, "parallel", 2)
+    together = ov.embed_documents(texts)
+    assert threads == {threading.current_thread().name}  # the tokenizer stays in the caller's thread
+    assert len(shapes) > 2 and sum(b for b, _ in shapes) == 90
+    assert all(b * s <= openvino_backend.TOKEN_BUDGET or b == 1 for b, s in shapes)
+    assert runners == {"babelindex-embed"} and most[0] <= 2  # the batches ran on the pool's threads
+    monkeypatch.setattr(body, "parallel", 1)
+    np.testing.assert_allclose(ov.embed_documents(texts), together, atol=1e-6)
+    alone = np.vstack([ov.embed_documents([t]) for t in texts[::9]])  # no padding at all
+    assert agreement(alone, together[::9]).min >= 0.9999
+
+
+def test_padding_to_a_multiple_of_16_tokens_stops_at_the_models_limit():
+    from indexer.embedding.openvino_backend import padded_length
+
+    assert [padded_length(n, 512) for n in (1, 16, 17, 100, 500, 512)] == [16, 16, 32, 112, 512, 512]
+    assert padded_length(120, 128) == 128 and padded_length(125, 126) == 126 and padded_length(130, 128) == 130
+
+
 def test_without_openvino_ov_bf16_is_refused_with_the_install_hint_and_auto_skips_it(
     cache, tiny_model_dir, monkeypatch
 ):
