@@ -185,7 +185,9 @@ def _check_vectors(idx: IndexDir, live: np.ndarray, dimension: int, report: Chec
             "ID…`, then `indexer build CORPUS` embeds them again (or upsert them again)."
         )
     else:
-        report.passed.append(f"{len(live)} live chunks, each with a finite unit vector of {dimension} float32")
+        report.passed.append(
+            f"{len(live)} live chunks, each with a finite unit vector of {dimension} {idx.meta.vector_dtype}"
+        )
 
 
 def _stream(idx: IndexDir, dimension: int, report: CheckReport) -> Iterator[tuple[np.ndarray, np.ndarray]]:

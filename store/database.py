@@ -52,6 +52,24 @@ PROGRESS_STEPS = 100
 vacuum, between two passages of the crash point ``vacuum``)."""
 BUSY_SECONDS = 30
 """How long a connection waits for a lock another connection holds before it gives up."""
+PAGE_SIZE = 16384
+"""Bytes per page of a new ``meta.db`` (SQLite's default is 4096). A vector row is a BLOB of
+``4 · d`` bytes plus a few, and SQLite keeps a row whole in one page when it fits: with
+4 KB pages one 512-dimensional row (2,060 bytes) fills a page that cannot take a second, and
+half of every vector page stays empty; 16 KB pages hold seven such rows (ten of 384
+dimensions), 88–94% full. Measured with ``bench/space.py``: ``meta.db`` of 5,000 such rows
+22.6 MB with 4 KB pages, 14.0 MB with 16 KB. Set before the first table, so only new
+databases get it (WAL mode fixes a database's page size)."""
+VECTOR_DTYPES = {"float32": "<f4", "float16": "<f2"}
+"""How a stored vector's BLOB is laid out, by the setting ``vector_dtype`` (little-endian)."""
+NEW_VECTOR_DTYPE = "float16"
+"""The vector format of a new ``meta.db``: IEEE half precision, half the bytes of float32.
+A unit vector's components lose at most 2⁻¹² of their value, so a cosine moves by about
+10⁻⁵ for a model's dense vectors (up to a few 10⁻⁴ for sparse ones, whose few large
+components can all round the same way): less than bf16 inference moves it (``auto`` accepts that, see :mod:`indexer.embedding.precision`) and far below what
+changes a ranking. Measured on
+all-MiniLM-L6-v2's vectors of 6,000 sentences (``bench/peers.py``): ``meta.db`` 13.4 → 8.5 MB.
+Databases without the setting (written before it existed) hold float32 and keep it."""
 AUTO_VACUUM_INCREMENTAL = 2
 """``PRAGMA auto_vacuum``'s value for INCREMENTAL: free pages can be cut off the file's end
 without rewriting it (:meth:`MetaStore.vacuum`)."""
@@ -81,10 +99,12 @@ def _create_database(path: Path) -> None:
         leftover.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before any table, as the next
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before any table: deletes can give space back cheaply
         conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file's header
         crash_point("create-db")
         conn.executescript(SCHEMA_TRANSACTION)
+        conn.execute("INSERT INTO settings (key, value) VALUES ('vector_dtype', ?)", (json.dumps(NEW_VECTOR_DTYPE),))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
@@ -129,6 +149,7 @@ class MetaStore:
                     conn.executescript(SCHEMA_TRANSACTION)
                     self.ensure_fts()
             version = self.get_setting("schema_version")
+            dtype = self.get_setting("vector_dtype", "float32")
         except sqlite3.DatabaseError as exc:
             self.close()
             better = translate(exc, self.path.parent)
@@ -150,6 +171,15 @@ class MetaStore:
                 f"{self.path} has schema version {version}, newer than this babelindex "
                 f"understands ({SCHEMA_VERSION}). Upgrade babelindex."
             )
+        if dtype not in VECTOR_DTYPES:
+            self.close()
+            raise SchemaVersionError(
+                f"{self.path} stores its vectors as {dtype!r}, which this babelindex does not read "
+                f"(it reads {', '.join(VECTOR_DTYPES)}). Upgrade babelindex."
+            )
+        self.vector_dtype: str = dtype
+        """How this database stores vectors (a key of :data:`VECTOR_DTYPES`); they are read
+        back as float32 whatever it is."""
 
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
@@ -499,10 +529,13 @@ class MetaStore:
             (row[0],),
         ).fetchall()
         chunks = []
+        layout = VECTOR_DTYPES[self.vector_dtype]
         for text, start, end, n_tokens, lang, blob in rows:
-            if not isinstance(blob, bytes) or len(blob) % 4:
+            if not isinstance(blob, bytes) or len(blob) % np.dtype(layout).itemsize:
                 return []  # a damaged vector: embed the document again rather than copy it
-            chunks.append(StoredChunk(text, start, end, n_tokens, lang, np.frombuffer(blob, dtype="<f4").copy()))
+            chunks.append(
+                StoredChunk(text, start, end, n_tokens, lang, np.frombuffer(blob, dtype=layout).astype(np.float32))
+            )
         return chunks
 
     def write_documents(self, docs: Iterable[StoredDocument]) -> int:
@@ -563,7 +596,8 @@ class MetaStore:
                 (row, ord_, chunk.text, chunk.start, chunk.end, chunk.n_tokens, chunk.lang),
             )
             self.conn.execute(
-                "INSERT INTO vectors (chunk, vector) VALUES (?, ?)", (cur.lastrowid, _to_blob(chunk.vector))
+                "INSERT INTO vectors (chunk, vector) VALUES (?, ?)",
+                (cur.lastrowid, _to_blob(chunk.vector, self.vector_dtype)),
             )
 
     def _complete(self, row: int, doc_id: str) -> None:
@@ -677,7 +711,7 @@ class MetaStore:
             for j, chunk_id in enumerate(part):
                 if missing_ok and chunk_id not in rows:
                     continue
-                out[lo + j] = _from_blob(rows[chunk_id], dimension)
+                out[lo + j] = _from_blob(rows[chunk_id], dimension, self.vector_dtype)
         return out
 
     # -- tuning queries ---------------------------------------------------------------------
@@ -690,7 +724,7 @@ class MetaStore:
             conn.execute("DELETE FROM tune_queries")
             conn.executemany(
                 "INSERT INTO tune_queries (text, vector) VALUES (?, ?)",
-                [(text, _to_blob(vector)) for text, vector in zip(texts, vectors, strict=True)],
+                [(text, _to_blob(vector, self.vector_dtype)) for text, vector in zip(texts, vectors, strict=True)],
             )
             self.set_setting("tune_pending", True)
             self.set_setting("tune_queries_sha256", digest)
@@ -709,7 +743,7 @@ class MetaStore:
             return None
         if not rows:
             return None
-        return np.stack([_from_blob(blob, dimension) for (blob,) in rows])
+        return np.stack([_from_blob(blob, dimension, self.vector_dtype) for (blob,) in rows])
 
     def iter_vectors(
         self,
@@ -734,7 +768,7 @@ class MetaStore:
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.stack([_from_blob(r[1], dimension) for r in rows])
+            vecs = np.stack([_from_blob(r[1], dimension, self.vector_dtype) for r in rows])
             yield ids, vecs
             last = int(ids[-1])
 
@@ -861,21 +895,25 @@ def _vacuum_progress() -> int:
     return 0
 
 
-def _to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+def _to_blob(vector: np.ndarray, dtype: str) -> bytes:
+    """The BLOB of ``vector`` (float32 ``(dimension,)``) stored as ``dtype`` (see :data:`VECTOR_DTYPES`)."""
+    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPES[dtype]).tobytes()
 
 
-def _from_blob(blob: bytes, dimension: int) -> np.ndarray:
-    if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+def _from_blob(blob: bytes, dimension: int, dtype: str) -> np.ndarray:
+    """The float32 ``(dimension,)`` vector of a BLOB stored as ``dtype``; :class:`CorruptIndex`
+    if its size is not that of ``dimension`` such values."""
+    layout = np.dtype(VECTOR_DTYPES[dtype])
+    if not isinstance(blob, bytes) or len(blob) != layout.itemsize * dimension:
         size = len(blob) if isinstance(blob, bytes) else 0
         raise CorruptIndex(
-            f"a stored vector has {size} bytes where the index's vectors have {4 * dimension} "
-            f"({dimension} float32). Rebuild the index with `indexer build` into a new --index."
+            f"a stored vector has {size} bytes where the index's vectors have {layout.itemsize * dimension} "
+            f"({dimension} {dtype}). Rebuild the index with `indexer build` into a new --index."
         )
-    vec = np.frombuffer(blob, dtype="<f4")
+    vec = np.frombuffer(blob, dtype=layout)
     if vec.shape != (dimension,):
         raise CorruptIndex(
             f"a stored vector has {vec.size} values where the index has dimension {dimension}. "
             "Rebuild the index with `indexer build`."
         )
-    return vec
+    return vec.astype(np.float32)

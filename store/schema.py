@@ -1,7 +1,9 @@
 """The SQL schema of ``meta.db`` and the row sets readers and writers see.
 
-``meta.db`` (WAL mode) holds the documents, their chunks, every chunk's vector (float32
-BLOB, little-endian, ``dimension * 4`` bytes) and the settings (model record, chunking, the
+``meta.db`` (WAL mode) holds the documents, their chunks, every chunk's vector (a BLOB,
+little-endian, laid out as the setting ``vector_dtype`` says: float16, ``dimension * 2``
+bytes, in new databases; float32, ``dimension * 4``, in those without it, see
+``store.database.VECTOR_DTYPES``) and the settings (model record, chunking, the
 current FAISS version). Chunk ids come from ``INTEGER PRIMARY KEY AUTOINCREMENT``: a counter
 that only grows, so an id is never reused after a delete. FAISS ids are these chunk ids.
 """
@@ -46,12 +48,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
 CREATE TABLE IF NOT EXISTS vectors (
     chunk  INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
-    vector BLOB NOT NULL                -- float32, L2-normalised
+    vector BLOB NOT NULL                -- L2-normalised; float16 (setting vector_dtype) or float32
 );
 CREATE TABLE IF NOT EXISTS tune_queries (  -- the user's queries that tune nprobe (--tune-queries)
     id     INTEGER PRIMARY KEY,
     text   TEXT NOT NULL,
-    vector BLOB NOT NULL                -- float32, L2-normalised, embedded as a query
+    vector BLOB NOT NULL                -- as vectors.vector, embedded as a query
 );
 """
 

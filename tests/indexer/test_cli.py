@@ -80,11 +80,11 @@ def test_search_table(built, run):
 
 def test_stats_json_and_text(built, run):
     stats = json.loads(run("stats", "--index", built, "--json").stdout)
-    assert (stats["documents"], stats["dimension"], stats["index_type"]) == (6, 32, "IDMap2,Flat")
+    assert (stats["documents"], stats["dimension"], stats["index_type"]) == (6, 32, "IDMap2,SQfp16")
     assert stats["chunks"] >= 6 and stats["model"].endswith("tiny-distilbert0")
     assert stats["size_bytes"]["total"] == stats["size_bytes"]["meta_db"] + stats["size_bytes"]["faiss"] > 0
     text = run("stats", "--index", built).output
-    assert "documents:  6" in text and "faiss:      IDMap2,Flat, version 1" in text
+    assert "documents:  6" in text and "faiss:      IDMap2,SQfp16, version 1" in text
 
 
 def test_errors_exit_1_with_the_library_message(tmp_path, multilingual_corpus, built, run):

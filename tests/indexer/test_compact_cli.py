@@ -34,7 +34,7 @@ def test_compact_prints_the_bytes_before_and_after_by_part(shrunk):
     out = _invoke("compact", "--index", shrunk).output
     lines = out.splitlines()
     assert lines[0].startswith(f"Compacted {shrunk}: ") and " MB given back, " in lines[0]
-    assert lines[1].split()[0] == "meta.db" and "free pages of 4,096 B; VACUUM; full-text index merged" in lines[1]
+    assert lines[1].split()[0] == "meta.db" and "free pages of 16,384 B; VACUUM; full-text index merged" in lines[1]
     assert lines[2].split()[0] == "wal"
     assert lines[3].split()[0] == "faiss" and "(removed: v000002.faiss)" in lines[3]  # the version before the delete
     assert len(lines) == 4

@@ -25,6 +25,7 @@ from indexer.reading import read_corpus
 from indexer.writer import Writer, content_hash
 from store import IndexDir, MissingDependency
 from store.check import check_index
+from store.database import NEW_VECTOR_DTYPE, VECTOR_DTYPES
 from store.records import IndexSettings
 from store.staging import STAGING_DIR
 from tests.helpers import MULTILINGUAL_DOCS, write_files
@@ -76,7 +77,8 @@ def chunk_set(index: Path) -> dict[tuple[str, int], tuple]:
             "FROM chunks c JOIN documents d ON d.id = c.document JOIN vectors v ON v.chunk = c.id "
             "WHERE d.pending = 0"
         ).fetchall()
-    return {(r[0], r[1]): (*r[2:8], np.frombuffer(r[8], dtype="<f4")) for r in rows}
+    layout = VECTOR_DTYPES[NEW_VECTOR_DTYPE]
+    return {(r[0], r[1]): (*r[2:8], np.frombuffer(r[8], dtype=layout).astype(np.float32)) for r in rows}
 
 
 def assert_same(ray_chunks: dict, local_chunks: dict) -> None:

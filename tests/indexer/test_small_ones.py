@@ -89,7 +89,7 @@ def test_chunk_tokens_above_the_models_limit_are_refused_before_anything_is_writ
 def test_a_pq_index_type_too_small_to_train_says_it_searches_exactly_meanwhile(tmp_path, tiny_model):
     corpus = write_files(tmp_path / "c", {f"d{i}.txt": f"document {i}" for i in range(5)})
     report = build_index(corpus, tmp_path / "idx", model=tiny_model, index_type="ivf-pq")
-    assert report.index_type == "IDMap2,Flat"
+    assert report.index_type == "IDMap2,SQfp16"
     assert any("ivf-pq needs at least 1,000 chunks" in w["warning"] for w in report.warnings), report.warnings
 
 

@@ -214,7 +214,7 @@ def test_exact_figures_match_an_independent_brute_force(mixed_task, mixed_report
     assert (report.task, report.model, report.index_type, report.queries, report.documents) == (
         "mixed",
         "use-multilingual",
-        "IDMap2,Flat",
+        "IDMap2,SQfp16",
         120,
         120,
     )
@@ -430,7 +430,7 @@ def test_cli_curve_table_and_json(hashing_task, tmp_path, monkeypatch):
     assert [p["value"] for p in out["curve"]] == [1, 2, 4, 8, 16, 20]
     assert set(out["curve"][0]) == {f.name for f in dataclasses.fields(ev.CurvePoint)}
     flat_run = runner.invoke(cli, ["eval", str(task), "--model", "x", "--index", str(flat), "--nprobe-curve", "-q"])
-    assert "IDMap2,Flat is exact search: there is no nprobe or efSearch to tune." in flat_run.output
+    assert "IDMap2,SQfp16 is exact search: there is no nprobe or efSearch to tune." in flat_run.output
     flat_json = runner.invoke(cli, ["eval", str(task), "--index", str(flat), "--nprobe-curve", "--json"]).stdout
     assert json.loads(flat_json)["curve"] == []
 
@@ -452,7 +452,7 @@ def test_cli_json_and_table(mixed_task, mixed_report):
     table = runner.invoke(
         cli, ["eval", str(mixed_task), "--model", "use-multilingual", "--index", index, "-q"]
     ).output.splitlines()
-    assert table[0] == "mixed: 120 queries, 120 documents (120 chunks), use-multilingual, IDMap2,Flat"
+    assert table[0] == "mixed: 120 queries, 120 documents (120 chunks), use-multilingual, IDMap2,SQfp16"
     assert table[1] == f"index: {index} (reused; 120 documents from 120 records)"
     assert table[2].split() == ["lang", "queries", "recall@1", "recall@10", "MRR@10", "nDCG@10"]
     assert [line.split()[:2] for line in table[4:7]] == [["all", "120"], ["deu", "60"], ["fra", "60"]]
@@ -472,7 +472,7 @@ def test_acceptance_tatoeba_deu_matches_the_reference_figures(cache):
         cli, ["eval", str(EVAL / "tatoeba-deu"), "--model", "use-multilingual", "--json"], catch_exceptions=False
     )
     out = json.loads(result.stdout)
-    assert (out["queries"], out["index_type"]) == (1000, "IDMap2,Flat")
+    assert (out["queries"], out["index_type"]) == (1000, "IDMap2,SQfp16")
     assert (out["exact"]["recall_at_1"], out["exact"]["recall_at_10"]) == (0.979, 0.996)  # eval/README.md
     assert abs(out["ann"]["recall_at_10"] - out["exact"]["recall_at_10"]) <= 0.01
     assert out["seconds"] < 120

@@ -254,7 +254,7 @@ def test_index_info_tells_model_languages_and_counts(reader):
     assert info["documents"] == 6 and info["chunks"] == 6 and info["version"] == 1
     assert info["languages"] == {lang: 1 for lang in ("de", "en", "es", "fr", "ja", "ru")}
     assert info["writes_allowed"] is False and info["limits"]["max_k"] == 1_000
-    assert info["index_type"] == "IDMap2,Flat"
+    assert info["index_type"] == "IDMap2,SQfp16"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from indexer.update import compact, delete_documents, upsert_documents
 from search import Index
 from store import IndexDir, compaction
 from store.check import check_index
+from store.database import PAGE_SIZE
 from tests.fakes import HashingEmbedder
 from tests.helpers import eval_texts
 
@@ -82,6 +83,7 @@ def _usage(path: Path) -> compaction.SpaceUsage:
 def test_compact_after_deleting_80_percent_leaves_at_most_30_percent(index):
     built = _usage(index).total
     assert _pragma(index, "auto_vacuum") == 2  # new indexes can give pages back incrementally
+    assert _pragma(index, "page_size") == PAGE_SIZE == 16384  # vector rows fill their pages
     delete_documents(index, DOOMED)
     # The issue: deleting left the directory as large as before (free pages, the old FAISS version).
     assert _usage(index).total >= built
@@ -94,7 +96,7 @@ def test_compact_after_deleting_80_percent_leaves_at_most_30_percent(index):
     assert report.after.total <= 0.30 * built, report
     assert report.before.total - report.after.total == report.reclaimed > 0.6 * built
     assert report.vacuum == "full" and report.fts_merged and report.checkpointed
-    assert report.free_pages > 0 and report.page_size == 4096
+    assert report.free_pages > 0 and report.page_size == PAGE_SIZE
     assert len(report.faiss_removed) >= 1  # the version before the delete (and the empty first one)
     assert len(os.listdir(index / "faiss")) == 1
     assert _live(index) == live and _results(index) == expected
@@ -239,24 +241,25 @@ def test_a_publish_reclaims_space_past_the_threshold_and_not_below(index, monkey
     conn.close()
     assert _pragma(index, "auto_vacuum") == 0
     monkeypatch.setattr(compaction, "RECLAIM_MIN_FREE_BYTES", 8 << 20)  # the default
-    delete_documents(index, DOOMED[:600])  # 40% of the documents: past the share, below 8 MiB
-    assert _free_share(index) > 0.3 and _pragma(index, "freelist_count") * 4096 < 8 << 20
+    delete_documents(index, DOOMED[:800])  # 53% of the documents: past the share, below 8 MiB
+    assert _free_share(index) > compaction.RECLAIM_FREE_SHARE
+    assert _pragma(index, "freelist_count") * PAGE_SIZE < 8 << 20
 
-    monkeypatch.setattr(compaction, "RECLAIM_MIN_FREE_BYTES", 1 << 20)
+    monkeypatch.setattr(compaction, "RECLAIM_MIN_FREE_BYTES", 256 << 10)
     size = (index / "meta.db").stat().st_size
-    delete_documents(index, DOOMED[600:650])  # past both: a full VACUUM …
+    delete_documents(index, DOOMED[800:850])  # past both: a full VACUUM …
     assert _pragma(index, "freelist_count") == 0 and (index / "meta.db").stat().st_size < 0.7 * size
     assert _pragma(index, "auto_vacuum") == 2  # … which turned incremental vacuum on
 
-    monkeypatch.setattr(compaction, "RECLAIM_MIN_FREE_BYTES", 256 << 10)
-    delete_documents(index, DOOMED[650:800])  # 150 of 850 documents: past 256 kB, below the share
-    assert 0.1 < _free_share(index) < compaction.RECLAIM_FREE_SHARE
-    assert _pragma(index, "freelist_count") * 4096 > 256 << 10
+    monkeypatch.setattr(compaction, "RECLAIM_MIN_FREE_BYTES", 64 << 10)
+    delete_documents(index, DOOMED[850:980])  # 130 of 700 documents: past 64 kB, below the share
+    assert 0.05 < _free_share(index) < compaction.RECLAIM_FREE_SHARE
+    assert _pragma(index, "freelist_count") * PAGE_SIZE > 64 << 10
     size = (index / "meta.db").stat().st_size
-    delete_documents(index, DOOMED[800:950])  # past the share again: an incremental vacuum
-    assert _pragma(index, "freelist_count") == 0 and (index / "meta.db").stat().st_size < 0.7 * size
+    delete_documents(index, DOOMED[980:])  # past the share again: an incremental vacuum
+    assert _pragma(index, "freelist_count") == 0 and (index / "meta.db").stat().st_size < 0.8 * size
     assert check_index(index).ok
-    assert len({row[0] for row in _live(index)}) == N_DOCS - 950
+    assert len({row[0] for row in _live(index)}) == N_DOCS - len(DOOMED)
 
 
 def test_a_reclaim_that_fails_warns_and_keeps_what_was_published(index, monkeypatch):

@@ -15,6 +15,7 @@ from indexer.cli import cli
 from indexer.update import repair
 from search import CorruptIndex, Index
 from store.check import check_index
+from store.database import NEW_VECTOR_DTYPE, VECTOR_DTYPES
 from tests.fakes import HashingEmbedder
 from tests.helpers import write_files
 
@@ -42,7 +43,7 @@ def test_a_vector_blob_of_the_wrong_size_is_a_clear_problem_not_a_value_error(in
 
 
 def test_a_zeroed_vector_names_its_document_and_the_way_to_embed_it_again(index):
-    zero = np.zeros(MODEL.dimension, dtype="<f4").tobytes()
+    zero = np.zeros(MODEL.dimension, dtype=VECTOR_DTYPES[NEW_VECTOR_DTYPE]).tobytes()  # the right size, all zero
     _sql(index, "UPDATE vectors SET vector = ? WHERE chunk = (SELECT min(chunk) FROM vectors)", zero)
     report = check_index(index)
     problem = next(p for p in report.problems if "not finite unit vectors" in p)

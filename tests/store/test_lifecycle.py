@@ -94,7 +94,7 @@ def big_index(tmp_path_factory, use_model):
         ("ivf-sq8", "IVF", 0.93),
         ("hnsw", "IDMap2,HNSW32", 0.95),
         ("ivf-pq", "IVF", 0.5),
-        ("flat", "IDMap2,Flat", 1.0),
+        ("flat", "IDMap2,SQfp16", 1.0),
     ],
 )
 def test_reindex_switches_type_without_reembedding_and_keeps_recall(big_index, use_model, kind, factory_start, floor):

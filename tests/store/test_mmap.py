@@ -52,7 +52,7 @@ def big(tmp_path_factory):
         ("ivf-sq8", DIM),
         ("ivf-pq", faiss_index.pq_subquantizers(DIM)),
         ("ivf-opq", faiss_index.pq_subquantizers(DIM)),
-        ("flat", 4 * DIM),
+        ("flat", 2 * DIM),  # float16 codes
         ("hnsw", 4 * DIM),
     ],
 )

@@ -73,14 +73,16 @@ def test_ivf_recall_at_10_against_exact_search_is_at_least_095(real_vectors):
 
 def test_flat_search_is_exact_and_returns_chunk_ids(real_vectors):
     ids, vecs = real_vectors
-    ids, vecs = ids[:500], vecs[:500]
+    # As meta.db stores them (float16): flat's codes are those values, so its search is exact on them.
+    ids, vecs = ids[:500], vecs[:500].astype(np.float16).astype(np.float32)
     index, params = faiss_index.build_index("flat", vecs.shape[1], ids, _stream_of(ids, vecs), _fetch_of(ids, vecs))
-    assert params == records.IndexParams(kind="flat", factory="IDMap2,Flat")
+    assert params == records.IndexParams(kind="flat", factory="IDMap2,SQfp16")
     scores, found = faiss_index.search(index, vecs[:5], 3, None)
     assert found[:, 0].tolist() == ids[:5].tolist()  # each vector finds itself first
-    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], np.sum(vecs[:5] ** 2, axis=1), atol=1e-6)
     brute = np.argsort(-(vecs[:5] @ vecs.T), axis=1)[:, :3]
     assert found.tolist() == ids[brute].tolist()
+    np.testing.assert_allclose(scores, np.take_along_axis(vecs[:5] @ vecs.T, brute, axis=1), atol=1e-6)
 
 
 def test_written_version_roundtrips_and_damage_is_detected(tmp_path, real_vectors):
