@@ -68,7 +68,8 @@ A unit vector's components lose at most 2⁻¹² of their value, so a cosine mov
 10⁻⁵ for a model's dense vectors (up to a few 10⁻⁴ for sparse ones, whose few large
 components can all round the same way): less than bf16 inference moves it (``auto`` accepts that, see :mod:`indexer.embedding.precision`) and far below what
 changes a ranking. Measured on
-all-MiniLM-L6-v2's vectors of 6,000 sentences (``bench/peers.py``): ``meta.db`` 13.4 → 8.5 MB.
+all-MiniLM-L6-v2's vectors of 6,000 sentences (``bench/peers.py``, 16 KB pages): ``meta.db``
+13.4 → 8.0 MB.
 Databases without the setting (written before it existed) hold float32 and keep it."""
 AUTO_VACUUM_INCREMENTAL = 2
 """``PRAGMA auto_vacuum``'s value for INCREMENTAL: free pages can be cut off the file's end
