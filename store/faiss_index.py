@@ -51,7 +51,8 @@ TUNE_SAMPLE = 500
 RERANK_FACTOR = 4
 """Lossy kinds fetch this many times ``k`` candidates and re-rank them exactly."""
 FLAT_FACTORY = "IDMap2,SQfp16"
-"""The ``flat`` kind's FAISS layout (indexes built before it was chosen have ``IDMap2,Flat``)."""
+"""The ``flat`` kind's FAISS layout over float16 vectors (over the float32 ones of an index
+written before float16, ``IDMap2,Flat``)."""
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
 
@@ -84,6 +85,7 @@ def build_index(
     *,
     seed: int = 0,
     tune_queries: np.ndarray | None = None,
+    stored_as: str = "float16",
 ) -> tuple[faiss.Index, IndexParams]:
     """Build a FAISS index of ``kind`` over every vector ``stream`` yields.
 
@@ -92,11 +94,16 @@ def build_index(
     and the exact re-ranking of lossy kinds). ``tune_queries``: float32 ``(q, d)`` query
     vectors to tune ``nprobe`` with (default: a sample of the stored vectors).
     Returns the index and its parameters (for IVF kinds with ``nlist``, the tuned
-    ``nprobe``, ``trained_on``, ``tuned_recall`` and ``tuned_on``).
+    ``nprobe``, ``trained_on``, ``tuned_recall`` and ``tuned_on``). ``stored_as``: how
+    ``meta.db`` stores the vectors (``float16`` or ``float32``): ``flat`` keeps the same values,
+    so that its search stays exact on what is stored (``IDMap2,SQfp16``, else ``IDMap2,Flat``).
     """
     n = len(all_ids)
     index: faiss.Index
-    if kind == "flat" or n == 0:
+    if (kind == "flat" or n == 0) and stored_as == "float32":
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        params = IndexParams(kind="flat", factory="IDMap2,Flat")
+    elif kind == "flat" or n == 0:
         index = faiss.IndexIDMap2(flat_codes(dimension))
         params = IndexParams(kind="flat", factory=FLAT_FACTORY)
     elif kind == "hnsw":

@@ -217,14 +217,18 @@ class IndexDir:
         retune = bool(self.meta.get_setting("tune_pending", False))
         params: IndexParams
         if index is None or old is None:
-            index, params = faiss_index.build_index(kind, dimension, target, stream, fetch, tune_queries=tune)
+            index, params = faiss_index.build_index(
+                kind, dimension, target, stream, fetch, tune_queries=tune, stored_as=self.meta.vector_dtype
+            )
         else:
             params = old.params()
             have = faiss_index.index_ids(index)
             stale = np.setdiff1d(have, target)
             missing = np.setdiff1d(target, have)
             if len(stale) and old.kind not in UPDATABLE_KINDS:
-                index, params = faiss_index.build_index(kind, dimension, target, stream, fetch, tune_queries=tune)
+                index, params = faiss_index.build_index(
+                    kind, dimension, target, stream, fetch, tune_queries=tune, stored_as=self.meta.vector_dtype
+                )
                 stale = missing = np.empty(0, dtype=np.int64)
                 retune = False
             elif not len(stale) and not len(missing) and not (retune and faiss_index.ivf_of(index) is not None):

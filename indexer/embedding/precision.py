@@ -50,6 +50,14 @@ CLOSE_CALL = 1.25
 ESTIMATE_FACTOR = 3.0
 """``auto``'s announced duration: this many fp32 passes over the calibration documents per
 precision measured (exports and compilation included), the pass estimated from one text."""
+PASS_SECONDS = 3.0
+"""A small model's calibration documents are timed repeated (at most :data:`MAX_REPEAT` times)
+until fp32's pass should take about this long: 20 texts are only a few batches, too few to
+fill OpenVINO's streams, and a small model's timing was then decided by per-batch overheads
+(all-MiniLM-L6-v2: ov-bf16 timed 5% slower than bf16 on them, and was 1.5 times faster on
+2,000 chunks). fp32's pass decides: DistilmBERT's size takes about 4 s on 2 cores, so it is
+not repeated; all-MiniLM-L6-v2's about 1 s, timed three times over."""
+MAX_REPEAT = 4
 CLEAR_WIN = 2.0
 """A precision that agrees and embeds the documents this many times faster than fp32 is a clear
 winner: the ``costly`` candidates of :func:`measure` (int8: a 20 s export for DistilmBERT's
@@ -227,7 +235,8 @@ class Trial:
 
     Attributes:
         precision: ``fp32``, ``bf16``, ``ov-bf16`` or ``int8``.
-        docs_seconds: wall-clock seconds to embed the calibration documents.
+        docs_seconds: wall-clock seconds to embed the calibration documents (repeated for a
+            small model: see :func:`measure`).
         query_ms: median wall-clock milliseconds to embed one short query (infinite, not
             measured, for a precision that disagrees with fp32).
         cos_mean / cos_min: agreement with fp32 on the documents (1.0 for fp32 itself).
@@ -258,30 +267,36 @@ def measure(
 ) -> list[Trial]:
     """Time fp32 and each of ``candidates`` on the calibration set and check their agreement.
 
+    The other precisions time the set repeated (up to :data:`MAX_REPEAT` times) while one fp32
+    pass over it takes less than :data:`PASS_SECONDS`; fp32's own time is that pass's, scaled.
+
     ``make_runner(precision)`` returns a function embedding a list of texts (documents go
     through in one call, so its own batching counts); it may raise to say the precision
     cannot run here, which is recorded in the trial. Candidates in ``costly`` are skipped
     once another is a :data:`CLEAR_WIN`. Logs what it does on ``babelindex.models.precision``: first
     the precisions and about how long (``model`` names the model in that line), then each result.
     """
-    docs = calibration_texts()
+    texts = calibration_texts()
     order = ["fp32", *[c for c in candidates if c != "fp32"]]
     began = time.perf_counter()
     run = make_runner("fp32")
-    run(docs[:2])  # warm up: first-call allocations
+    run(texts[:2])  # warm up: first-call allocations
     started = time.perf_counter()
-    run(docs[-1:])  # the longest text: a first idea of the whole pass, for the estimate
+    run(texts[-1:])  # the longest text: a first idea of the whole pass, for the estimate
     one = time.perf_counter() - started
-    pass_estimate = one * sum(len(d) for d in docs) / len(docs[-1])
+    pass_estimate = one * sum(len(d) for d in texts) / len(texts[-1])
     log.info(
         "measuring precisions for %s on this CPU: %s (about %.0f s, once per machine and model; the choice is cached)",
         model,
         ", ".join(order),
-        pass_estimate * (1 + ESTIMATE_FACTOR * (len(order) - 1)),
+        pass_estimate * (1 + ESTIMATE_FACTOR * (len(order) - 1)) * _repeats(pass_estimate),
     )
     started = time.perf_counter()
-    reference = run(docs)
+    reference = run(texts)
     fp32_seconds = time.perf_counter() - started
+    repeat = _repeats(fp32_seconds)
+    docs, reference = texts * repeat, np.tile(reference, (repeat, 1))
+    fp32_seconds *= repeat  # one pass, scaled: fp32 runs its batches one by one
     trials = [Trial("fp32", round(fp32_seconds, 4), round(_query_ms(run), 3))]
     _report(trials[0], len(docs), time.perf_counter() - began)
     best = fp32_seconds
@@ -318,6 +333,11 @@ def measure(
         )
         _report(trials[-1], len(docs), time.perf_counter() - began)
     return trials
+
+
+def _repeats(fp32_pass: float) -> int:
+    """How many times to time the calibration set, given one fp32 pass's seconds (see :data:`PASS_SECONDS`)."""
+    return max(1, min(MAX_REPEAT, round(PASS_SECONDS / max(fp32_pass, 1e-9))))
 
 
 def _query_ms(run: Runner) -> float:

@@ -314,7 +314,7 @@ def _fake_runner(seconds: dict[str, float], disagreeing: tuple[str, ...] = ()):
 
         def run(texts):
             time.sleep(seconds[precision] * len(texts))
-            out = base[: len(texts)].copy()
+            out = np.resize(base, (len(texts), base.shape[1]))  # the calibration set, repeated
             if precision in disagreeing:
                 out[:, 0] = -out[:, 0]
             return out
@@ -333,6 +333,25 @@ def test_the_first_auto_measurement_says_what_it_does_and_how_long_first(caplog)
     assert "once per machine and model" in lines[0]
     assert [t.precision for t in trials] == ["fp32", "bf16", "int8"]
     assert any(line.lstrip().startswith("bf16: ") for line in lines[1:])
+
+
+def test_a_small_models_calibration_documents_are_timed_repeated_to_fill_the_streams(monkeypatch):
+    """20 texts are a few batches: a fast model times them repeated, a slow one once."""
+    seen: list[int] = []
+    make, _ = _fake_runner({"fp32": 0.0002, "bf16": 0.0001})
+
+    def counting(precision):
+        run = make(precision)
+        return lambda texts: (seen.append(len(texts)), run(texts))[1]
+
+    n = len(prec.calibration_texts())
+    monkeypatch.setattr(prec, "PASS_SECONDS", 1e-9)  # as if a pass took far longer than the target
+    prec.measure(counting, ["bf16"])
+    assert max(seen) == n
+    seen.clear()
+    monkeypatch.setattr(prec, "PASS_SECONDS", 1e3)  # a pass far shorter than the target
+    trials = {t.precision: t for t in prec.measure(counting, ["bf16"])}
+    assert max(seen) == n * prec.MAX_REPEAT and trials["bf16"].usable
 
 
 def test_a_clear_winner_skips_the_costly_candidates_and_a_disagreeing_one_is_timed_once(caplog):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.update import upsert_documents
+from indexer.update import reindex, upsert_documents
 from search import Index
 from store import IndexDir
 from store.check import check_index
@@ -95,6 +95,14 @@ def test_an_index_written_with_float32_vectors_keeps_them_and_takes_more(tmp_pat
     upsert_documents(path, _docs(10, start=30), model=_embedder())
     assert _sql(path, "SELECT DISTINCT length(vector) FROM vectors") == [(4 * DIMENSION,)]
     assert check_index(path).ok
+    # Rebuilt from float32 vectors, flat keeps float32 too: its search stays exact on them.
+    assert reindex(path, "flat").factory == "IDMap2,Flat"
+    with IndexDir.open_for_reading(path) as idx:
+        stored = idx.meta.vectors(idx.meta.chunk_ids(), DIMENSION)
+    q = _embedder().embed_queries(["Der Hund schläft"])[0]
+    with Index.open(path, model=_embedder()) as index:
+        hits = index.search("Der Hund schläft", k=3)
+    np.testing.assert_allclose([h.score for h in hits], np.sort(stored @ q)[::-1][:3], atol=1e-6)
     with Index.open(path, model=_embedder()) as index:
         doc = _docs(1, start=35)[0]
         assert index.search(doc["text"], k=1)[0].doc_id == doc["id"]
