@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -34,23 +33,10 @@ from indexer.embedding.precision import cpu_flags  # noqa: E402
 from indexer.update import repair, upsert_documents  # noqa: E402
 from search import Index  # noqa: E402
 from tests.fakes import HashingEmbedder  # noqa: E402
+from tests.helpers import to_float32_format  # noqa: E402
 
 from space import short_texts  # noqa: E402
 from watch import cpu_model  # noqa: E402
-
-
-def to_float32(path: Path) -> None:
-    """Rewrite ``path``'s vectors as an index written before float16 holds them."""
-    conn = sqlite3.connect(path / "meta.db")
-    rows = conn.execute("SELECT chunk, vector FROM vectors").fetchall()
-    with conn:
-        conn.execute("DELETE FROM settings WHERE key = 'vector_dtype'")
-        conn.executemany(
-            "UPDATE vectors SET vector = ? WHERE chunk = ?",
-            [(np.frombuffer(blob, dtype="<f2").astype("<f4").tobytes(), chunk) for chunk, blob in rows],
-        )
-    conn.execute("VACUUM")
-    conn.close()
 
 
 def main() -> None:
@@ -66,7 +52,7 @@ def main() -> None:
     paths = {"float16": work / "f16.idx", "float32": work / "f32.idx"}
     upsert_documents(paths["float16"], [{"id": f"s{i}", "text": t} for i, t in enumerate(texts)], model=embedder)
     shutil.copytree(paths["float16"], paths["float32"])
-    to_float32(paths["float32"])
+    to_float32_format(paths["float32"])
     print(f"cpu: {cpu_model()}, flags {' '.join(cpu_flags())}")
     print(f"{args.chunks} chunks of {args.dim} dimensions (hashing test double)")
 

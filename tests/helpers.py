@@ -85,3 +85,24 @@ def assert_same_hits(got, expected, tolerance: float = SCORE_TOLERANCE) -> None:
             twin.metadata,
             twin.signals,
         )
+
+
+def to_float32_format(index: Path) -> None:
+    """Rewrite the float16 vectors of ``index``'s ``meta.db`` as babelindex wrote them before
+    float16 existed: float32 BLOBs (the same values, widened) and no ``vector_dtype`` setting."""
+    import sqlite3
+
+    import numpy as np
+
+    conn = sqlite3.connect(index / "meta.db")
+    try:
+        rows = conn.execute("SELECT chunk, vector FROM vectors").fetchall()
+        with conn:
+            conn.execute("DELETE FROM settings WHERE key = 'vector_dtype'")
+            conn.executemany(
+                "UPDATE vectors SET vector = ? WHERE chunk = ?",
+                [(np.frombuffer(blob, dtype="<f2").astype("<f4").tobytes(), chunk) for chunk, blob in rows],
+            )
+        conn.execute("VACUUM")
+    finally:
+        conn.close()

@@ -16,7 +16,7 @@ from store.check import check_index
 from store.database import PAGE_SIZE, MetaStore
 from store.errors import SchemaVersionError
 from tests.fakes import HashingEmbedder
-from tests.helpers import eval_texts
+from tests.helpers import eval_texts, to_float32_format
 
 DIMENSION = 384
 """all-MiniLM-L6-v2's width."""
@@ -81,16 +81,7 @@ def test_vectors_of_an_index_of_short_texts_take_little_more_than_their_float16_
 def test_an_index_written_with_float32_vectors_keeps_them_and_takes_more(tmp_path):
     path = tmp_path / "old.idx"
     upsert_documents(path, _docs(30), model=_embedder())
-    # As babelindex wrote it before float16: no setting, 4 bytes a value.
-    conn = sqlite3.connect(path / "meta.db")
-    rows = conn.execute("SELECT chunk, vector FROM vectors").fetchall()
-    with conn:
-        conn.execute("DELETE FROM settings WHERE key = 'vector_dtype'")
-        conn.executemany(
-            "UPDATE vectors SET vector = ? WHERE chunk = ?",
-            [(np.frombuffer(blob, dtype="<f2").astype("<f4").tobytes(), chunk) for chunk, blob in rows],
-        )
-    conn.close()
+    to_float32_format(path)  # as babelindex wrote it before float16: no setting, 4 bytes a value
 
     upsert_documents(path, _docs(10, start=30), model=_embedder())
     assert _sql(path, "SELECT DISTINCT length(vector) FROM vectors") == [(4 * DIMENSION,)]
