@@ -54,10 +54,10 @@ BUSY_SECONDS = 30
 """How long a connection waits for a lock another connection holds before it gives up."""
 PAGE_SIZE = 16384
 """Bytes per page of a new ``meta.db`` (SQLite's default is 4096). A vector row is a BLOB of
-``4 · d`` bytes plus a few, and SQLite keeps a row whole in one page when it fits: with
-4 KB pages one 512-dimensional row (2,060 bytes) fills a page that cannot take a second, and
-half of every vector page stays empty; 16 KB pages hold seven such rows (ten of 384
-dimensions), 88–94% full. Measured with ``bench/space.py``: ``meta.db`` of 5,000 such rows
+``2 · d`` or ``4 · d`` bytes plus a few, and SQLite keeps a row whole in one page when it
+fits: with 4 KB pages one 512-dimensional float32 row (2,060 bytes) fills a page that
+cannot take a second, and half of every vector page stays empty; 16 KB pages hold seven
+such rows (ten of 384 dimensions), 88–94% full. Measured with ``bench/space.py``: ``meta.db`` of 5,000 such rows
 22.6 MB with 4 KB pages, 14.0 MB with 16 KB. Set before the first table, so only new
 databases get it (WAL mode fixes a database's page size)."""
 VECTOR_DTYPES = {"float32": "<f4", "float16": "<f2"}
@@ -66,11 +66,11 @@ NEW_VECTOR_DTYPE = "float16"
 """The vector format of a new ``meta.db``: IEEE half precision, half the bytes of float32.
 A unit vector's components lose at most 2⁻¹² of their value, so a cosine moves by about
 10⁻⁵ for a model's dense vectors (up to a few 10⁻⁴ for sparse ones, whose few large
-components can all round the same way): less than bf16 inference moves it (``auto`` accepts that, see :mod:`indexer.embedding.precision`) and far below what
-changes a ranking. Measured on
-all-MiniLM-L6-v2's vectors of 6,000 sentences (``bench/peers.py``, 16 KB pages): ``meta.db``
-13.4 → 8.0 MB.
-Databases without the setting (written before it existed) hold float32 and keep it."""
+components can all round the same way): less than bf16 inference moves it (``auto``
+accepts that, see :mod:`indexer.embedding.precision`) and far below what changes a ranking.
+Measured on all-MiniLM-L6-v2's vectors of 6,000 sentences (``bench/peers.py``, 16 KB
+pages): ``meta.db`` 13.4 → 8.0 MB. Databases without the setting (written before it
+existed) hold float32 and keep it."""
 AUTO_VACUUM_INCREMENTAL = 2
 """``PRAGMA auto_vacuum``'s value for INCREMENTAL: free pages can be cut off the file's end
 without rewriting it (:meth:`MetaStore.vacuum`)."""
